@@ -1,0 +1,179 @@
+//! The event model: one person's session on one device, and the input events it holds.
+//!
+//! DESIGN.md "Event model" is the reference; this module is its one definition in code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What a session is: who, on which device, with which screen. Opened by a `"type":"session"`
+/// record in the interchange formats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    /// The session id, unique in a store.
+    pub session: String,
+    /// The pseudonymous id of the person recorded.
+    pub user: String,
+    /// The device id, when the recorder knows it.
+    pub device: Option<String>,
+    /// The screen geometry at the start of the session, when known.
+    pub screen: Option<Screen>,
+    /// When the session started, as the recorder wrote it (RFC 3339).
+    pub started_at: Option<String>,
+    /// Free labels (team, task, ...).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Display geometry in pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Screen {
+    pub w: u32,
+    pub h: u32,
+}
+
+/// One input event. `t_us` counts microseconds since the session started; it is expected to be
+/// non-decreasing but real recorders sometimes go backwards, and such events are kept as they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub t_us: u64,
+    pub kind: EventKind,
+}
+
+/// What happened. Coordinates are screen pixels and may be negative (multi-monitor set-ups).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Move { x: i32, y: i32 },
+    Down { button: Button, x: i32, y: i32 },
+    Up { button: Button, x: i32, y: i32 },
+    /// `dy > 0` scrolls down; units are wheel ticks x 120.
+    Wheel { dx: i32, dy: i32, x: i32, y: i32 },
+    KeyDown(Key),
+    KeyUp(Key),
+    /// Committed text that no key produced (an IME, a paste by the OS).
+    Text { text: String },
+    /// The foreground application or window changed.
+    Focus { app: String, title: Option<String> },
+    /// The display geometry changed.
+    Screen { w: u32, h: u32 },
+    /// A free annotation (task start or end, a frame reference).
+    Marker { label: String },
+}
+
+/// A key event's payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// The physical key as a W3C UI Events `KeyboardEvent.code` value ("KeyA", "ShiftLeft").
+    pub code: String,
+    /// The characters the key produced, if any.
+    pub text: Option<String>,
+    /// The key went to a password or other secure field: its text must never be stored.
+    pub secure: bool,
+}
+
+/// A pointer button.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Button {
+    Left,
+    Right,
+    Middle,
+    Back,
+    Forward,
+    Other,
+}
+
+impl Button {
+    /// Every button, in the order of their wire codes.
+    pub const ALL: [Button; 6] = [
+        Button::Left,
+        Button::Right,
+        Button::Middle,
+        Button::Back,
+        Button::Forward,
+        Button::Other,
+    ];
+
+    /// The interchange name ("left", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Button::Left => "left",
+            Button::Right => "right",
+            Button::Middle => "middle",
+            Button::Back => "back",
+            Button::Forward => "forward",
+            Button::Other => "other",
+        }
+    }
+
+    /// The stable wire code used by the block format (docs/FORMAT.md).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The button for a wire code, if it names one.
+    pub fn from_code(code: u8) -> Option<Button> {
+        Button::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The button for an interchange name, if it names one.
+    pub fn from_name(name: &str) -> Option<Button> {
+        Button::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+impl fmt::Display for Button {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl EventKind {
+    /// The interchange name of the kind ("move", "key_down", ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Move { .. } => "move",
+            EventKind::Down { .. } => "down",
+            EventKind::Up { .. } => "up",
+            EventKind::Wheel { .. } => "wheel",
+            EventKind::KeyDown(_) => "key_down",
+            EventKind::KeyUp(_) => "key_up",
+            EventKind::Text { .. } => "text",
+            EventKind::Focus { .. } => "focus",
+            EventKind::Screen { .. } => "screen",
+            EventKind::Marker { .. } => "marker",
+        }
+    }
+
+    /// The pointer position this event carries, if it carries one.
+    pub fn pointer(&self) -> Option<(i32, i32)> {
+        match *self {
+            EventKind::Move { x, y }
+            | EventKind::Down { x, y, .. }
+            | EventKind::Up { x, y, .. }
+            | EventKind::Wheel { x, y, .. } => Some((x, y)),
+            _ => None,
+        }
+    }
+}
+
+/// Every kind name, as the interchange formats spell them.
+pub const KIND_NAMES: [&str; 10] = [
+    "move", "down", "up", "wheel", "key_down", "key_up", "text", "focus", "screen", "marker",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn button_codes_and_names_round_trip() {
+        for b in Button::ALL {
+            assert_eq!(Button::from_code(b.code()), Some(b));
+            assert_eq!(Button::from_name(b.name()), Some(b));
+        }
+        assert_eq!(Button::from_code(6), None);
+        assert_eq!(Button::from_name("Left"), None);
+    }
+}
