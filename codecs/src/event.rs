@@ -33,36 +33,63 @@ pub struct Screen {
     pub h: u32,
 }
 
-/// One input event. `t_us` counts microseconds since the session started; it is expected to be
+/// One input event (its serde form is Rust's own shape; the interchange formats are in
+/// [`crate::jsonl`] and [`crate::msgpack`]). `t_us` counts microseconds since the session started; it is expected to be
 /// non-decreasing but real recorders sometimes go backwards, and such events are kept as they are.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub t_us: u64,
     pub kind: EventKind,
 }
 
 /// What happened. Coordinates are screen pixels and may be negative (multi-monitor set-ups).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
-    Move { x: i32, y: i32 },
-    Down { button: Button, x: i32, y: i32 },
-    Up { button: Button, x: i32, y: i32 },
+    Move {
+        x: i32,
+        y: i32,
+    },
+    Down {
+        button: Button,
+        x: i32,
+        y: i32,
+    },
+    Up {
+        button: Button,
+        x: i32,
+        y: i32,
+    },
     /// `dy > 0` scrolls down; units are wheel ticks x 120.
-    Wheel { dx: i32, dy: i32, x: i32, y: i32 },
+    Wheel {
+        dx: i32,
+        dy: i32,
+        x: i32,
+        y: i32,
+    },
     KeyDown(Key),
     KeyUp(Key),
     /// Committed text that no key produced (an IME, a paste by the OS).
-    Text { text: String },
+    Text {
+        text: String,
+    },
     /// The foreground application or window changed.
-    Focus { app: String, title: Option<String> },
+    Focus {
+        app: String,
+        title: Option<String>,
+    },
     /// The display geometry changed.
-    Screen { w: u32, h: u32 },
+    Screen {
+        w: u32,
+        h: u32,
+    },
     /// A free annotation (task start or end, a frame reference).
-    Marker { label: String },
+    Marker {
+        label: String,
+    },
 }
 
 /// A key event's payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
     /// The physical key as a W3C UI Events `KeyboardEvent.code` value ("KeyA", "ShiftLeft").
     pub code: String,
@@ -86,14 +113,8 @@ pub enum Button {
 
 impl Button {
     /// Every button, in the order of their wire codes.
-    pub const ALL: [Button; 6] = [
-        Button::Left,
-        Button::Right,
-        Button::Middle,
-        Button::Back,
-        Button::Forward,
-        Button::Other,
-    ];
+    pub const ALL: [Button; 6] =
+        [Button::Left, Button::Right, Button::Middle, Button::Back, Button::Forward, Button::Other];
 
     /// The interchange name ("left", ...).
     pub fn name(self) -> &'static str {
@@ -159,9 +180,8 @@ impl EventKind {
 }
 
 /// Every kind name, as the interchange formats spell them.
-pub const KIND_NAMES: [&str; 10] = [
-    "move", "down", "up", "wheel", "key_down", "key_up", "text", "focus", "screen", "marker",
-];
+pub const KIND_NAMES: [&str; 10] =
+    ["move", "down", "up", "wheel", "key_down", "key_up", "text", "focus", "screen", "marker"];
 
 #[cfg(test)]
 mod tests {

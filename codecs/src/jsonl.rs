@@ -100,9 +100,7 @@ impl<R: BufRead> JsonlReader<R> {
             if self.buf.len() + take > LINE_BYTES_MAX + 2 {
                 return Err(JsonlError::Record {
                     line,
-                    error: RecordError::record(format!(
-                        "line longer than {LINE_BYTES_MAX} bytes"
-                    )),
+                    error: RecordError::record(format!("line longer than {LINE_BYTES_MAX} bytes")),
                 });
             }
             self.buf.extend_from_slice(&available[..take]);
@@ -175,17 +173,13 @@ mod tests {
 {"session":"s-0001","t":380000,"kind":"key_up","code":"KeyH"}
 {"session":"s-0001","t":400000,"kind":"focus","app":"firefox","title":"Inbox"}
 "#;
-        let records: Vec<_> =
-            JsonlReader::new(text.as_bytes()).map(|r| r.unwrap().1).collect();
+        let records: Vec<_> = JsonlReader::new(text.as_bytes()).map(|r| r.unwrap().1).collect();
         assert_eq!(records.len(), 8);
         assert_eq!(
             records[2],
             Record::Event {
                 session: "s-0001".into(),
-                event: Event {
-                    t_us: 21000,
-                    kind: EventKind::Down { button: Button::Left, x: 130, y: 337 }
-                }
+                event: Event { t_us: 21000, kind: EventKind::Down { button: Button::Left, x: 130, y: 337 } }
             }
         );
         let mut printed = Vec::new();
@@ -200,10 +194,7 @@ mod tests {
         let line = r#"{"session":"s","t":1,"kind":"key_down","code":"KeyA","secure":true}"#;
         let record = parse_line(line).unwrap();
         let Record::Event { event, .. } = &record else { panic!() };
-        assert_eq!(
-            event.kind,
-            EventKind::KeyDown(Key { code: "KeyA".into(), text: None, secure: true })
-        );
+        assert_eq!(event.kind, EventKind::KeyDown(Key { code: "KeyA".into(), text: None, secure: true }));
         assert_eq!(to_line(&record), line);
         let plain = r#"{"session":"s","t":1,"kind":"key_up","code":"KeyA","secure":false}"#;
         assert!(!to_line(&parse_line(plain).unwrap()).contains("secure"));
@@ -229,7 +220,10 @@ mod tests {
     #[test]
     fn missing_and_misplaced_fields_are_named() {
         let e = err(r#"{"session":"s","t":1,"kind":"move","x":1}"#);
-        assert_eq!((e.field.as_deref(), e.reason.as_str()), (Some("y"), "missing: expected an integer (i32)"));
+        assert_eq!(
+            (e.field.as_deref(), e.reason.as_str()),
+            (Some("y"), "missing: expected an integer (i32)")
+        );
         let e = err(r#"{"session":"s","kind":"move","x":1,"y":1}"#);
         assert_eq!(e.field.as_deref(), Some("t"));
         let e = err(r#"{"session":"s","t":1,"kind":"move","x":1,"y":1,"button":"left"}"#);
@@ -256,7 +250,8 @@ mod tests {
 
     #[test]
     fn reader_counts_lines_skips_blank_ones_and_reports_the_bad_one() {
-        let text = "\n{\"session\":\"s\",\"t\":1,\"kind\":\"move\",\"x\":1,\"y\":1}\r\n\n{\"session\":\"s\"}\n";
+        let text =
+            "\n{\"session\":\"s\",\"t\":1,\"kind\":\"move\",\"x\":1,\"y\":1}\r\n\n{\"session\":\"s\"}\n";
         let results: Vec<_> = JsonlReader::new(text.as_bytes()).collect();
         assert_eq!(results.len(), 2);
         assert_eq!(results[0].as_ref().unwrap().0, 2);

@@ -85,8 +85,7 @@ mod tests {
     #[test]
     fn batch_round_trips() {
         let records = vec![
-            parse_line(r#"{"type":"session","session":"s","user":"u","screen":{"w":10,"h":20}}"#)
-                .unwrap(),
+            parse_line(r#"{"type":"session","session":"s","user":"u","screen":{"w":10,"h":20}}"#).unwrap(),
             Record::Event {
                 session: "s".into(),
                 event: Event { t_us: 5, kind: EventKind::Move { x: -3, y: 4 } },
@@ -113,8 +112,7 @@ mod tests {
         rmp::encode::write_array_len(&mut bytes, 2).unwrap();
         bytes.extend(rmp_serde::to_vec_named(&RawRecord::from(&good)).unwrap());
         bytes.extend(
-            rmp_serde::to_vec_named(&Bad { session: "s", t: 2, kind: "move", x: "no", y: 1 })
-                .unwrap(),
+            rmp_serde::to_vec_named(&Bad { session: "s", t: 2, kind: "move", x: "no", y: 1 }).unwrap(),
         );
         let e = decode_batch(&bytes).unwrap_err();
         let BatchError::Record { index, error } = &e else { panic!("{e}") };

@@ -121,8 +121,7 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-const SESSION_FIELDS: &[&str] =
-    &["type", "session", "user", "device", "screen", "started_at", "labels"];
+const SESSION_FIELDS: &[&str] = &["type", "session", "user", "device", "screen", "started_at", "labels"];
 
 impl RawRecord {
     /// The names of the fields present, in the interchange order.
@@ -161,10 +160,7 @@ impl RawRecord {
             if value.len() > STRING_BYTES_MAX {
                 return Err(RecordError::field(
                     name,
-                    format!(
-                        "expected at most {STRING_BYTES_MAX} bytes, found {}",
-                        value.len()
-                    ),
+                    format!("expected at most {STRING_BYTES_MAX} bytes, found {}", value.len()),
                 ));
             }
         }
@@ -216,30 +212,26 @@ impl RawRecord {
     fn validate_event(self) -> Result<Record, RecordError> {
         let session = required_id("session", self.session.clone())?;
         let t_us = self.t.ok_or_else(|| missing("t", "a time in microseconds (u64)"))?;
-        let kind_name = self.kind.as_deref().ok_or_else(|| {
-            missing("kind", &format!("one of {}", KIND_NAMES.join(", ")))
-        })?;
+        let kind_name = self
+            .kind
+            .as_deref()
+            .ok_or_else(|| missing("kind", &format!("one of {}", KIND_NAMES.join(", "))))?;
         let fields = kind_fields(kind_name).ok_or_else(|| {
             RecordError::field(
                 "kind",
                 format!("expected one of {}, found {kind_name:?}", KIND_NAMES.join(", ")),
             )
         })?;
-        if let Some(extra) = self
-            .present()
-            .find(|f| !matches!(*f, "session" | "t" | "kind") && !fields.contains(f))
+        if let Some(extra) =
+            self.present().find(|f| !matches!(*f, "session" | "t" | "kind") && !fields.contains(f))
         {
             return Err(RecordError::field(
                 extra,
-                format!(
-                    "does not belong to a `{kind_name}` event (its fields: {})",
-                    fields.join(", ")
-                ),
+                format!("does not belong to a `{kind_name}` event (its fields: {})", fields.join(", ")),
             ));
         }
         let need_i32 = |name: &str, v: Option<i32>| v.ok_or_else(|| missing(name, "an integer (i32)"));
-        let need_u32 =
-            |name: &str, v: Option<u32>| v.ok_or_else(|| missing(name, "an integer (u32)"));
+        let need_u32 = |name: &str, v: Option<u32>| v.ok_or_else(|| missing(name, "an integer (u32)"));
         let kind = match kind_name {
             "move" => EventKind::Move { x: need_i32("x", self.x)?, y: need_i32("y", self.y)? },
             "down" | "up" => {
@@ -258,9 +250,8 @@ impl RawRecord {
                 y: need_i32("y", self.y)?,
             },
             "key_down" | "key_up" => {
-                let code = self.code.ok_or_else(|| {
-                    missing("code", "a W3C KeyboardEvent.code such as \"KeyA\"")
-                })?;
+                let code =
+                    self.code.ok_or_else(|| missing("code", "a W3C KeyboardEvent.code such as \"KeyA\""))?;
                 if code.is_empty() {
                     return Err(RecordError::field(
                         "code",
@@ -276,9 +267,7 @@ impl RawRecord {
                 title: self.title,
             },
             "screen" => EventKind::Screen { w: need_u32("w", self.w)?, h: need_u32("h", self.h)? },
-            "marker" => {
-                EventKind::Marker { label: self.label.ok_or_else(|| missing("label", "a string"))? }
-            }
+            "marker" => EventKind::Marker { label: self.label.ok_or_else(|| missing("label", "a string"))? },
             _ => unreachable!("kind_fields accepted {kind_name:?}"),
         };
         Ok(Record::Event { session, event: Event { t_us, kind } })
@@ -292,9 +281,7 @@ fn missing(field: &str, expected: &str) -> RecordError {
 fn required_id(field: &str, value: Option<String>) -> Result<String, RecordError> {
     match value {
         None => Err(missing(field, "a non-empty string")),
-        Some(v) if v.is_empty() => {
-            Err(RecordError::field(field, "expected a non-empty string, found \"\""))
-        }
+        Some(v) if v.is_empty() => Err(RecordError::field(field, "expected a non-empty string, found \"\"")),
         Some(v) => Ok(v),
     }
 }

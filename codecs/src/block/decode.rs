@@ -61,8 +61,8 @@ impl BlockHeader {
             });
         }
         let t_unit_us = u64::from_le_bytes(le(bytes, OFFSET_T_UNIT));
-        if t_unit_us == 0 || t_unit_us > 1 << 62 {
-            return Err(corrupt(format!("expected a time unit in 1..=2^62, found {t_unit_us}")));
+        if t_unit_us == 0 || t_unit_us > i64::MAX as u64 {
+            return Err(corrupt(format!("expected a time unit in 1..=2^63-1, found {t_unit_us}")));
         }
         Ok(BlockHeader {
             version,
@@ -136,8 +136,7 @@ impl BlockDecoder {
             let entry = HEADER_BYTES + i * COLUMN_ENTRY_BYTES;
             let codec = bytes[entry];
             let raw_len = u32::from_le_bytes(le(bytes, entry + CODEC_BYTES)) as usize;
-            let stored_len =
-                u32::from_le_bytes(le(bytes, entry + CODEC_BYTES + RAW_LEN_BYTES)) as usize;
+            let stored_len = u32::from_le_bytes(le(bytes, entry + CODEC_BYTES + RAW_LEN_BYTES)) as usize;
             raw_total += raw_len;
             if raw_total > BLOCK_RAW_BYTES_MAX {
                 return Err(DecodeError::OverLimit {
@@ -172,12 +171,18 @@ impl BlockDecoder {
                             ));
                         }
                         Err(e) => {
-                            return Err(column_error(column, format!("zstd: {e} (expected {raw_len} bytes)")));
+                            return Err(column_error(
+                                column,
+                                format!("zstd: {e} (expected {raw_len} bytes)"),
+                            ));
                         }
                     }
                 }
                 other => {
-                    return Err(column_error(column, format!("unknown codec {other}, expected 0 (raw) or 1 (zstd)")));
+                    return Err(column_error(
+                        column,
+                        format!("unknown codec {other}, expected 0 (raw) or 1 (zstd)"),
+                    ));
                 }
             }
         }
@@ -212,8 +217,7 @@ impl BlockDecoder {
             let bytes = r
                 .bytes(len as usize)
                 .map_err(|_| err(format!("string {i} of {len} bytes runs past the column")))?;
-            let s = std::str::from_utf8(bytes)
-                .map_err(|e| err(format!("string {i} is not UTF-8: {e}")))?;
+            let s = std::str::from_utf8(bytes).map_err(|e| err(format!("string {i} is not UTF-8: {e}")))?;
             self.strings.push(s.to_owned());
         }
         if !r.is_at_end() {
@@ -227,141 +231,189 @@ impl BlockDecoder {
         let n = header.event_count as usize;
         let kinds = self.columns[Column::Kinds as usize].as_slice();
         if kinds.len() != n {
-            return Err(column_error(
-                Column::Kinds,
-                format!("holds {} kinds for {n} events", kinds.len()),
-            ));
+            return Err(column_error(Column::Kinds, format!("holds {} kinds for {n} events", kinds.len())));
         }
-        let mut time = Reader::new(&self.columns[Column::Time as usize]);
-        let mut px = Reader::new(&self.columns[Column::PointerX as usize]);
-        let mut py = Reader::new(&self.columns[Column::PointerY as usize]);
-        let mut ints = Reader::new(&self.columns[Column::Ints as usize]);
-        let mut refs = Reader::new(&self.columns[Column::StringRefs as usize]);
-        let strings = &self.strings;
-        let mut string = |index: usize| -> Result<String, DecodeError> {
-            let id = refs
-                .varint()
-                .map_err(|e| column_error(Column::StringRefs, varint_reason(e, &format!("event {index}'s string"))))?;
-            strings.get(id as usize).cloned().ok_or_else(|| {
-                column_error(
-                    Column::StringRefs,
-                    format!("event {index} names string {id}, but the table holds {}", strings.len()),
-                )
-            })
+        let mut state = EventReader {
+            time: Reader::new(&self.columns[Column::Time as usize]),
+            px: Reader::new(&self.columns[Column::PointerX as usize]),
+            py: Reader::new(&self.columns[Column::PointerY as usize]),
+            ints: Reader::new(&self.columns[Column::Ints as usize]),
+            refs: Reader::new(&self.columns[Column::StringRefs as usize]),
+            strings: &self.strings,
+            unit: header.t_unit_us as i64,
+            t_us: header.t_first_us,
+            x: 0,
+            y: 0,
+            vx: 0,
+            vy: 0,
         };
-
         out.reserve(n);
-        let unit = i128::from(header.t_unit_us);
-        let mut t_us = header.t_first_us;
-        let (mut x, mut y, mut vx, mut vy) = (0i64, 0i64, 0i64, 0i64);
         for (index, &byte) in kinds.iter().enumerate() {
-            if index > 0 {
-                let q = time
-                    .signed()
-                    .map_err(|e| column_error(Column::Time, varint_reason(e, &format!("event {index}'s time"))))?;
-                let delta = i64::try_from(i128::from(q) * unit).map_err(|_| {
-                    column_error(Column::Time, format!("event {index}'s time step overflows 64 bits"))
-                })?;
-                t_us = t_us.wrapping_add(delta as u64);
+            if let Err(fault) = state.event(index, byte, out) {
+                return Err(fault.into_error(index, &self.strings));
             }
-            let kind = byte & KIND_MASK;
-            let flags = byte >> FLAG_SHIFT;
-            let mut pointer = || -> Result<(i32, i32), DecodeError> {
-                let pos = |r: &mut Reader<'_>, column, p: &mut i64, v: &mut i64| {
-                    let dd = r.signed().map_err(|e| {
-                        column_error(column, varint_reason(e, &format!("event {index}'s coordinate")))
-                    })?;
-                    let next = v.checked_add(dd).and_then(|d| Some((d, p.checked_add(d)?)));
-                    match next {
-                        Some((d, q)) if i32::try_from(q).is_ok() => {
-                            (*v, *p) = (d, q);
-                            Ok(q as i32)
-                        }
-                        _ => Err(column_error(column, format!("event {index}'s coordinate leaves the i32 range"))),
-                    }
-                };
-                Ok((pos(&mut px, Column::PointerX, &mut x, &mut vx)?, pos(&mut py, Column::PointerY, &mut y, &mut vy)?))
-            };
-            let bad_flags = || {
-                column_error(Column::Kinds, format!("event {index}: flags {flags:#x} are not valid for kind {kind}"))
-            };
-            let event_kind = match kind {
-                KIND_MOVE if flags == 0 => {
-                    let (x, y) = pointer()?;
-                    EventKind::Move { x, y }
-                }
-                KIND_DOWN | KIND_UP => {
-                    let button = Button::from_code(flags).ok_or_else(bad_flags)?;
-                    let (x, y) = pointer()?;
-                    if kind == KIND_DOWN {
-                        EventKind::Down { button, x, y }
-                    } else {
-                        EventKind::Up { button, x, y }
-                    }
-                }
-                KIND_WHEEL if flags == 0 => {
-                    let (x, y) = pointer()?;
-                    let mut int = || -> Result<i32, DecodeError> {
-                        let v = ints.signed().map_err(|e| {
-                            column_error(Column::Ints, varint_reason(e, &format!("event {index}'s wheel delta")))
-                        })?;
-                        i32::try_from(v).map_err(|_| {
-                            column_error(Column::Ints, format!("event {index}'s wheel delta {v} leaves the i32 range"))
-                        })
-                    };
-                    let (dx, dy) = (int()?, int()?);
-                    EventKind::Wheel { dx, dy, x, y }
-                }
-                KIND_KEY_DOWN | KIND_KEY_UP
-                    if byte & !(KIND_MASK | FLAG_KEY_HAS_TEXT | FLAG_KEY_SECURE) == 0 =>
-                {
-                    let code = string(index)?;
-                    let text = if byte & FLAG_KEY_HAS_TEXT != 0 { Some(string(index)?) } else { None };
-                    let key = Key { code, text, secure: byte & FLAG_KEY_SECURE != 0 };
-                    if kind == KIND_KEY_DOWN { EventKind::KeyDown(key) } else { EventKind::KeyUp(key) }
-                }
-                KIND_TEXT if flags == 0 => EventKind::Text { text: string(index)? },
-                KIND_FOCUS if byte & !(KIND_MASK | FLAG_FOCUS_HAS_TITLE) == 0 => {
-                    let app = string(index)?;
-                    let title =
-                        if byte & FLAG_FOCUS_HAS_TITLE != 0 { Some(string(index)?) } else { None };
-                    EventKind::Focus { app, title }
-                }
-                KIND_SCREEN if flags == 0 => {
-                    let mut dim = || -> Result<u32, DecodeError> {
-                        let v = ints.varint().map_err(|e| {
-                            column_error(Column::Ints, varint_reason(e, &format!("event {index}'s screen size")))
-                        })?;
-                        u32::try_from(v).map_err(|_| {
-                            column_error(Column::Ints, format!("event {index}'s screen size {v} leaves the u32 range"))
-                        })
-                    };
-                    let (w, h) = (dim()?, dim()?);
-                    EventKind::Screen { w, h }
-                }
-                KIND_MARKER if flags == 0 => EventKind::Marker { label: string(index)? },
-                KIND_MOVE..=KIND_MARKER => return Err(bad_flags()),
-                other => {
-                    return Err(column_error(Column::Kinds, format!("event {index}: unknown kind {other}")));
-                }
-            };
-            out.push(Event { t_us, kind: event_kind });
         }
         for (reader, column) in [
-            (&time, Column::Time),
-            (&px, Column::PointerX),
-            (&py, Column::PointerY),
-            (&ints, Column::Ints),
+            (&state.time, Column::Time),
+            (&state.px, Column::PointerX),
+            (&state.py, Column::PointerY),
+            (&state.ints, Column::Ints),
+            (&state.refs, Column::StringRefs),
         ] {
             if !reader.is_at_end() {
                 return Err(column_error(column, "bytes left after the last event"));
             }
         }
-        drop(string);
-        if !refs.is_at_end() {
-            return Err(column_error(Column::StringRefs, "bytes left after the last event"));
+        Ok(())
+    }
+}
+
+/// What went wrong with one event, kept small and cheap so the decoding loop stays tight; turned
+/// into a [`DecodeError`] with the event's index once, on the way out.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Varint(Column, VarintError),
+    Range(Column),
+    Kind(u8),
+    StringRef(u64),
+}
+
+impl Fault {
+    #[cold]
+    fn into_error(self, index: usize, strings: &[String]) -> DecodeError {
+        match self {
+            Fault::Varint(column, e) => {
+                column_error(column, varint_reason(e, &format!("event {index}'s value")))
+            }
+            Fault::Range(column) => {
+                column_error(column, format!("event {index}'s value leaves the range of its field"))
+            }
+            Fault::Kind(byte) if byte & KIND_MASK <= KIND_MARKER => column_error(
+                Column::Kinds,
+                format!(
+                    "event {index}: flags {:#x} are not valid for kind {}",
+                    byte >> FLAG_SHIFT,
+                    byte & KIND_MASK
+                ),
+            ),
+            Fault::Kind(byte) => {
+                column_error(Column::Kinds, format!("event {index}: unknown kind {}", byte & KIND_MASK))
+            }
+            Fault::StringRef(id) => column_error(
+                Column::StringRefs,
+                format!("event {index} names string {id}, but the table holds {}", strings.len()),
+            ),
+        }
+    }
+}
+
+/// The decoding state of one block: a reader per column and the running time and pointer.
+struct EventReader<'a> {
+    time: Reader<'a>,
+    px: Reader<'a>,
+    py: Reader<'a>,
+    ints: Reader<'a>,
+    refs: Reader<'a>,
+    strings: &'a [String],
+    /// `t_unit_us`, at most `i64::MAX` (checked with the header).
+    unit: i64,
+    t_us: u64,
+    x: i64,
+    y: i64,
+    vx: i64,
+    vy: i64,
+}
+
+/// Undoes the second difference of one coordinate: `dd` is the change in velocity.
+#[inline(always)]
+fn coordinate(r: &mut Reader<'_>, column: Column, p: &mut i64, v: &mut i64) -> Result<i32, Fault> {
+    let dd = r.signed().map_err(|e| Fault::Varint(column, e))?;
+    let d = v.checked_add(dd).ok_or(Fault::Range(column))?;
+    let q = p.checked_add(d).ok_or(Fault::Range(column))?;
+    let q32 = i32::try_from(q).map_err(|_| Fault::Range(column))?;
+    (*v, *p) = (d, q);
+    Ok(q32)
+}
+
+impl EventReader<'_> {
+    /// Decodes event `index`, whose kind byte is `byte`, onto `out`. Pushing here rather than
+    /// returning the event lets a move be written straight into the vector (measured: returning it
+    /// through a `Result` cost a stack copy and a store-forwarding stall per event).
+    #[inline(always)]
+    fn event(&mut self, index: usize, byte: u8, out: &mut Vec<Event>) -> Result<(), Fault> {
+        if index > 0 {
+            let q = self.time.signed().map_err(|e| Fault::Varint(Column::Time, e))?;
+            let delta = q.checked_mul(self.unit).ok_or(Fault::Range(Column::Time))?;
+            self.t_us = self.t_us.wrapping_add(delta as u64);
+        }
+        if byte == KIND_MOVE {
+            let (x, y) = self.pointer()?;
+            out.push(Event { t_us: self.t_us, kind: EventKind::Move { x, y } });
+        } else {
+            let kind = self.rare_kind(byte)?;
+            out.push(Event { t_us: self.t_us, kind });
         }
         Ok(())
+    }
+
+    #[inline(always)]
+    fn pointer(&mut self) -> Result<(i32, i32), Fault> {
+        let x = coordinate(&mut self.px, Column::PointerX, &mut self.x, &mut self.vx)?;
+        let y = coordinate(&mut self.py, Column::PointerY, &mut self.y, &mut self.vy)?;
+        Ok((x, y))
+    }
+
+    fn string(&mut self) -> Result<String, Fault> {
+        let id = self.refs.varint().map_err(|e| Fault::Varint(Column::StringRefs, e))?;
+        self.strings.get(id as usize).cloned().ok_or(Fault::StringRef(id))
+    }
+
+    fn int(&mut self) -> Result<i32, Fault> {
+        let v = self.ints.signed().map_err(|e| Fault::Varint(Column::Ints, e))?;
+        i32::try_from(v).map_err(|_| Fault::Range(Column::Ints))
+    }
+
+    fn uint(&mut self) -> Result<u32, Fault> {
+        let v = self.ints.varint().map_err(|e| Fault::Varint(Column::Ints, e))?;
+        u32::try_from(v).map_err(|_| Fault::Range(Column::Ints))
+    }
+
+    /// Every kind but a plain move, out of the hot loop.
+    #[inline(never)]
+    fn rare_kind(&mut self, byte: u8) -> Result<EventKind, Fault> {
+        let kind = byte & KIND_MASK;
+        let flags = byte >> FLAG_SHIFT;
+        Ok(match kind {
+            KIND_DOWN | KIND_UP => {
+                let button = Button::from_code(flags).ok_or(Fault::Kind(byte))?;
+                let (x, y) = self.pointer()?;
+                if kind == KIND_DOWN {
+                    EventKind::Down { button, x, y }
+                } else {
+                    EventKind::Up { button, x, y }
+                }
+            }
+            KIND_WHEEL if flags == 0 => {
+                let (x, y) = self.pointer()?;
+                let (dx, dy) = (self.int()?, self.int()?);
+                EventKind::Wheel { dx, dy, x, y }
+            }
+            KIND_KEY_DOWN | KIND_KEY_UP if byte & !(KIND_MASK | FLAG_KEY_HAS_TEXT | FLAG_KEY_SECURE) == 0 => {
+                let code = self.string()?;
+                let text = if byte & FLAG_KEY_HAS_TEXT != 0 { Some(self.string()?) } else { None };
+                let key = Key { code, text, secure: byte & FLAG_KEY_SECURE != 0 };
+                if kind == KIND_KEY_DOWN { EventKind::KeyDown(key) } else { EventKind::KeyUp(key) }
+            }
+            KIND_TEXT if flags == 0 => EventKind::Text { text: self.string()? },
+            KIND_FOCUS if byte & !(KIND_MASK | FLAG_FOCUS_HAS_TITLE) == 0 => {
+                let app = self.string()?;
+                let title = if byte & FLAG_FOCUS_HAS_TITLE != 0 { Some(self.string()?) } else { None };
+                EventKind::Focus { app, title }
+            }
+            KIND_SCREEN if flags == 0 => EventKind::Screen { w: self.uint()?, h: self.uint()? },
+            KIND_MARKER if flags == 0 => EventKind::Marker { label: self.string()? },
+            _ => return Err(Fault::Kind(byte)),
+        })
     }
 }
 

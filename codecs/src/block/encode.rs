@@ -53,12 +53,7 @@ impl BlockEncoder {
         compressor
             .set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
             .expect("zstd accepts ContentSizeFlag");
-        BlockEncoder {
-            level,
-            compressor,
-            columns: Default::default(),
-            compressed: Vec::new(),
-        }
+        BlockEncoder { level, compressor, columns: Default::default(), compressed: Vec::new() }
     }
 
     /// The zstd level in use.
@@ -132,7 +127,7 @@ impl BlockEncoder {
         for (index, event) in events.iter().enumerate() {
             if index > 0 {
                 let delta = event.t_us.wrapping_sub(t_prev) as i64;
-                // `time_unit` divides every delta exactly and is at most 2^62, so this neither
+                // `time_unit` divides every delta exactly and fits an i64, so this neither
                 // loses a remainder nor overflows.
                 put(time, zigzag(delta / t_unit_us as i64));
                 t_prev = event.t_us;

@@ -24,7 +24,7 @@ pub const BLOCK_VERSION: u8 = 1;
 
 /// The zstd level blocks are compressed at unless configured otherwise, chosen by measurement:
 /// see docs/BENCHMARKS.md.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 // The fixed header: version, column count, flags, event count, first t, t unit.
 pub(crate) const VERSION_BYTES: usize = 1;

@@ -22,8 +22,11 @@ fn text() -> impl Strategy<Value = String> {
 fn kind() -> impl Strategy<Value = EventKind> {
     let button = prop::sample::select(Button::ALL.to_vec());
     let key = || {
-        (text(), prop::option::of(text()), any::<bool>())
-            .prop_map(|(code, text, secure)| Key { code, text, secure })
+        (text(), prop::option::of(text()), any::<bool>()).prop_map(|(code, text, secure)| Key {
+            code,
+            text,
+            secure,
+        })
     };
     prop_oneof![
         8 => (coord(), coord()).prop_map(|(x, y)| EventKind::Move { x, y }),
@@ -81,7 +84,10 @@ fn encode(events: &[Event]) -> Vec<u8> {
 
 fn moves(n: usize) -> Vec<Event> {
     (0..n as i32)
-        .map(|i| Event { t_us: i as u64 * 16_000, kind: EventKind::Move { x: i * 3 % 1920, y: i * 7 % 1080 } })
+        .map(|i| Event {
+            t_us: i as u64 * 16_000,
+            kind: EventKind::Move { x: i * 3 % 1920, y: i * 7 % 1080 },
+        })
         .collect()
 }
 
@@ -167,14 +173,21 @@ fn errors_say_what_was_expected_and_found() {
     block.push(0);
     assert_eq!(
         decode_block(&block).unwrap_err().to_string(),
-        format!("block is corrupt: 1 bytes after the last column (block is {} bytes, columns end at {})", block.len(), block.len() - 1)
+        format!(
+            "block is corrupt: 1 bytes after the last column (block is {} bytes, columns end at {})",
+            block.len(),
+            block.len() - 1
+        )
     );
     let mut block = encode(&moves(10));
     block[OFFSET_EVENT_COUNT..OFFSET_EVENT_COUNT + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(decode_block(&block), Err(DecodeError::OverLimit { what: "event count", .. })));
     let mut block = encode(&moves(10));
     block[OFFSET_EVENT_COUNT] = 11;
-    assert_eq!(decode_block(&block).unwrap_err().to_string(), "block column kinds is corrupt: holds 10 kinds for 11 events");
+    assert_eq!(
+        decode_block(&block).unwrap_err().to_string(),
+        "block column kinds is corrupt: holds 10 kinds for 11 events"
+    );
 }
 
 #[test]
@@ -185,12 +198,16 @@ fn an_unknown_kind_is_named() {
     // The kinds column is short and stored raw: its bytes are the first column's data.
     assert_eq!(block[HEADER_BYTES], CODEC_RAW);
     block[PREFIX_BYTES + 3] = 0x0c;
-    assert_eq!(decode_block(&block).unwrap_err().to_string(), "block column kinds is corrupt: event 3: unknown kind 12");
+    assert_eq!(
+        decode_block(&block).unwrap_err().to_string(),
+        "block column kinds is corrupt: event 3: unknown kind 12"
+    );
 }
 
 #[test]
 fn too_many_events_is_an_encode_error_and_writes_nothing() {
-    let events = vec![Event { t_us: 0, kind: EventKind::Move { x: 0, y: 0 } }; crate::limits::BLOCK_EVENTS_MAX + 1];
+    let events =
+        vec![Event { t_us: 0, kind: EventKind::Move { x: 0, y: 0 } }; crate::limits::BLOCK_EVENTS_MAX + 1];
     let mut out = vec![7];
     let e = BlockEncoder::default().encode(&events, &mut out).unwrap_err();
     assert!(matches!(e, EncodeError::TooManyEvents { .. }));
@@ -205,4 +222,17 @@ fn oversized_string_is_an_encode_error_naming_the_event() {
     ];
     let e = BlockEncoder::default().encode(&events, &mut Vec::new()).unwrap_err();
     assert!(e.to_string().starts_with("event 1: a string of"), "{e}");
+}
+
+/// Regression: a block whose only time step lay between 2^62 and 2^63 was written with that step
+/// as its time unit, which the reader then rejected as out of range.
+#[test]
+fn time_unit_above_2_pow_62_round_trips() {
+    for t in [6_898_024_206_941_304_615u64, (1 << 62) + 1, i64::MAX as u64, 1 << 63, u64::MAX] {
+        let events = vec![
+            Event { t_us: 0, kind: EventKind::Move { x: 0, y: 0 } },
+            Event { t_us: t, kind: EventKind::Move { x: 1, y: 1 } },
+        ];
+        assert_eq!(decode_block(&encode(&events)).unwrap(), events, "t = {t}");
+    }
 }

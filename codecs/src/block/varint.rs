@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn overlong_and_truncated_are_errors() {
         assert_eq!(Reader::new(&[0x80; 11]).varint(), Err(VarintError::Overlong));
-        assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(), Err(VarintError::Overlong));
+        assert_eq!(
+            Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).varint(),
+            Err(VarintError::Overlong)
+        );
         assert_eq!(Reader::new(&[0x80, 0x80]).varint(), Err(VarintError::Truncated));
         assert_eq!(Reader::new(&[]).varint(), Err(VarintError::Truncated));
     }

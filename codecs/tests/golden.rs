@@ -1,0 +1,71 @@
+//! Golden blocks: bytes written by each block format version, with the events they hold. The
+//! current code must decode every one of them to exactly those events, and (for the current
+//! version) write the same bytes again. `TRACEVAULT_BLESS=1 cargo test --test golden` writes the
+//! current version's files; never bless over an old version's files.
+
+use std::path::{Path, PathBuf};
+
+use tracevault_codecs::block::{BlockEncoder, DEFAULT_ZSTD_LEVEL, decode_block};
+use tracevault_codecs::{Event, Record, jsonl};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn events(jsonl_path: &Path) -> Vec<Event> {
+    let text = std::fs::read_to_string(jsonl_path).unwrap();
+    jsonl::JsonlReader::new(text.as_bytes())
+        .map(|r| match r.unwrap().1 {
+            Record::Event { event, .. } => event,
+            Record::Session(_) => panic!("golden files hold events only"),
+        })
+        .collect()
+}
+
+#[test]
+fn golden_blocks_decode_to_their_events() {
+    let bless = std::env::var_os("TRACEVAULT_BLESS").is_some();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(golden_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let expected = events(&path);
+        let bin = path.with_extension("bin");
+        let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let mut encoded = Vec::new();
+        BlockEncoder::new(DEFAULT_ZSTD_LEVEL).encode(&expected, &mut encoded).unwrap();
+        if bless && name.starts_with("block_v1_") {
+            std::fs::write(&bin, &encoded).unwrap();
+        }
+        let golden = std::fs::read(&bin).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(decode_block(&golden).unwrap(), expected, "{name} no longer decodes to its events");
+        if name.starts_with("block_v1_") {
+            // A difference here means the writer changed the format (bump the version) or zstd's
+            // output changed (check the zstd-sys update).
+            assert!(encoded == golden, "{name}: the current encoder writes different bytes");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "expected the golden files in {}", golden_dir().display());
+}
+
+/// A MessagePack batch written by another implementation (Python's msgpack, from
+/// block_v1_all_kinds.jsonl with a session record in front): the HTTP API's binary format must
+/// read what recorders in other languages write.
+#[test]
+fn foreign_msgpack_batch_reads_as_the_same_records() {
+    let bytes = std::fs::read(golden_dir().join("batch_v1_all_kinds.msgpack")).unwrap();
+    let records = tracevault_codecs::msgpack::decode_batch(&bytes).unwrap();
+    let Record::Session(meta) = &records[0] else { panic!("expected the session record first") };
+    assert_eq!((meta.session.as_str(), meta.user.as_str()), ("golden", "u-1"));
+    let events: Vec<Event> = records[1..]
+        .iter()
+        .map(|r| match r {
+            Record::Event { event, .. } => event.clone(),
+            Record::Session(_) => panic!("one session record only"),
+        })
+        .collect();
+    assert_eq!(events, self::events(&golden_dir().join("block_v1_all_kinds.jsonl")));
+}

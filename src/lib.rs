@@ -1,0 +1,9 @@
+//! The `tracevault` package: the command-line binary and what its commands, tests and benchmarks
+//! share. The layers live in their own crates: `tracevault-codecs` (event model and byte formats),
+//! `tracevault-core` (the durable log) and `tracevault-replay` (replay and exports).
+//!
+//! # Layout
+//! - [`sapimouse`]: reads the SapiMouse recordings (real human mouse input) as sessions.
+#![forbid(unsafe_code)]
+
+pub mod sapimouse;

@@ -1,0 +1,3 @@
+//! End-to-end tests of the tracevault package, one file per scenario.
+
+mod sapimouse_round_trip;
