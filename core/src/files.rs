@@ -1,0 +1,287 @@
+//! Files of frames: segments (the sealed blocks, kept for good) and journal files (each append,
+//! kept until its events are sealed). Both start with the same 32-byte header and hold frames back
+//! to back; a segment ends, once sealed, with a footer frame.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Corruption;
+use crate::frame::{self, Frame, FrameHeader, FrameKind, Parsed};
+use crate::storage::{AppendFile, Storage};
+
+pub(crate) const MAGIC_BYTES: usize = 8;
+pub(crate) const FILE_VERSION_BYTES: usize = 4;
+pub(crate) const RESERVED_BYTES: usize = 4;
+pub(crate) const FIRST_BYTES: usize = 8;
+pub(crate) const FILE_CRC_BYTES: usize = 4;
+/// Bytes of the header at the start of every segment and journal file.
+pub const FILE_HEADER_BYTES: usize =
+    MAGIC_BYTES + FILE_VERSION_BYTES + RESERVED_BYTES + FIRST_BYTES + RESERVED_BYTES + FILE_CRC_BYTES;
+const _: () = assert!(FILE_HEADER_BYTES == 32);
+/// The CRC comes last and covers everything before it, reserved bytes included.
+const CRC_COVERS_BYTES: usize = FILE_HEADER_BYTES - FILE_CRC_BYTES;
+
+pub(crate) const FILE_VERSION: u32 = 1;
+pub(crate) const SEGMENT_MAGIC: [u8; MAGIC_BYTES] = *b"TVSEGMNT";
+pub(crate) const JOURNAL_MAGIC: [u8; MAGIC_BYTES] = *b"TVJOURNL";
+
+/// The footer's payload: first frame number, frame count, SHA-256 of the segment before it.
+pub(crate) const FOOTER_PAYLOAD_BYTES: usize = 8 + 8 + 32;
+
+pub(crate) fn file_header(magic: [u8; MAGIC_BYTES], first: u64) -> [u8; FILE_HEADER_BYTES] {
+    let mut h = [0u8; FILE_HEADER_BYTES];
+    h[..MAGIC_BYTES].copy_from_slice(&magic);
+    h[MAGIC_BYTES..MAGIC_BYTES + FILE_VERSION_BYTES].copy_from_slice(&FILE_VERSION.to_le_bytes());
+    let first_at = MAGIC_BYTES + FILE_VERSION_BYTES + RESERVED_BYTES;
+    h[first_at..first_at + FIRST_BYTES].copy_from_slice(&first.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..CRC_COVERS_BYTES]);
+    h[CRC_COVERS_BYTES..CRC_COVERS_BYTES + FILE_CRC_BYTES].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Checks a file header and returns the number it carries (a segment's first frame number, a
+/// journal file's sequence number). `Ok(None)` when the file is too short to hold one (a file
+/// created just before a crash).
+pub(crate) fn read_file_header(bytes: &[u8], magic: [u8; MAGIC_BYTES]) -> Result<Option<u64>, Corruption> {
+    if bytes.len() < FILE_HEADER_BYTES {
+        return Ok(None);
+    }
+    if bytes[..MAGIC_BYTES] != magic {
+        return Err(Corruption::new(format!(
+            "file magic {:?}, expected {:?}",
+            String::from_utf8_lossy(&bytes[..MAGIC_BYTES]),
+            String::from_utf8_lossy(&magic)
+        )));
+    }
+    let crc =
+        u32::from_le_bytes(bytes[CRC_COVERS_BYTES..CRC_COVERS_BYTES + FILE_CRC_BYTES].try_into().unwrap());
+    if crc != crc32c::crc32c(&bytes[..CRC_COVERS_BYTES]) {
+        return Err(Corruption::new("file header CRC32C mismatch"));
+    }
+    let version =
+        u32::from_le_bytes(bytes[MAGIC_BYTES..MAGIC_BYTES + FILE_VERSION_BYTES].try_into().unwrap());
+    if version != FILE_VERSION {
+        return Err(Corruption::new(format!(
+            "file format version {version}, this build reads {FILE_VERSION}"
+        )));
+    }
+    let first_at = MAGIC_BYTES + FILE_VERSION_BYTES + RESERVED_BYTES;
+    Ok(Some(u64::from_le_bytes(bytes[first_at..first_at + FIRST_BYTES].try_into().unwrap())))
+}
+
+/// `00000000000000000042.seg`: names sort in numeric order.
+pub(crate) fn file_name(number: u64, extension: &str) -> String {
+    format!("{number:020}.{extension}")
+}
+
+pub(crate) fn parse_file_name(name: &str, extension: &str) -> Option<u64> {
+    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
+    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+}
+
+/// Where a scan of a file's frames stopped.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// At the end of the file, after a complete frame.
+    End,
+    /// At a frame the file ends inside of: a write torn by a crash.
+    Torn,
+    /// At bytes that cannot be a frame.
+    Damage(Corruption),
+}
+
+/// The frames of a file, from `start`, up to the first one that is torn or damaged.
+pub(crate) struct Scan<'a> {
+    pub frames: Vec<(u64, Frame<'a>)>,
+    /// The offset just after the last good frame.
+    pub end: u64,
+    pub stop: Stop,
+}
+
+pub(crate) fn scan(bytes: &[u8], start: usize) -> Scan<'_> {
+    let mut frames = Vec::new();
+    let mut at = start;
+    let stop = loop {
+        if at == bytes.len() {
+            break Stop::End;
+        }
+        match frame::parse(&bytes[at..]) {
+            Parsed::Frame(f) => {
+                frames.push((at as u64, f));
+                at += f.bytes.len();
+            }
+            Parsed::Incomplete => break Stop::Torn,
+            Parsed::Corrupt(c) => break Stop::Damage(c),
+        }
+    };
+    Scan { frames, end: at as u64, stop }
+}
+
+/// The footer that seals a segment.
+pub(crate) fn footer(first_frame: u64, frame_count: u64, sha256: &[u8; 32]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(FOOTER_PAYLOAD_BYTES);
+    payload.extend_from_slice(&first_frame.to_le_bytes());
+    payload.extend_from_slice(&frame_count.to_le_bytes());
+    payload.extend_from_slice(sha256);
+    let mut out = Vec::new();
+    frame::write(&mut out, &FrameHeader::new(FrameKind::Footer, 0), &payload);
+    out
+}
+
+/// Checks a sealed segment's footer against the bytes before it.
+pub(crate) fn check_footer(
+    segment: &[u8],
+    footer_offset: u64,
+    footer: &Frame<'_>,
+    frames_before: u64,
+) -> Result<(), Corruption> {
+    let p = footer.payload;
+    if p.len() != FOOTER_PAYLOAD_BYTES {
+        return Err(Corruption::new(format!(
+            "footer payload of {} bytes, expected {FOOTER_PAYLOAD_BYTES}",
+            p.len()
+        )));
+    }
+    let count = u64::from_le_bytes(p[8..16].try_into().unwrap());
+    if count != frames_before {
+        return Err(Corruption::new(format!(
+            "footer counts {count} frames, the segment holds {frames_before}"
+        )));
+    }
+    let digest: [u8; 32] = Sha256::digest(&segment[..footer_offset as usize]).into();
+    if p[16..] != digest {
+        return Err(Corruption::new("footer SHA-256 does not match the segment's bytes"));
+    }
+    Ok(())
+}
+
+/// Which kind of frame file: where it lives, how it is named, its magic, whether it is sealed with
+/// a hashed footer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileKind {
+    pub dir: &'static str,
+    pub extension: &'static str,
+    pub magic: [u8; MAGIC_BYTES],
+    pub hashed: bool,
+}
+
+pub(crate) const SEGMENTS: FileKind =
+    FileKind { dir: "segments", extension: "seg", magic: SEGMENT_MAGIC, hashed: true };
+pub(crate) const JOURNAL: FileKind =
+    FileKind { dir: "journal", extension: "wal", magic: JOURNAL_MAGIC, hashed: false };
+
+impl FileKind {
+    pub fn path(&self, number: u64) -> PathBuf {
+        Path::new(self.dir).join(file_name(number, self.extension))
+    }
+}
+
+/// Appends frames to the newest file of a directory, rolling to a new file past a size limit.
+pub(crate) struct FrameFile {
+    kind: FileKind,
+    /// The current file's number (first frame number for segments, sequence for journals).
+    pub number: u64,
+    pub file: Box<dyn AppendFile>,
+    /// SHA-256 of the current file so far (segments only, for the footer).
+    hasher: Option<Sha256>,
+    /// Frames in the current file.
+    pub frames: u64,
+}
+
+impl FrameFile {
+    pub fn path_of(&self, number: u64) -> PathBuf {
+        self.kind.path(number)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.path_of(self.number)
+    }
+
+    /// Creates a new, empty file (header only) and makes its directory entry durable.
+    pub fn create(storage: &dyn Storage, kind: FileKind, number: u64) -> std::io::Result<FrameFile> {
+        let mut file = storage.open_append(&kind.path(number))?;
+        let header = file_header(kind.magic, number);
+        file.append(&header)?;
+        file.sync()?;
+        storage.sync_dir(Path::new(kind.dir))?;
+        let hasher = kind.hashed.then(|| {
+            let mut h = Sha256::new();
+            h.update(header);
+            h
+        });
+        Ok(FrameFile { kind, number, file, hasher, frames: 0 })
+    }
+
+    /// Reopens an existing file whose good bytes (already truncated to them) are `bytes`, holding
+    /// `frames` frames.
+    pub fn resume(
+        storage: &dyn Storage,
+        kind: FileKind,
+        number: u64,
+        bytes: &[u8],
+        frames: u64,
+    ) -> std::io::Result<FrameFile> {
+        let file = storage.open_append(&kind.path(number))?;
+        let hasher = kind.hashed.then(|| {
+            let mut h = Sha256::new();
+            h.update(bytes);
+            h
+        });
+        Ok(FrameFile { kind, number, file, hasher, frames })
+    }
+
+    /// Appends frames already laid out in `bytes` (`count` of them).
+    pub fn append(&mut self, bytes: &[u8], count: u64) -> std::io::Result<u64> {
+        let offset = self.file.len();
+        self.file.append(bytes)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(bytes);
+        }
+        self.frames += count;
+        Ok(offset)
+    }
+
+    /// Seals the current segment with its footer (segments only) and syncs it.
+    pub fn seal(&mut self) -> std::io::Result<()> {
+        if let Some(h) = self.hasher.take() {
+            let digest: [u8; 32] = h.finalize().into();
+            let footer = footer(self.number, self.frames, &digest);
+            self.file.append(&footer)?;
+        }
+        self.file.sync()
+    }
+
+    /// Starts the next file, numbered `number`.
+    pub fn roll(&mut self, storage: &dyn Storage, number: u64) -> std::io::Result<()> {
+        self.seal()?;
+        *self = FrameFile::create(storage, self.kind, number)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_and_parse() {
+        assert_eq!(file_name(42, "seg"), "00000000000000000042.seg");
+        assert_eq!(parse_file_name("00000000000000000042.seg", "seg"), Some(42));
+        assert_eq!(parse_file_name("42.seg", "seg"), None);
+        assert_eq!(parse_file_name("00000000000000000042.seg.tmp", "seg"), None);
+    }
+
+    #[test]
+    fn header_round_trips_and_damage_is_caught() {
+        let h = file_header(SEGMENT_MAGIC, 99);
+        assert_eq!(read_file_header(&h, SEGMENT_MAGIC), Ok(Some(99)));
+        assert!(read_file_header(&h, JOURNAL_MAGIC).is_err());
+        assert_eq!(read_file_header(&h[..10], SEGMENT_MAGIC), Ok(None));
+        for i in 0..FILE_HEADER_BYTES {
+            let mut d = h;
+            d[i] ^= 0x40;
+            assert!(read_file_header(&d, SEGMENT_MAGIC).is_err(), "byte {i}");
+        }
+    }
+}

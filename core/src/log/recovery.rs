@@ -1,0 +1,498 @@
+//! Opening a log: from the last checkpoint, scan the segments and the journal, truncate a torn
+//! tail, and rebuild what the crash lost. An acknowledged append is in the journal (synced before
+//! the acknowledgement) or in a segment synced before its journal file was deleted, so it is
+//! always found again; an append that was never acknowledged is either wholly there or wholly
+//! gone, because a frame is checked whole (length, CRC32C, trailer) before anything in it is used.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tracevault_codecs::block::BlockDecoder;
+use tracevault_codecs::{Event, SessionMeta};
+
+use crate::error::{OpenError, ReadError};
+use crate::files::{self, FILE_HEADER_BYTES, FrameFile, JOURNAL_MAGIC, SEGMENT_MAGIC, Stop};
+use crate::frame::FrameKind;
+use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
+use crate::records;
+use crate::storage::Storage;
+
+use super::writer::WriterState;
+use super::{
+    CHECKPOINT_FILE, JOURNAL_DIR, JOURNAL_EXT, LogOptions, RECENT_BATCHES_MAX, SEGMENT_EXT, SEGMENTS_DIR,
+    Session, SessionState, VerifyReport,
+};
+
+pub(crate) struct Recovered {
+    pub sessions: HashMap<String, Arc<Session>>,
+    pub next_session_number: u64,
+    pub recent: HashMap<u64, BTreeMap<u32, BlockLoc>>,
+    pub writer: WriterState,
+}
+
+/// A session while it is being rebuilt.
+struct Rebuild {
+    id: String,
+    meta: SessionMeta,
+    progress: Progress,
+    next_seq: u64,
+    open: Vec<Event>,
+    open_batches: Vec<(u128, u32)>,
+    touched: bool,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io { path: path.to_owned(), source }
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> OpenError {
+    OpenError::Corrupt { path: path.to_owned(), offset, reason: reason.into() }
+}
+
+fn numbered(storage: &dyn Storage, dir: &str, ext: &str) -> Result<Vec<u64>, OpenError> {
+    let names = storage.list(Path::new(dir)).map_err(io_error(Path::new(dir)))?;
+    Ok(names.iter().filter_map(|n| files::parse_file_name(n, ext)).collect())
+}
+
+fn remember_batch(progress: &mut Progress, id: u128, seq_first: u64, events: u64) {
+    if id == 0 || progress.recent_batches.iter().any(|b| b.0 == id) {
+        return;
+    }
+    if progress.recent_batches.len() == RECENT_BATCHES_MAX {
+        progress.recent_batches.remove(0);
+    }
+    progress.recent_batches.push((id, seq_first, events));
+}
+
+fn widen(progress: &mut Progress, t_min: u64, t_max: u64) {
+    progress.t_min_us = Some(progress.t_min_us.map_or(t_min, |t| t.min(t_min)));
+    progress.t_max_us = Some(progress.t_max_us.map_or(t_max, |t| t.max(t_max)));
+}
+
+pub(crate) fn recover(
+    storage: &dyn Storage,
+    index: &Index,
+    options: &LogOptions,
+) -> Result<Recovered, OpenError> {
+    storage.create_dir_all(Path::new(SEGMENTS_DIR)).map_err(io_error(Path::new(SEGMENTS_DIR)))?;
+    storage.create_dir_all(Path::new(JOURNAL_DIR)).map_err(io_error(Path::new(JOURNAL_DIR)))?;
+
+    // 1. Where to start: the checkpoint, if the index is complete through exactly it; otherwise
+    //    the index is rebuilt from the first segment.
+    let checkpoint_path = Path::new(CHECKPOINT_FILE);
+    let from_file = storage
+        .read_all(checkpoint_path)
+        .map_err(io_error(checkpoint_path))?
+        .map(|b| Checkpoint::from_bytes(&b).map_err(|reason| corrupt(checkpoint_path, 0, reason)))
+        .transpose()?;
+    let from_index = index.checkpoint().map_err(OpenError::Index)?;
+    // Everything before the checkpoint file's position was synced: damage there is corruption to
+    // report, never a torn tail to cut, even when the index is being rebuilt.
+    let durable = from_file;
+    let start = match (from_file, from_index) {
+        (Some(a), Some(b)) if a == b => Some(a),
+        _ => {
+            index.clear().map_err(OpenError::Index)?;
+            None
+        }
+    };
+
+    let mut sessions: BTreeMap<u64, Rebuild> = BTreeMap::new();
+    if start.is_some() {
+        for (id, row) in index.sessions().map_err(OpenError::Index)? {
+            let next_seq = row.progress.sealed_events;
+            sessions.insert(
+                row.number,
+                Rebuild {
+                    id,
+                    meta: row.meta,
+                    progress: row.progress,
+                    next_seq,
+                    open: Vec::new(),
+                    open_batches: Vec::new(),
+                    touched: false,
+                },
+            );
+        }
+    }
+
+    // 2. The segments after the checkpoint.
+    let segments = numbered(storage, SEGMENTS_DIR, SEGMENT_EXT)?;
+    let mut pending = IndexBatch::default();
+    let mut recent: HashMap<u64, BTreeMap<u32, BlockLoc>> = HashMap::new();
+    let mut next_frame = start.map_or(0, |c| c.next_frame);
+    let mut current_segment: Option<FrameFile> = None;
+    let first_scanned = match start {
+        Some(c) => {
+            if !segments.contains(&c.segment) {
+                let path = super::segment_path(c.segment);
+                return Err(corrupt(&path, 0, "the checkpoint's segment is missing"));
+            }
+            c.segment
+        }
+        None => 0,
+    };
+    let to_scan: Vec<u64> = segments.iter().copied().filter(|n| *n >= first_scanned).collect();
+    for (i, &number) in to_scan.iter().enumerate() {
+        let last = i + 1 == to_scan.len();
+        let path = super::segment_path(number);
+        let mut bytes = storage.read_all(&path).map_err(io_error(&path))?.unwrap_or_default();
+        match files::read_file_header(&bytes, SEGMENT_MAGIC) {
+            Ok(Some(n)) if n == number => {}
+            Ok(Some(n)) => return Err(corrupt(&path, 0, format!("header says segment {n}"))),
+            Ok(None) if last => {
+                // Created just before a crash, before its header was durable: start it again.
+                storage.remove(&path).map_err(io_error(&path))?;
+                storage.sync_dir(Path::new(SEGMENTS_DIR)).map_err(io_error(&path))?;
+                break;
+            }
+            Ok(None) => return Err(corrupt(&path, 0, "segment shorter than its header")),
+            Err(c) => return Err(corrupt(&path, 0, c.reason)),
+        }
+        let resume_at = match start {
+            Some(c) if c.segment == number => c.offset as usize,
+            _ => {
+                if number != next_frame {
+                    return Err(corrupt(
+                        &path,
+                        0,
+                        format!("segment starts at frame {number}, expected {next_frame}"),
+                    ));
+                }
+                FILE_HEADER_BYTES
+            }
+        };
+        if resume_at > bytes.len() {
+            return Err(corrupt(
+                &path,
+                bytes.len() as u64,
+                format!("segment ends before the checkpoint offset {resume_at}"),
+            ));
+        }
+        let files::Scan { frames, end, stop } = files::scan(&bytes, resume_at);
+        let frame_count = frames.len();
+        let stop_is_end = matches!(stop, Stop::End);
+        let mut sealed = false;
+        for (k, (offset, frame)) in frames.iter().enumerate() {
+            let h = frame.header;
+            match h.kind {
+                FrameKind::Session => {
+                    let meta = records::parse_session(frame.payload)
+                        .map_err(|c| corrupt(&path, *offset, c.reason))?;
+                    sessions.entry(h.session).or_insert_with(|| Rebuild {
+                        id: meta.session.clone(),
+                        meta,
+                        progress: Progress::default(),
+                        next_seq: 0,
+                        open: Vec::new(),
+                        open_batches: Vec::new(),
+                        touched: true,
+                    });
+                    next_frame += 1;
+                }
+                FrameKind::Block => {
+                    let (seq_first, batches, _) =
+                        records::parse_block(frame.payload).map_err(|c| corrupt(&path, *offset, c.reason))?;
+                    let Some(s) = sessions.get_mut(&h.session) else {
+                        return Err(corrupt(
+                            &path,
+                            *offset,
+                            format!("block of session {} before its session record", h.session),
+                        ));
+                    };
+                    let loc = BlockLoc {
+                        segment: number,
+                        offset: *offset,
+                        frame_bytes: frame.bytes.len() as u32,
+                        events: h.event_count,
+                        t_min_us: h.t_min_us,
+                        t_max_us: h.t_max_us,
+                        seq_first,
+                    };
+                    s.progress.sealed_events =
+                        s.progress.sealed_events.max(seq_first + u64::from(h.event_count));
+                    s.progress.next_block = s.progress.next_block.max(h.block + 1);
+                    s.progress.sealed_bytes += frame.bytes.len() as u64;
+                    if h.event_count > 0 {
+                        widen(&mut s.progress, h.t_min_us, h.t_max_us);
+                    }
+                    let mut seq = seq_first;
+                    for (id, n) in batches {
+                        remember_batch(&mut s.progress, id, seq, u64::from(n));
+                        seq += u64::from(n);
+                    }
+                    s.next_seq = s.progress.sealed_events;
+                    s.touched = true;
+                    pending.blocks.push((h.session, h.block, loc));
+                    recent.entry(h.session).or_default().insert(h.block, loc);
+                    next_frame += 1;
+                }
+                FrameKind::Footer => {
+                    if k + 1 != frame_count || !stop_is_end {
+                        return Err(corrupt(&path, *offset, "footer before the end of the segment"));
+                    }
+                    let frames_before = next_frame - number;
+                    files::check_footer(&bytes, *offset, frame, frames_before)
+                        .map_err(|c| corrupt(&path, *offset, c.reason))?;
+                    sealed = true;
+                }
+                FrameKind::Batch => {
+                    return Err(corrupt(&path, *offset, "a journal batch frame inside a segment"));
+                }
+            }
+        }
+        drop(frames);
+        let before_durable =
+            durable.is_some_and(|c| number < c.segment || (number == c.segment && end < c.offset));
+        match stop {
+            Stop::End => {}
+            Stop::Torn | Stop::Damage(_) if last && !before_durable => {
+                // The tail written after the last sync, cut short by the crash.
+                storage.truncate(&path, end).map_err(io_error(&path))?;
+                bytes.truncate(end as usize);
+            }
+            Stop::Torn => {
+                return Err(corrupt(&path, end, "segment ends inside a frame, but a later segment exists"));
+            }
+            Stop::Damage(c) => return Err(corrupt(&path, end, c.reason)),
+        }
+        if !last && !sealed {
+            return Err(corrupt(&path, end, "segment is not sealed, but a later segment exists"));
+        }
+        if last && !sealed {
+            let frames = next_frame - number;
+            current_segment = Some(
+                FrameFile::resume(storage, files::SEGMENTS, number, &bytes, frames)
+                    .map_err(io_error(&path))?,
+            );
+        }
+    }
+
+    // 3. The journal: every batch not yet in a sealed block goes back into its open block.
+    let journal_numbers = numbered(storage, JOURNAL_DIR, JOURNAL_EXT)?;
+    let mut journal_files: BTreeMap<u64, HashMap<u64, u64>> = BTreeMap::new();
+    let mut current_journal: Option<(FrameFile, HashMap<u64, u64>)> = None;
+    let mut decoder = BlockDecoder::new();
+    for (i, &number) in journal_numbers.iter().enumerate() {
+        let last = i + 1 == journal_numbers.len();
+        let path = Path::new(JOURNAL_DIR).join(files::file_name(number, JOURNAL_EXT));
+        let mut bytes = storage.read_all(&path).map_err(io_error(&path))?.unwrap_or_default();
+        match files::read_file_header(&bytes, JOURNAL_MAGIC) {
+            Ok(Some(n)) if n == number => {}
+            Ok(Some(n)) => return Err(corrupt(&path, 0, format!("header says journal file {n}"))),
+            Ok(None) if last => {
+                storage.remove(&path).map_err(io_error(&path))?;
+                storage.sync_dir(Path::new(JOURNAL_DIR)).map_err(io_error(&path))?;
+                break;
+            }
+            Ok(None) => return Err(corrupt(&path, 0, "journal file shorter than its header")),
+            Err(c) => return Err(corrupt(&path, 0, c.reason)),
+        }
+        let files::Scan { frames, end, stop } = files::scan(&bytes, FILE_HEADER_BYTES);
+        let frame_count = frames.len() as u64;
+        let mut covers: HashMap<u64, u64> = HashMap::new();
+        for (offset, frame) in &frames {
+            let h = frame.header;
+            match h.kind {
+                FrameKind::Session => {
+                    let meta = records::parse_session(frame.payload)
+                        .map_err(|c| corrupt(&path, *offset, c.reason))?;
+                    sessions.entry(h.session).or_insert_with(|| Rebuild {
+                        id: meta.session.clone(),
+                        meta,
+                        progress: Progress::default(),
+                        next_seq: 0,
+                        open: Vec::new(),
+                        open_batches: Vec::new(),
+                        touched: true,
+                    });
+                }
+                FrameKind::Batch => {
+                    let (seq_first, batch_id, block) =
+                        records::parse_batch(frame.payload).map_err(|c| corrupt(&path, *offset, c.reason))?;
+                    let Some(s) = sessions.get_mut(&h.session) else {
+                        return Err(corrupt(
+                            &path,
+                            *offset,
+                            format!("batch of session {} before its session record", h.session),
+                        ));
+                    };
+                    let n = u64::from(h.event_count);
+                    let end = seq_first + n;
+                    let c = covers.entry(h.session).or_insert(0);
+                    *c = (*c).max(end);
+                    remember_batch(&mut s.progress, batch_id, seq_first, n);
+                    if end <= s.next_seq {
+                        continue; // already sealed into a block
+                    }
+                    if seq_first > s.next_seq {
+                        return Err(corrupt(
+                            &path,
+                            *offset,
+                            format!(
+                                "session {:?}: batch starts at event {seq_first}, expected {}",
+                                s.id, s.next_seq
+                            ),
+                        ));
+                    }
+                    let mut events = Vec::with_capacity(n as usize);
+                    decoder
+                        .decode_into(block, &mut events)
+                        .map_err(|e| corrupt(&path, *offset, e.to_string()))?;
+                    if events.len() as u64 != n {
+                        return Err(corrupt(
+                            &path,
+                            *offset,
+                            format!("batch holds {} events, its frame says {n}", events.len()),
+                        ));
+                    }
+                    if n > 0 {
+                        widen(&mut s.progress, h.t_min_us, h.t_max_us);
+                    }
+                    let skip = (s.next_seq - seq_first) as usize;
+                    s.open.extend_from_slice(&events[skip..]);
+                    s.open_batches.push((batch_id, (events.len() - skip) as u32));
+                    s.next_seq = end;
+                    s.touched = true;
+                }
+                other => {
+                    return Err(corrupt(&path, *offset, format!("a {other:?} frame inside the journal")));
+                }
+            }
+        }
+        drop(frames);
+        match stop {
+            Stop::End => {}
+            Stop::Torn | Stop::Damage(_) if last => {
+                storage.truncate(&path, end).map_err(io_error(&path))?;
+                bytes.truncate(end as usize);
+            }
+            Stop::Torn => {
+                return Err(corrupt(&path, end, "journal file ends inside a frame, but a later one exists"));
+            }
+            Stop::Damage(c) => return Err(corrupt(&path, end, c.reason)),
+        }
+        if last {
+            let file = FrameFile::resume(storage, files::JOURNAL, number, &bytes, frame_count)
+                .map_err(io_error(&path))?;
+            current_journal = Some((file, covers));
+        } else {
+            journal_files.insert(number, covers);
+        }
+    }
+
+    // 4. The files to go on writing.
+    let segment = match current_segment {
+        Some(s) => s,
+        None => FrameFile::create(storage, files::SEGMENTS, next_frame)
+            .map_err(io_error(Path::new(SEGMENTS_DIR)))?,
+    };
+    let (journal, journal_covers) = match current_journal {
+        Some(j) => j,
+        None => {
+            let number = journal_numbers.last().map_or(0, |n| n + 1);
+            let file = FrameFile::create(storage, files::JOURNAL, number)
+                .map_err(io_error(Path::new(JOURNAL_DIR)))?;
+            (file, HashMap::new())
+        }
+    };
+
+    // 5. The sessions, as appends will find them.
+    let next_session_number = sessions.keys().next_back().map_or(1, |n| n + 1);
+    let mut sealed = HashMap::new();
+    let mut live = HashMap::new();
+    for (number, s) in sessions {
+        sealed.insert(number, s.progress.sealed_events);
+        if s.touched {
+            pending.sessions.push((
+                s.id.clone(),
+                SessionRow { number, meta: s.meta.clone(), progress: s.progress.clone() },
+            ));
+        }
+        let state = SessionState {
+            next_seq: s.next_seq,
+            progress: s.progress,
+            open: s.open,
+            open_batches: s.open_batches,
+        };
+        let session = Session { number, id: s.id.clone(), meta: Arc::new(s.meta), state: Mutex::new(state) };
+        live.insert(s.id, Arc::new(session));
+    }
+    let _ = options;
+    Ok(Recovered {
+        sessions: live,
+        next_session_number,
+        recent,
+        writer: WriterState { segment, journal, next_frame, journal_files, journal_covers, sealed, pending },
+    })
+}
+
+/// Checks every segment: each frame whole, each sealed segment's footer, the numbering.
+pub(crate) fn verify(storage: &dyn Storage) -> Result<VerifyReport, ReadError> {
+    let names = storage
+        .list(Path::new(SEGMENTS_DIR))
+        .map_err(|source| ReadError::Io { path: PathBuf::from(SEGMENTS_DIR), source })?;
+    let numbers: Vec<u64> = names.iter().filter_map(|n| files::parse_file_name(n, SEGMENT_EXT)).collect();
+    let mut report = VerifyReport { segments: 0, frames: 0, bytes: 0, first_problem: None };
+    let mut next_frame = numbers.first().copied().unwrap_or(0);
+    for (i, &number) in numbers.iter().enumerate() {
+        let path = super::segment_path(number);
+        let bytes = storage
+            .read_all(&path)
+            .map_err(|source| ReadError::Io { path: path.clone(), source })?
+            .unwrap_or_default();
+        report.segments += 1;
+        report.bytes += bytes.len() as u64;
+        let last = i + 1 == numbers.len();
+        if let Err((offset, reason)) =
+            verify_segment(&bytes, number, last, &mut next_frame, &mut report.frames)
+        {
+            report.first_problem = Some((path, offset, reason));
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Checks one segment; the first problem as (offset, reason).
+fn verify_segment(
+    bytes: &[u8],
+    number: u64,
+    last: bool,
+    next_frame: &mut u64,
+    frames_seen: &mut u64,
+) -> Result<(), (u64, String)> {
+    match files::read_file_header(bytes, SEGMENT_MAGIC) {
+        Ok(Some(n)) if n == number && n == *next_frame => {}
+        Ok(Some(n)) => return Err((0, format!("segment header says frame {n}, expected {next_frame}"))),
+        Ok(None) => return Err((0, "segment shorter than its header".into())),
+        Err(c) => return Err((0, c.reason)),
+    }
+    let scan = files::scan(bytes, FILE_HEADER_BYTES);
+    let mut sealed = false;
+    for (k, (offset, frame)) in scan.frames.iter().enumerate() {
+        if frame.header.kind == FrameKind::Footer {
+            if k + 1 != scan.frames.len() || !matches!(scan.stop, Stop::End) {
+                return Err((*offset, "footer before the end of the segment".into()));
+            }
+            files::check_footer(bytes, *offset, frame, *next_frame - number)
+                .map_err(|c| (*offset, c.reason))?;
+            sealed = true;
+        } else {
+            *frames_seen += 1;
+            *next_frame += 1;
+        }
+    }
+    match scan.stop {
+        Stop::End => {}
+        // The writer may be appending to the last segment as we read it.
+        Stop::Torn if last => {}
+        Stop::Torn => return Err((scan.end, "segment ends inside a frame".into())),
+        Stop::Damage(c) => return Err((scan.end, c.reason)),
+    }
+    if !last && !sealed {
+        return Err((scan.end, "segment is not sealed, but a later segment exists".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The writer thread: group commit. It takes every request waiting, writes their journal frames
+//! with one append and one fdatasync, writes their sealed blocks to the segment, and only then
+//! acknowledges them all. A failed write or sync poisons the log: after one, the page cache can
+//! no longer be trusted to hold what was written, so nothing more is written until reopened.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::error::AppendError;
+use crate::files::FrameFile;
+use crate::index::{BlockLoc, Checkpoint, IndexBatch, SessionRow};
+
+use super::{CHECKPOINT_FILE, Inner, JOURNAL_DIR, Reply, Request, SyncMode, Write, lock};
+
+/// What recovery hands the writer: the files to go on with and what the journal holds.
+pub(crate) struct WriterState {
+    pub segment: FrameFile,
+    pub journal: FrameFile,
+    pub next_frame: u64,
+    /// Journal files other than the current one, with (session -> end sequence) of their batches.
+    pub journal_files: BTreeMap<u64, HashMap<u64, u64>>,
+    /// The current journal file's (session -> end sequence).
+    pub journal_covers: HashMap<u64, u64>,
+    /// Events in sealed blocks, per session.
+    pub sealed: HashMap<u64, u64>,
+    /// Index additions not yet committed (recovered from the tail of the segments).
+    pub pending: IndexBatch,
+}
+
+pub(crate) struct Writer {
+    inner: Arc<Inner>,
+    state: WriterState,
+    dirty_rows: HashMap<u64, (String, SessionRow)>,
+    segment_bytes_since_checkpoint: u64,
+    unsynced_since: Option<Instant>,
+    /// The journal rolled since the last checkpoint: a checkpoint may free the old files.
+    journal_rolled: bool,
+}
+
+impl Writer {
+    pub fn new(inner: Arc<Inner>, state: WriterState) -> Writer {
+        Writer {
+            inner,
+            state,
+            dirty_rows: HashMap::new(),
+            segment_bytes_since_checkpoint: 0,
+            unsynced_since: None,
+            journal_rolled: false,
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<Request>) {
+        let interval = match self.inner.options.sync {
+            SyncMode::IntervalMs(ms) => Some(Duration::from_millis(ms)),
+            _ => None,
+        };
+        loop {
+            let first = match interval {
+                Some(every) => match rx.recv_timeout(every) {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.sync_if_due(every);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < self.inner.options.group_appends_max {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+            if let Some(every) = interval {
+                self.sync_if_due(every);
+            }
+        }
+        // Closing: what was acknowledged in interval mode gets its sync now.
+        if self.unsynced_since.is_some() && self.poisoned().is_none() {
+            let _ = self.state.journal.file.sync();
+        }
+    }
+
+    fn poisoned(&self) -> Option<String> {
+        lock(&self.inner.poisoned).clone()
+    }
+
+    fn poison(&self, reason: String) -> AppendError {
+        poison(&self.inner, reason)
+    }
+
+    fn sync_if_due(&mut self, every: Duration) {
+        if let Some(since) = self.unsynced_since
+            && since.elapsed() >= every
+            && self.poisoned().is_none()
+        {
+            match self.state.journal.file.sync() {
+                Ok(()) => self.unsynced_since = None,
+                Err(e) => {
+                    self.poison(format!("syncing the journal: {e}"));
+                }
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let mut writes = Vec::new();
+        let mut checkpoints = Vec::new();
+        for request in group {
+            match request {
+                Request::Write(write, reply) => writes.push((write, reply)),
+                Request::Checkpoint(reply) => checkpoints.push(reply),
+            }
+        }
+        if let Some(reason) = self.poisoned() {
+            for (_, reply) in writes {
+                let _ = reply.send(Err(AppendError::Poisoned(reason.clone())));
+            }
+            for reply in checkpoints {
+                let _ = reply.send(Err(AppendError::Poisoned(reason.clone())));
+            }
+            return;
+        }
+        let result = self.write_group(&writes);
+        match result {
+            Ok(locations) => {
+                for ((_, reply), locs) in writes.into_iter().zip(locations) {
+                    let _ = reply.send(Ok(locs));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for (_, reply) in writes {
+                    let _ = reply.send(Err(AppendError::Poisoned(reason.clone())));
+                }
+            }
+        }
+        let checkpoint_due =
+            self.segment_bytes_since_checkpoint >= self.inner.options.checkpoint_bytes || self.journal_rolled;
+        if !checkpoints.is_empty() || checkpoint_due {
+            let result = self.checkpoint();
+            for reply in checkpoints {
+                let _ =
+                    reply.send(result.as_ref().map(|_| ()).map_err(|e| AppendError::Poisoned(e.to_string())));
+            }
+        }
+    }
+
+    /// Writes a group; on any failure, poisons the log and returns the error.
+    fn write_group(&mut self, writes: &[(Box<Write>, Reply)]) -> Result<Vec<Vec<BlockLoc>>, AppendError> {
+        let storage = self.inner.storage.clone();
+        let inner = self.inner.clone();
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            poison(&inner, format!("{what} {}: {e}", path.display()))
+        };
+
+        // 1. The journal: one append, one sync.
+        let journal: Vec<u8> = writes.iter().flat_map(|(w, _)| w.journal.iter().copied()).collect();
+        let journal_frames = writes.iter().filter(|(w, _)| !w.journal.is_empty()).count() as u64;
+        if !journal.is_empty() {
+            let j = &mut self.state.journal;
+            if j.frames > 0 && j.file.len() + journal.len() as u64 > self.inner.options.journal_bytes_max {
+                let next = j.number + 1;
+                let old = j.number;
+                j.roll(storage.as_ref(), next).map_err(|e| io("rolling the journal", &j.path(), e))?;
+                let covers = std::mem::take(&mut self.state.journal_covers);
+                self.state.journal_files.insert(old, covers);
+                self.journal_rolled = true;
+            }
+            let j = &mut self.state.journal;
+            j.append(&journal, journal_frames).map_err(|e| io("writing", &j.path(), e))?;
+            match self.inner.options.sync {
+                SyncMode::Always => {
+                    let j = &mut self.state.journal;
+                    j.file.sync().map_err(|e| io("syncing", &j.path(), e))?;
+                }
+                SyncMode::IntervalMs(_) => {
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                }
+                SyncMode::NeverUnsafe => {}
+            }
+            for (w, _) in writes {
+                if let Some((session, end)) = w.journal_covers {
+                    let e = self.state.journal_covers.entry(session).or_insert(0);
+                    *e = (*e).max(end);
+                }
+            }
+        }
+
+        // 2. The segment: sealed blocks and session records; synced at the next checkpoint.
+        let mut all_locs = Vec::with_capacity(writes.len());
+        for (w, _) in writes {
+            let mut locs = Vec::new();
+            for frame in &w.segment {
+                let s = &mut self.state.segment;
+                if s.frames > 0
+                    && s.file.len() + frame.bytes.len() as u64 > self.inner.options.segment_bytes_max
+                {
+                    s.roll(storage.as_ref(), self.state.next_frame)
+                        .map_err(|e| io("rolling", &s.path(), e))?;
+                }
+                let s = &mut self.state.segment;
+                let offset = s.append(&frame.bytes, 1).map_err(|e| io("writing", &s.path(), e))?;
+                self.state.next_frame += 1;
+                self.segment_bytes_since_checkpoint += frame.bytes.len() as u64;
+                if let Some((session, block, mut loc)) = frame.block {
+                    loc.segment = self.state.segment.number;
+                    loc.offset = offset;
+                    let sealed = self.state.sealed.entry(session).or_insert(0);
+                    *sealed = (*sealed).max(loc.seq_first + u64::from(loc.events));
+                    self.state.pending.blocks.push((session, block, loc));
+                    lock(&self.inner.recent).entry(session).or_default().insert(block, loc);
+                    locs.push(loc);
+                }
+            }
+            self.dirty_rows.insert(w.row.1.number, w.row.clone());
+            all_locs.push(locs);
+        }
+        Ok(all_locs)
+    }
+
+    /// Syncs the segment, commits the index durably, records the checkpoint, and deletes the
+    /// journal files whose events are all in synced segments.
+    fn checkpoint(&mut self) -> Result<(), AppendError> {
+        let storage = self.inner.storage.clone();
+        let inner = self.inner.clone();
+        let s = &mut self.state.segment;
+        s.file.sync().map_err(|e| poison(&inner, format!("syncing {}: {e}", s.path().display())))?;
+        let checkpoint =
+            Checkpoint { segment: s.number, offset: s.file.len(), next_frame: self.state.next_frame };
+        let mut batch = std::mem::take(&mut self.state.pending);
+        batch.sessions.extend(self.dirty_rows.drain().map(|(_, row)| row));
+        self.inner
+            .index
+            .commit(&batch, checkpoint)
+            .map_err(|e| self.poison(format!("committing the index: {e}")))?;
+        storage
+            .write_atomic(Path::new(CHECKPOINT_FILE), &checkpoint.to_bytes())
+            .map_err(|e| self.poison(format!("writing the checkpoint: {e}")))?;
+        {
+            let mut recent = lock(&self.inner.recent);
+            for (session, block, _) in &batch.blocks {
+                if let Some(blocks) = recent.get_mut(session) {
+                    blocks.remove(block);
+                    if blocks.is_empty() {
+                        recent.remove(session);
+                    }
+                }
+            }
+        }
+        self.segment_bytes_since_checkpoint = 0;
+        self.journal_rolled = false;
+
+        // Journal files wholly sealed into the (now synced) segments can go.
+        let sealed = &self.state.sealed;
+        let done: Vec<u64> = self
+            .state
+            .journal_files
+            .iter()
+            .filter(|(_, covers)| covers.iter().all(|(s, end)| sealed.get(s).copied().unwrap_or(0) >= *end))
+            .map(|(n, _)| *n)
+            .collect();
+        if !done.is_empty() {
+            for n in &done {
+                let path = self.state.journal.path_of(*n);
+                storage
+                    .remove(&path)
+                    .map_err(|e| self.poison(format!("removing {}: {e}", path.display())))?;
+                self.state.journal_files.remove(n);
+            }
+            storage
+                .sync_dir(Path::new(JOURNAL_DIR))
+                .map_err(|e| self.poison(format!("syncing {JOURNAL_DIR}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn poison(inner: &Inner, reason: String) -> AppendError {
+    let mut p = lock(&inner.poisoned);
+    if p.is_none() {
+        *p = Some(reason.clone());
+    }
+    AppendError::Poisoned(reason)
+}

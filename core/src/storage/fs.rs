@@ -1,0 +1,140 @@
+//! The real file system.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{AppendFile, Storage};
+
+/// Files under a root directory on the local file system.
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    root: PathBuf,
+}
+
+impl FsStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FsStorage { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, relative: &Path) -> PathBuf {
+        self.root.join(relative)
+    }
+}
+
+struct FsFile {
+    file: File,
+    len: u64,
+}
+
+impl AppendFile for FsFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+fn sync_dir_path(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Storage for FsStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let full = self.path(dir);
+        if full.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&full)?;
+        // Make each new entry durable in its parent, from the deepest up to the root.
+        let mut at = full.as_path();
+        while let Some(parent) = at.parent() {
+            sync_dir_path(parent)?;
+            if parent == self.root || !parent.starts_with(&self.root) {
+                break;
+            }
+            at = parent;
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let entries = match fs::read_dir(self.path(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = OpenOptions::new().create(true).append(true).open(self.path(path))?;
+        let len = file.metadata()?.len();
+        Ok(Box::new(FsFile { file, len }))
+    }
+
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        File::open(self.path(path))?.read_exact_at(buf, offset)
+    }
+
+    fn read_all(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.path(path)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(self.path(path))?.len())
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(self.path(path))?;
+        file.set_len(len)?;
+        file.sync_all()
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(self.path(path))
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        sync_dir_path(&self.path(dir))
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let full = self.path(path);
+        let mut tmp = full.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+        }
+        fs::rename(&tmp, &full)?;
+        sync_dir_path(full.parent().unwrap_or(Path::new(".")))
+    }
+}
