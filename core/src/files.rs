@@ -214,7 +214,9 @@ impl FrameFile {
     }
 
     /// Reopens an existing file whose good bytes (already truncated to them) are `bytes`, holding
-    /// `frames` frames.
+    /// `frames` frames. It is synced first: recovery adopts these bytes as the log's state, so
+    /// they must not vanish in a later crash (they may have been written but never synced, by a
+    /// process that died or whose sync failed).
     pub fn resume(
         storage: &dyn Storage,
         kind: FileKind,
@@ -222,7 +224,8 @@ impl FrameFile {
         bytes: &[u8],
         frames: u64,
     ) -> std::io::Result<FrameFile> {
-        let file = storage.open_append(&kind.path(number))?;
+        let mut file = storage.open_append(&kind.path(number))?;
+        file.sync()?;
         let hasher = kind.hashed.then(|| {
             let mut h = Sha256::new();
             h.update(bytes);

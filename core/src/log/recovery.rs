@@ -13,7 +13,7 @@ use tracevault_codecs::{Event, SessionMeta};
 
 use crate::error::{OpenError, ReadError};
 use crate::files::{self, FILE_HEADER_BYTES, FrameFile, JOURNAL_MAGIC, SEGMENT_MAGIC, Stop};
-use crate::frame::FrameKind;
+use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
 use crate::records;
 use crate::storage::Storage;
@@ -40,6 +40,8 @@ struct Rebuild {
     open: Vec<Event>,
     open_batches: Vec<(u128, u32)>,
     touched: bool,
+    /// Its session record is in a segment (or in the index, which only holds what segments do).
+    in_segments: bool,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
@@ -112,6 +114,7 @@ pub(crate) fn recover(
                     open: Vec::new(),
                     open_batches: Vec::new(),
                     touched: false,
+                    in_segments: true,
                 },
             );
         }
@@ -188,6 +191,7 @@ pub(crate) fn recover(
                         open: Vec::new(),
                         open_batches: Vec::new(),
                         touched: true,
+                        in_segments: true,
                     });
                     next_frame += 1;
                 }
@@ -306,6 +310,7 @@ pub(crate) fn recover(
                         open: Vec::new(),
                         open_batches: Vec::new(),
                         touched: true,
+                        in_segments: false,
                     });
                 }
                 FrameKind::Batch => {
@@ -383,11 +388,25 @@ pub(crate) fn recover(
     }
 
     // 4. The files to go on writing.
-    let segment = match current_segment {
+    let mut segment = match current_segment {
         Some(s) => s,
         None => FrameFile::create(storage, files::SEGMENTS, next_frame)
             .map_err(io_error(Path::new(SEGMENTS_DIR)))?,
     };
+    // A session whose record reached only the journal before a crash gets it written to the
+    // segment again, before any of its blocks can be sealed there (and before the journal file
+    // that holds it can be deleted).
+    for (number, s) in sessions.iter_mut().filter(|(_, s)| !s.in_segments) {
+        let mut bytes = Vec::new();
+        frame::write(
+            &mut bytes,
+            &FrameHeader::new(FrameKind::Session, *number),
+            &records::session_payload(&s.meta),
+        );
+        segment.append(&bytes, 1).map_err(io_error(&segment.path()))?;
+        next_frame += 1;
+        s.in_segments = true;
+    }
     let (journal, journal_covers) = match current_journal {
         Some(j) => j,
         None => {

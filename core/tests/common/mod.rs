@@ -28,7 +28,10 @@ pub fn events(seed: u64, t0_us: u64, n: usize) -> Vec<Event> {
                 0 => EventKind::Down { button: Button::Left, x: (k % 1920) as i32, y: (k % 1080) as i32 },
                 1 => EventKind::Up { button: Button::Left, x: (k % 1920) as i32, y: (k % 1080) as i32 },
                 2 => EventKind::KeyDown(Key { code: "KeyA".into(), text: Some("a".into()), secure: false }),
-                _ => EventKind::Move { x: ((k * 7) % 1920) as i32, y: ((k * 3) % 1080) as i32 },
+                _ => EventKind::Move {
+                    x: (k.wrapping_mul(7) % 1920) as i32,
+                    y: (k.wrapping_mul(3) % 1080) as i32,
+                },
             };
             Event { t_us, kind }
         })
