@@ -20,7 +20,13 @@ const BATCH: usize = 40;
 
 fn options() -> LogOptions {
     // Small files, so kills land in rolls, seals and checkpoints too.
-    LogOptions { block_events_max: 128, segment_bytes_max: 16 << 10, journal_bytes_max: 16 << 10, checkpoint_bytes: 32 << 10, ..LogOptions::default() }
+    LogOptions {
+        block_events_max: 128,
+        segment_bytes_max: 16 << 10,
+        journal_bytes_max: 16 << 10,
+        checkpoint_bytes: 32 << 10,
+        ..LogOptions::default()
+    }
 }
 
 /// The batch a child appends as its `n`-th to session `s`: deterministic, so the parent can
@@ -44,7 +50,14 @@ fn kill_child() {
         let n = next[s as usize];
         let events = batch(s, n);
         let id = format!("s-{s}");
-        let ack = log.append_batch(Batch { session: &id, events: &events, batch_id: None, expected_seq: Some(n * BATCH as u64) }).unwrap();
+        let ack = log
+            .append_batch(Batch {
+                session: &id,
+                events: &events,
+                batch_id: None,
+                expected_seq: Some(n * BATCH as u64),
+            })
+            .unwrap();
         assert_eq!(ack.seq_first, n * BATCH as u64);
         println!("{s} {n}");
         next[s as usize] += 1;
@@ -92,7 +105,8 @@ fn run(iterations: u64) {
             acked[s as usize] = acked[s as usize].max(n + 1);
         }
 
-        let log = Log::open(&dir, options()).unwrap_or_else(|e| panic!("iteration {iteration}: reopening: {e}"));
+        let log =
+            Log::open(&dir, options()).unwrap_or_else(|e| panic!("iteration {iteration}: reopening: {e}"));
         for s in 0..SESSIONS {
             let id = format!("s-{s}");
             let Some(info) = log.session_info(&id) else {
@@ -103,7 +117,11 @@ fn run(iterations: u64) {
             assert_eq!(got.len() as u64, info.events);
             assert_eq!(got.len() % BATCH, 0, "iteration {iteration}: {id} holds part of a batch");
             let batches = got.len() as u64 / BATCH as u64;
-            assert!(batches >= acked[s as usize], "iteration {iteration}: {id} has {batches} batches, {} acknowledged", acked[s as usize]);
+            assert!(
+                batches >= acked[s as usize],
+                "iteration {iteration}: {id} has {batches} batches, {} acknowledged",
+                acked[s as usize]
+            );
             let expected: Vec<_> = (0..batches).flat_map(|n| batch(s, n)).collect();
             assert!(got == expected, "iteration {iteration}: {id} differs from what was appended");
             acked[s as usize] = batches;

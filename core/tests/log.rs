@@ -176,3 +176,44 @@ fn every_flipped_byte_of_a_sealed_segment_is_caught_never_returned_as_data() {
         }
     }
 }
+
+#[test]
+fn past_the_memory_budget_the_oldest_open_blocks_are_sealed() {
+    let storage = FaultStorage::new();
+    let event_bytes = std::mem::size_of::<tracevault_codecs::Event>() as u64;
+    let options =
+        LogOptions { block_events_max: 4096, memory_bytes_max: 1000 * event_bytes, ..small_options() };
+    let log = open_fault(&storage, options);
+    for s in 0..50 {
+        log.create_session(meta(&format!("s-{s}"), "u")).unwrap();
+    }
+    for round in 0..10u64 {
+        for s in 0..50u64 {
+            log.append(&format!("s-{s}"), &events(s + round, round * 1_000_000, 10)).unwrap();
+        }
+    }
+    let open: u64 = log.sessions().iter().map(|s| s.events - s.sealed_events).sum();
+    assert!(open <= 1000, "{open} events still open, budget 1000");
+    assert!(log.sessions().iter().any(|s| s.blocks > 0), "some blocks were sealed early");
+    for s in 0..50u64 {
+        let expected: Vec<_> =
+            (0..10u64).flat_map(|round| events(s + round, round * 1_000_000, 10)).collect();
+        assert_eq!(log.read_session(&format!("s-{s}"), 0..=u64::MAX).unwrap(), expected);
+    }
+}
+
+#[test]
+fn closed_journal_files_waiting_on_open_blocks_are_bounded() {
+    let storage = FaultStorage::new();
+    let options = LogOptions { block_events_max: 1_000_000, journal_files_max: 2, ..small_options() };
+    let log = open_fault(&storage, options);
+    for s in 0..4 {
+        log.create_session(meta(&format!("s-{s}"), "u")).unwrap();
+    }
+    for round in 0..200u64 {
+        log.append(&format!("s-{}", round % 4), &events(round, round * 1_000_000, 20)).unwrap();
+    }
+    let journal = storage.list(Path::new("journal")).unwrap().len();
+    assert!(journal <= 4, "{journal} journal files: blocks that never fill must not pin the journal");
+    assert_eq!(log.stats().events, 4000);
+}

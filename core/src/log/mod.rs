@@ -19,9 +19,10 @@
 mod recovery;
 mod writer;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
@@ -75,6 +76,12 @@ pub struct LogOptions {
     pub checkpoint_bytes: u64,
     /// The most appends one group commit takes.
     pub group_appends_max: usize,
+    /// Memory for open blocks, all sessions together. Past it, the oldest open blocks are sealed
+    /// early (smaller blocks, bounded memory).
+    pub memory_bytes_max: u64,
+    /// Closed journal files kept waiting for their sessions' open blocks to fill. Past it, the
+    /// oldest open blocks are sealed early so the files can go.
+    pub journal_files_max: u64,
 }
 
 impl Default for LogOptions {
@@ -87,6 +94,8 @@ impl Default for LogOptions {
             zstd_level: DEFAULT_ZSTD_LEVEL,
             checkpoint_bytes: 64 << 20,
             group_appends_max: 4096,
+            memory_bytes_max: 256 << 20,
+            journal_files_max: 8,
         }
     }
 }
@@ -184,6 +193,8 @@ pub(crate) struct SessionState {
     pub open: Vec<Event>,
     /// Which batches the open events came from.
     pub open_batches: BatchTable,
+    /// When the open block got its first event (the log's append counter), while it has any.
+    pub open_since: Option<u64>,
 }
 
 /// Where the writer sends an append's outcome: the locations of the blocks it sealed.
@@ -226,6 +237,43 @@ pub(crate) struct Inner {
     pub recent: Mutex<HashMap<u64, BTreeMap<u32, BlockLoc>>>,
     pub poisoned: Mutex<Option<String>>,
     pub encoders: Mutex<Vec<BlockEncoder>>,
+    /// Open blocks by age: (open_since, session id), oldest first.
+    pub open_order: Mutex<BTreeSet<(u64, String)>>,
+    /// Estimated bytes of every open block.
+    pub open_bytes: AtomicU64,
+    pub append_counter: AtomicU64,
+    /// Closed journal files not yet deleted (published by the writer).
+    pub journal_files_live: AtomicU64,
+    /// One thread at a time seals for the budget.
+    pub relieving: AtomicBool,
+}
+
+/// What one open event is counted as against `memory_bytes_max` (its strings are not counted:
+/// pointer events, which have none, are nearly all of real input).
+pub(crate) const OPEN_EVENT_BYTES: u64 = std::mem::size_of::<Event>() as u64;
+
+impl Inner {
+    /// Accounts for a session's open block after it changed from `before` events; `renewed`
+    /// when its old events were sealed (the block now open is a new one).
+    pub fn track_open(&self, id: &str, state: &mut SessionState, before: usize, renewed: bool) {
+        let after = state.open.len();
+        if after >= before {
+            self.open_bytes.fetch_add((after - before) as u64 * OPEN_EVENT_BYTES, Ordering::Relaxed);
+        } else {
+            self.open_bytes.fetch_sub((before - after) as u64 * OPEN_EVENT_BYTES, Ordering::Relaxed);
+        }
+        let mut order = lock(&self.open_order);
+        if (renewed || after == 0)
+            && let Some(since) = state.open_since.take()
+        {
+            order.remove(&(since, id.to_owned()));
+        }
+        if after > 0 && state.open_since.is_none() {
+            let since = self.append_counter.fetch_add(1, Ordering::Relaxed);
+            state.open_since = Some(since);
+            order.insert((since, id.to_owned()));
+        }
+    }
 }
 
 /// The durable log. Cheap to share across threads (`&Log` is enough to append).
@@ -269,7 +317,16 @@ impl Log {
             recent: Mutex::new(recovered.recent),
             poisoned: Mutex::new(None),
             encoders: Mutex::new(Vec::new()),
+            open_order: Mutex::new(BTreeSet::new()),
+            open_bytes: AtomicU64::new(0),
+            append_counter: AtomicU64::new(0),
+            journal_files_live: AtomicU64::new(0),
+            relieving: AtomicBool::new(false),
         });
+        for session in inner.sessions.read().unwrap_or_else(|e| e.into_inner()).values() {
+            let mut state = lock(&session.state);
+            inner.track_open(&session.id, &mut state, 0, true);
+        }
         let (tx, rx): (Sender<Request>, Receiver<Request>) = mpsc::channel();
         let writer = writer::Writer::new(inner.clone(), recovered.writer);
         let handle = std::thread::Builder::new()
@@ -412,12 +469,43 @@ impl Log {
         })?;
 
         // Durable: make it visible.
+        let before = state.open.len();
         state.open.extend_from_slice(batch.events);
         state.open.drain(..plan.sealed_events as usize);
         state.open_batches = plan.open_batches;
         state.next_seq = end_seq;
         state.progress = progress;
+        self.inner.track_open(&session.id, &mut state, before, plan.sealed_events > 0);
+        drop(state);
+        self.relieve();
         Ok(Ack { seq_first, events: n as u64, duplicate: false })
+    }
+
+    /// Seals the oldest open blocks while open blocks take more than `memory_bytes_max`, or while
+    /// more than `journal_files_max` closed journal files wait on them.
+    fn relieve(&self) {
+        let options = &self.inner.options;
+        let over_memory = || self.inner.open_bytes.load(Ordering::Relaxed) > options.memory_bytes_max;
+        let over_journal = self.inner.journal_files_live.load(Ordering::Relaxed) > options.journal_files_max;
+        if !over_memory() && !over_journal {
+            return;
+        }
+        if self.inner.relieving.swap(true, Ordering::Acquire) {
+            return; // another thread is at it
+        }
+        // For the journal, seal the oldest quarter of the open blocks: they hold the oldest files.
+        let mut journal_quota = if over_journal { lock(&self.inner.open_order).len().div_ceil(4) } else { 0 };
+        while journal_quota > 0 || over_memory() {
+            let Some((_, id)) = lock(&self.inner.open_order).iter().next().cloned() else { break };
+            if self.seal_session(&id).is_err() {
+                break; // poisoned or closed: the append path reports it
+            }
+            journal_quota = journal_quota.saturating_sub(1);
+        }
+        if over_journal {
+            let _ = self.checkpoint();
+        }
+        self.inner.relieving.store(false, Ordering::Release);
     }
 
     /// Seals a session's open block now (at the end of a session, or to bound memory), so its
@@ -428,12 +516,16 @@ impl Log {
         if state.open.is_empty() {
             return Ok(());
         }
-        let events = state.open.clone();
-        let batches = state.open_batches.clone();
         let seq_first = state.progress.sealed_events;
-        let block = self.seal_frame(&session, state.progress.next_block, seq_first, &events, &batches)?;
+        let block = self.seal_frame(
+            &session,
+            state.progress.next_block,
+            seq_first,
+            &state.open,
+            &state.open_batches,
+        )?;
         let mut progress = state.progress.clone();
-        progress.sealed_events += events.len() as u64;
+        progress.sealed_events += state.open.len() as u64;
         progress.next_block += 1;
         progress.sealed_bytes += block.bytes.len() as u64;
         let row = crate::index::SessionRow {
@@ -447,9 +539,11 @@ impl Log {
             row: (session.id.clone(), row),
             journal_covers: None,
         })?;
+        let before = state.open.len();
         state.open.clear();
         state.open_batches.clear();
         state.progress = progress;
+        self.inner.track_open(&session.id, &mut state, before, true);
         Ok(())
     }
 

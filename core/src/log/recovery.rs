@@ -434,6 +434,7 @@ pub(crate) fn recover(
             progress: s.progress,
             open: s.open,
             open_batches: s.open_batches,
+            open_since: None,
         };
         let session = Session { number, id: s.id.clone(), meta: Arc::new(s.meta), state: Mutex::new(state) };
         live.insert(s.id, Arc::new(session));

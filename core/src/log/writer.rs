@@ -175,6 +175,9 @@ impl Writer {
                 let covers = std::mem::take(&mut self.state.journal_covers);
                 self.state.journal_files.insert(old, covers);
                 self.journal_rolled = true;
+                self.inner
+                    .journal_files_live
+                    .store(self.state.journal_files.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
             let j = &mut self.state.journal;
             j.append(&journal, journal_frames).map_err(|e| io("writing", &j.path(), e))?;
@@ -277,6 +280,9 @@ impl Writer {
                     .map_err(|e| self.poison(format!("removing {}: {e}", path.display())))?;
                 self.state.journal_files.remove(n);
             }
+            self.inner
+                .journal_files_live
+                .store(self.state.journal_files.len() as u64, std::sync::atomic::Ordering::Relaxed);
             storage
                 .sync_dir(Path::new(JOURNAL_DIR))
                 .map_err(|e| self.poison(format!("syncing {JOURNAL_DIR}: {e}")))?;
