@@ -3,7 +3,9 @@
 //! `tracevault-core` (the durable log) and `tracevault-replay` (replay and exports).
 //!
 //! # Layout
+//! - [`ingest`]: interchange files into the log, a validated batch at a time.
 //! - [`sapimouse`]: reads the SapiMouse recordings (real human mouse input) as sessions.
 #![forbid(unsafe_code)]
 
+pub mod ingest;
 pub mod sapimouse;

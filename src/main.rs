@@ -1,21 +1,20 @@
 //! The `tracevault` command line. Thin: it parses arguments, calls the libraries, and maps errors
-//! to exit codes (0 success, 1 failure, 2 usage).
+//! to exit codes (0 success, 1 failure, 2 usage; a closed pipe is success).
 
-use std::io::Write;
+mod commands;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use tracevault::sapimouse;
-use tracevault_codecs::block::{BlockDecoder, BlockEncoder, DEFAULT_ZSTD_LEVEL};
-use tracevault_codecs::limits::BLOCK_EVENTS_MAX;
-use tracevault_codecs::{Record, jsonl};
+use tracevault_codecs::block::DEFAULT_ZSTD_LEVEL;
 
 #[derive(Parser)]
 #[command(name = "tracevault", version, about = "Event-sourced session replay engine for human input")]
 struct Cli {
+    /// The data directory. Default: $TRACEVAULT_DATA, else ./tracevault-data (created on first use).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,15 +38,56 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Appends JSON Lines (or, for `.msgpack` files, MessagePack batches) to the log. `-` reads
+    /// JSON Lines from stdin. A malformed record rejects its whole batch: nothing of it is stored.
+    Ingest {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Lines validated and stored together.
+        #[arg(long, default_value_t = tracevault::ingest::BATCH_LINES_MAX)]
+        batch_lines: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists sessions: id, user, device, start, duration, events, bytes.
+    Sessions {
+        /// Only this person's sessions.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Totals: sessions, events, bytes on disk, bytes per event.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks every frame's checksum and every sealed segment's footer; names the first bad frame.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("TRACEVAULT_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("tracevault-data"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let data = data_dir(cli.data);
     let result = match cli.command {
-        Command::Demo { sapimouse, block_events, level, json } => demo(sapimouse, block_events, level, json),
+        Command::Demo { sapimouse, block_events, level, json } => {
+            commands::demo(sapimouse, block_events, level, json)
+        }
+        Command::Ingest { files, batch_lines, json } => commands::ingest(&data, &files, batch_lines, json),
+        Command::Sessions { user, json } => commands::sessions(&data, user.as_deref(), json),
+        Command::Stats { json } => commands::stats(&data, json),
+        Command::Verify { json } => commands::verify(&data, json),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -60,105 +100,4 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-fn demo(dir: Option<PathBuf>, block_events: usize, level: i32, json: bool) -> Result<()> {
-    if block_events == 0 || block_events > BLOCK_EVENTS_MAX {
-        bail!("--block-events must be between 1 and {BLOCK_EVENTS_MAX}, found {block_events}");
-    }
-    let dir = dir.or_else(sapimouse::shared_dir).unwrap_or_else(sapimouse::fixtures_dir);
-    let recordings = sapimouse::load_dir(&dir)?;
-    let events: usize = recordings.iter().map(|r| r.events.len()).sum();
-
-    let mut jsonl_bytes = 0usize;
-    let mut line = Vec::new();
-    for r in &recordings {
-        line.clear();
-        jsonl::write_record(&mut line, &Record::Session(r.meta.clone()))?;
-        jsonl_bytes += line.len();
-        for event in &r.events {
-            line.clear();
-            let record = Record::Event { session: r.meta.session.clone(), event: event.clone() };
-            jsonl::write_record(&mut line, &record)?;
-            jsonl_bytes += line.len();
-        }
-    }
-
-    let mut encoder = BlockEncoder::new(level);
-    let started = Instant::now();
-    let mut blocks = Vec::new();
-    for r in &recordings {
-        for chunk in r.events.chunks(block_events) {
-            let mut block = Vec::new();
-            encoder.encode(chunk, &mut block).context("encoding a block")?;
-            blocks.push(block);
-        }
-    }
-    let encode_s = started.elapsed().as_secs_f64();
-
-    let mut decoder = BlockDecoder::new();
-    let started = Instant::now();
-    let mut decoded = Vec::with_capacity(events);
-    for block in &blocks {
-        decoder.decode_into(block, &mut decoded).context("decoding a block")?;
-    }
-    let decode_s = started.elapsed().as_secs_f64();
-    let original = recordings.iter().flat_map(|r| &r.events);
-    if let Some((i, _)) = original.zip(&decoded).enumerate().find(|(_, (a, b))| a != b) {
-        bail!("round trip failed at event {i}: the codec changed an event");
-    }
-    if decoded.len() != events {
-        bail!("round trip failed: {events} events in, {} out", decoded.len());
-    }
-
-    let stored: usize = blocks.iter().map(Vec::len).sum();
-    let summary = serde_json::json!({
-        "source": dir.display().to_string(),
-        "sessions": recordings.len(),
-        "events": events,
-        "blocks": blocks.len(),
-        "block_events": block_events,
-        "zstd_level": encoder.level(),
-        "bytes": stored,
-        "bytes_per_event": stored as f64 / events as f64,
-        "jsonl_bytes_per_event": jsonl_bytes as f64 / events as f64,
-        "encode_events_per_s": events as f64 / encode_s,
-        "decode_events_per_s": events as f64 / decode_s,
-        "round_trip": "exact",
-    });
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{summary}")?;
-        return Ok(());
-    }
-    writeln!(out, "tracevault demo: the block codec on real human mouse input")?;
-    writeln!(
-        out,
-        "  input       {} sessions, {events} events of SapiMouse ({})",
-        recordings.len(),
-        dir.display()
-    )?;
-    writeln!(
-        out,
-        "  blocks      {} of up to {block_events} events, zstd level {}",
-        blocks.len(),
-        encoder.level()
-    )?;
-    writeln!(
-        out,
-        "  stored      {stored} bytes: {:.3} bytes/event (the same events as JSONL: {:.1} bytes/event, {:.0}x larger)",
-        stored as f64 / events as f64,
-        jsonl_bytes as f64 / events as f64,
-        jsonl_bytes as f64 / stored as f64
-    )?;
-    writeln!(
-        out,
-        "  speed       encode {:.1} M events/s, decode {:.1} M events/s (one thread, one pass)",
-        events as f64 / encode_s / 1e6,
-        events as f64 / decode_s / 1e6
-    )?;
-    writeln!(out, "  round trip  every event decoded exactly as recorded")?;
-    writeln!(out)?;
-    writeln!(out, "next: `cargo bench --bench codecs` measures the codec against three baselines")?;
-    Ok(())
 }

@@ -1,3 +1,4 @@
 //! End-to-end tests of the tracevault package, one file per scenario.
 
+mod cli;
 mod sapimouse_round_trip;

@@ -1,0 +1,176 @@
+//! The commands that work on the log: ingest, sessions, stats, verify.
+
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tracevault::ingest::{self, IngestReport};
+use tracevault_core::{Log, LogOptions, SessionInfo};
+
+fn open(data: &Path) -> Result<Log> {
+    Log::open(data, LogOptions::default()).with_context(|| {
+        format!("opening the log in {} (is another tracevault process using it?)", data.display())
+    })
+}
+
+pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) -> Result<ExitCode> {
+    anyhow::ensure!(batch_lines > 0, "--batch-lines must be at least 1");
+    let log = open(data)?;
+    let mut total = IngestReport::default();
+    for file in files {
+        let name = file.display().to_string();
+        let report = if name == "-" {
+            ingest::ingest_jsonl(&log, std::io::stdin().lock(), "<stdin>", batch_lines)?
+        } else if file.extension().is_some_and(|e| e == "msgpack") {
+            let bytes = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+            ingest::ingest_msgpack(&log, &bytes, &name)?
+        } else {
+            let f = std::fs::File::open(file).with_context(|| format!("opening {name}"))?;
+            ingest::ingest_jsonl(&log, BufReader::new(f), &name, batch_lines)?
+        };
+        total.records += report.records;
+        total.sessions_created += report.sessions_created;
+        total.events += report.events;
+        total.batches += report.batches;
+    }
+    log.close().context("closing the log")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = json!({
+            "files": files.len(),
+            "records": total.records,
+            "sessions_created": total.sessions_created,
+            "events": total.events,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "ingested {} records from {} file(s): {} new sessions, {} events, into {}",
+            total.records,
+            files.len(),
+            total.sessions_created,
+            total.events,
+            data.display()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn duration_us(s: &SessionInfo) -> u64 {
+    match (s.t_min_us, s.t_max_us) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    }
+}
+
+pub fn sessions(data: &Path, user: Option<&str>, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let sessions: Vec<SessionInfo> =
+        log.sessions().into_iter().filter(|s| user.is_none_or(|u| s.meta.user == u)).collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<_> = sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "session": s.meta.session,
+                    "user": s.meta.user,
+                    "device": s.meta.device,
+                    "started_at": s.meta.started_at,
+                    "duration_us": duration_us(s),
+                    "events": s.events,
+                    "bytes": s.sealed_bytes,
+                    "labels": s.meta.labels,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(rows))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<32} {:<16} {:<12} {:<22} {:>10} {:>10} {:>10}",
+        "SESSION", "USER", "DEVICE", "STARTED", "DURATION", "EVENTS", "BYTES"
+    )?;
+    for s in &sessions {
+        writeln!(
+            out,
+            "{:<32} {:<16} {:<12} {:<22} {:>9.1}s {:>10} {:>10}",
+            s.meta.session,
+            s.meta.user,
+            s.meta.device.as_deref().unwrap_or("-"),
+            s.meta.started_at.as_deref().unwrap_or("-"),
+            duration_us(s) as f64 / 1e6,
+            s.events,
+            s.sealed_bytes
+        )?;
+    }
+    if sessions.is_empty() {
+        writeln!(out, "(no sessions{})", user.map(|u| format!(" for user {u:?}")).unwrap_or_default())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(data: &Path, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let stats = log.stats();
+    let per_event = if stats.events == 0 { 0.0 } else { stats.bytes_on_disk as f64 / stats.events as f64 };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = json!({
+            "sessions": stats.sessions,
+            "events": stats.events,
+            "bytes_on_disk": stats.bytes_on_disk,
+            "bytes_per_event": per_event,
+            "segment_bytes": stats.segment_bytes,
+            "journal_bytes": stats.journal_bytes,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "sessions        {}", stats.sessions)?;
+        writeln!(out, "events          {}", stats.events)?;
+        writeln!(
+            out,
+            "bytes on disk   {} (segments {}, journal {}, index and checkpoint the rest)",
+            stats.bytes_on_disk, stats.segment_bytes, stats.journal_bytes
+        )?;
+        writeln!(out, "bytes per event {per_event:.3}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify(data: &Path, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let report = log.verify().context("verifying")?;
+    let mut out = std::io::stdout().lock();
+    let problem = report.first_problem.as_ref();
+    if json {
+        let value = json!({
+            "ok": problem.is_none(),
+            "segments": report.segments,
+            "frames": report.frames,
+            "bytes": report.bytes,
+            "first_problem": problem.map(|(file, offset, reason)| json!({
+                "file": data.join(file).display().to_string(),
+                "offset": offset,
+                "reason": reason,
+            })),
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        match problem {
+            None => writeln!(
+                out,
+                "ok: {} segments, {} frames, {} bytes; every checksum and footer verified",
+                report.segments, report.frames, report.bytes
+            )?,
+            Some((file, offset, reason)) => {
+                writeln!(out, "FAILED: {} at offset {offset}: {reason}", data.join(file).display())?
+            }
+        }
+    }
+    Ok(if problem.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

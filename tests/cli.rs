@@ -1,0 +1,127 @@
+//! The built binary, driven as a user would: ingest, sessions, stats, verify, and the errors a
+//! user sees for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracevault"));
+    cmd.arg("--data").arg(data).args(args);
+    match stdin {
+        None => cmd.output().unwrap(),
+        Some(text) => {
+            use std::io::Write;
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            child.wait_with_output().unwrap()
+        }
+    }
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracevault-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const GOOD: &str = r#"{"type":"session","session":"s-0001","user":"u-17","device":"d-3","screen":{"w":1920,"h":1080},"started_at":"2026-11-27T09:00:00Z","labels":{"team":"search"}}
+{"session":"s-0001","t":16000,"kind":"move","x":129,"y":337}
+{"session":"s-0001","t":21000,"kind":"down","button":"left","x":130,"y":337}
+{"session":"s-0001","t":95000,"kind":"up","button":"left","x":130,"y":337}
+{"session":"s-0001","t":120000,"kind":"wheel","dx":0,"dy":120,"x":130,"y":337}
+{"session":"s-0001","t":300000,"kind":"key_down","code":"KeyH","text":"h"}
+{"session":"s-0001","t":380000,"kind":"key_up","code":"KeyH"}
+{"session":"s-0001","t":400000,"kind":"focus","app":"firefox","title":"Inbox"}
+"#;
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn ingest_then_list_count_and_verify() {
+    let dir = temp("ingest");
+    let file = dir.join("a.jsonl");
+    std::fs::write(&file, GOOD).unwrap();
+    let data = dir.join("data");
+    let out = tracevault(&data, &["ingest", file.to_str().unwrap(), "--json"], None);
+    assert_eq!(json(&out)["events"], 7);
+    let sessions = json(&tracevault(&data, &["sessions", "--json"], None));
+    assert_eq!(sessions[0]["session"], "s-0001");
+    assert_eq!(sessions[0]["user"], "u-17");
+    assert_eq!(sessions[0]["events"], 7);
+    assert_eq!(sessions[0]["duration_us"], 384000);
+    assert_eq!(
+        json(&tracevault(&data, &["sessions", "--json", "--user", "nobody"], None)),
+        serde_json::json!([])
+    );
+    let stats = json(&tracevault(&data, &["stats", "--json"], None));
+    assert_eq!((stats["sessions"].as_u64(), stats["events"].as_u64()), (Some(1), Some(7)));
+    assert!(stats["bytes_on_disk"].as_u64().unwrap() > 0 && stats["bytes_per_event"].as_f64().unwrap() > 0.0);
+    assert_eq!(json(&tracevault(&data, &["verify", "--json"], None))["ok"], true);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_malformed_line_7_is_named_and_nothing_of_its_batch_is_stored() {
+    let dir = temp("bad");
+    let bad: String = GOOD
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 6 {
+                r#"{"session":"s-0001","t":380000,"kind":"key_up","code":7}"#.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let file = dir.join("bad.jsonl");
+    std::fs::write(&file, bad).unwrap();
+    let data = dir.join("data");
+    let out = tracevault(&data, &["ingest", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.jsonl:7: field `code`: invalid type: integer `7`, expected a string"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let stats = json(&tracevault(&data, &["stats", "--json"], None));
+    assert_eq!(
+        (stats["sessions"].as_u64(), stats["events"].as_u64()),
+        (Some(0), Some(0)),
+        "nothing of the batch was stored"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn stdin_events_without_a_session_record_are_rejected_with_what_to_do() {
+    let dir = temp("stdin");
+    let out = tracevault(
+        &dir.join("data"),
+        &["ingest", "-"],
+        Some("{\"session\":\"zz\",\"t\":1,\"kind\":\"move\",\"x\":1,\"y\":1}\n"),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("<stdin>:1: session \"zz\" has no session record"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_files_exit_1() {
+    let dir = temp("usage");
+    assert_eq!(tracevault(&dir, &["no-such-command"], None).status.code(), Some(2));
+    let out = tracevault(&dir.join("data"), &["ingest", "/no/such/file.jsonl"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("opening /no/such/file.jsonl"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
