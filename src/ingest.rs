@@ -154,7 +154,10 @@ pub fn ingest_jsonl(
                 });
             }
             Some(Err(e)) => {
-                return Err(IngestError::Input { source_name: source_name.to_owned(), reason: e.to_string() });
+                return Err(IngestError::Input {
+                    source_name: source_name.to_owned(),
+                    reason: e.to_string(),
+                });
             }
         }
     }

@@ -189,8 +189,8 @@ pub(crate) struct SessionState {
     /// Events acknowledged.
     pub next_seq: u64,
     pub progress: Progress,
-    /// The open block: events `progress.sealed_events..next_seq`.
-    pub open: Vec<Event>,
+    /// The open block: events `progress.sealed_events..next_seq`, kept encoded.
+    pub open: OpenBlock,
     /// Which batches the open events came from.
     pub open_batches: BatchTable,
     /// When the open block got its first event (the log's append counter), while it has any.
@@ -202,6 +202,61 @@ pub(crate) type Reply = SyncSender<Result<Vec<BlockLoc>, AppendError>>;
 
 /// Which batches a run of events came from, in order: (batch id, events).
 pub(crate) type BatchTable = Vec<(u128, u32)>;
+
+/// A session's open block, kept encoded: each append's events as the block already written to
+/// the journal, a few bytes per event rather than a 72-byte [`Event`]; decoded only to seal the
+/// block or to read it. This is what lets 100,000 sessions keep open blocks in bounded memory.
+#[derive(Default)]
+pub(crate) struct OpenBlock {
+    /// Encoded blocks, in order, with their event counts.
+    chunks: Vec<(Vec<u8>, usize)>,
+    events: usize,
+    bytes: usize,
+}
+
+impl OpenBlock {
+    pub fn len(&self) -> usize {
+        self.events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events == 0
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn push(&mut self, mut block: Vec<u8>, events: usize) {
+        if events == 0 {
+            return;
+        }
+        block.shrink_to_fit();
+        self.bytes += block.capacity();
+        self.events += events;
+        self.chunks.push((block, events));
+    }
+
+    /// Encodes `events` as the open block's content.
+    pub fn from_events(encoder: &mut BlockEncoder, events: &[Event]) -> Result<OpenBlock, String> {
+        let mut open = OpenBlock::default();
+        for chunk in events.chunks(BLOCK_EVENTS_MAX) {
+            let mut block = Vec::new();
+            encoder.encode(chunk, &mut block).map_err(|e| e.to_string())?;
+            open.push(block, chunk.len());
+        }
+        Ok(open)
+    }
+
+    pub fn decode(&self, decoder: &mut BlockDecoder) -> Result<Vec<Event>, String> {
+        let mut events = Vec::with_capacity(self.events);
+        for (block, _) in &self.chunks {
+            decoder.decode_into(block, &mut events).map_err(|e| format!("open block: {e}"))?;
+        }
+        Ok(events)
+    }
+}
 
 /// A request to the writer thread.
 pub(crate) enum Request {
@@ -248,27 +303,24 @@ pub(crate) struct Inner {
     pub relieving: AtomicBool,
 }
 
-/// What one open event is counted as against `memory_bytes_max` (its strings are not counted:
-/// pointer events, which have none, are nearly all of real input).
-pub(crate) const OPEN_EVENT_BYTES: u64 = std::mem::size_of::<Event>() as u64;
-
 impl Inner {
-    /// Accounts for a session's open block after it changed from `before` events; `renewed`
-    /// when its old events were sealed (the block now open is a new one).
+    /// Accounts for a session's open block after it changed from `before` bytes; `renewed` when
+    /// its old events were sealed (the block now open is a new one).
     pub fn track_open(&self, id: &str, state: &mut SessionState, before: usize, renewed: bool) {
-        let after = state.open.len();
+        let after = state.open.bytes();
         if after >= before {
-            self.open_bytes.fetch_add((after - before) as u64 * OPEN_EVENT_BYTES, Ordering::Relaxed);
+            self.open_bytes.fetch_add((after - before) as u64, Ordering::Relaxed);
         } else {
-            self.open_bytes.fetch_sub((before - after) as u64 * OPEN_EVENT_BYTES, Ordering::Relaxed);
+            self.open_bytes.fetch_sub((before - after) as u64, Ordering::Relaxed);
         }
         let mut order = lock(&self.open_order);
-        if (renewed || after == 0)
+        let empty = state.open.is_empty();
+        if (renewed || empty)
             && let Some(since) = state.open_since.take()
         {
             order.remove(&(since, id.to_owned()));
         }
-        if after > 0 && state.open_since.is_none() {
+        if !empty && state.open_since.is_none() {
             let since = self.append_counter.fetch_add(1, Ordering::Relaxed);
             state.open_since = Some(since);
             order.insert((since, id.to_owned()));
@@ -469,9 +521,11 @@ impl Log {
         })?;
 
         // Durable: make it visible.
-        let before = state.open.len();
-        state.open.extend_from_slice(batch.events);
-        state.open.drain(..plan.sealed_events as usize);
+        let before = state.open.bytes();
+        match plan.open {
+            NextOpen::Append(block) => state.open.push(block, n),
+            NextOpen::Replace(open) => state.open = open,
+        }
         state.open_batches = plan.open_batches;
         state.next_seq = end_seq;
         state.progress = progress;
@@ -517,13 +571,9 @@ impl Log {
             return Ok(());
         }
         let seq_first = state.progress.sealed_events;
-        let block = self.seal_frame(
-            &session,
-            state.progress.next_block,
-            seq_first,
-            &state.open,
-            &state.open_batches,
-        )?;
+        let events = self.decode_open(&session, &state.open)?;
+        let block =
+            self.seal_frame(&session, state.progress.next_block, seq_first, &events, &state.open_batches)?;
         let mut progress = state.progress.clone();
         progress.sealed_events += state.open.len() as u64;
         progress.next_block += 1;
@@ -539,9 +589,9 @@ impl Log {
             row: (session.id.clone(), row),
             journal_covers: None,
         })?;
-        let before = state.open.len();
-        state.open.clear();
-        state.open_batches.clear();
+        let before = state.open.bytes();
+        state.open = OpenBlock::default();
+        state.open_batches = Vec::new();
         state.progress = progress;
         self.inner.track_open(&session.id, &mut state, before, true);
         Ok(())
@@ -614,13 +664,24 @@ impl Log {
         let mut batches = state.open_batches.clone();
         push_batch(&mut batches, batch_id, events.len() as u32);
         let total = state.open.len() + events.len();
+        if total < max {
+            // The common case: the batch's journal block simply joins the open block.
+            return Ok(Plan {
+                journal,
+                blocks: Vec::new(),
+                sealed_events: 0,
+                open_batches: batches,
+                open: NextOpen::Append(block),
+            });
+        }
+        let open = self.decode_open(session, &state.open)?;
         let mut blocks = Vec::new();
         let mut sealed = 0usize;
         let mut block_number = state.progress.next_block;
         let mut seq = state.progress.sealed_events;
         while total - sealed >= max {
             // Block `sealed..sealed + max` of the open events followed by the batch.
-            let chunk = concat_range(&state.open, events, sealed, sealed + max);
+            let chunk = concat_range(&open, events, sealed, sealed + max);
             let (head, tail) = split_batches(&batches, max as u32);
             blocks.push(self.seal_frame(session, block_number, seq, &chunk, &head)?);
             batches = tail;
@@ -628,7 +689,22 @@ impl Log {
             block_number += 1;
             seq += max as u64;
         }
-        Ok(Plan { journal, blocks, sealed_events: sealed as u64, open_batches: batches })
+        let rest = concat_range(&open, events, sealed, total);
+        let next = self
+            .with_encoder(|e| OpenBlock::from_events(e, &rest))
+            .map_err(|reason| AppendError::Invalid { session: session.id.clone(), reason })?;
+        Ok(Plan {
+            journal,
+            blocks,
+            sealed_events: sealed as u64,
+            open_batches: batches,
+            open: NextOpen::Replace(next),
+        })
+    }
+
+    fn decode_open(&self, session: &Session, open: &OpenBlock) -> Result<Vec<Event>, AppendError> {
+        open.decode(&mut BlockDecoder::new())
+            .map_err(|reason| AppendError::Invalid { session: session.id.clone(), reason })
     }
 
     /// Every session, in id order.
@@ -672,7 +748,7 @@ impl Log {
                 *b < next_block && l.t_max_us >= *t_range.start() && l.t_min_us <= *t_range.end()
             })
             .collect();
-        let open = state.open.clone();
+        let open: Vec<Vec<u8>> = state.open.chunks.iter().map(|(b, _)| b.clone()).collect();
         drop(state);
         Ok(SessionBlocks {
             storage: self.inner.storage.clone(),
@@ -748,6 +824,15 @@ struct Plan {
     blocks: Vec<SegmentFrame>,
     sealed_events: u64,
     open_batches: BatchTable,
+    open: NextOpen,
+}
+
+/// The open block after an append.
+enum NextOpen {
+    /// The batch's block joins it.
+    Append(Vec<u8>),
+    /// Blocks were sealed; this is what is left open.
+    Replace(OpenBlock),
 }
 
 /// Events `from..to` of `a` followed by `b`, borrowed when they lie in one of them.
@@ -813,7 +898,8 @@ pub struct SessionBlocks {
     storage: Arc<dyn Storage>,
     number: u64,
     sealed: VecDeque<(u32, BlockLoc)>,
-    open: Option<Vec<Event>>,
+    /// The open block's encoded chunks, read last.
+    open: Option<Vec<Vec<u8>>>,
     decoder: BlockDecoder,
 }
 
@@ -859,7 +945,14 @@ impl Iterator for SessionBlocks {
         if let Some((block, loc)) = self.sealed.pop_front() {
             return Some(self.read(block, loc));
         }
-        self.open.take().filter(|o| !o.is_empty()).map(Ok)
+        let chunks = self.open.take()?;
+        let mut events = Vec::new();
+        for chunk in &chunks {
+            if let Err(e) = self.decoder.decode_into(chunk, &mut events) {
+                return Some(Err(ReadError::Index(format!("session {}: open block: {e}", self.number))));
+            }
+        }
+        (!events.is_empty()).then_some(Ok(events))
     }
 }
 

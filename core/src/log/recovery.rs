@@ -421,6 +421,7 @@ pub(crate) fn recover(
     let next_session_number = sessions.keys().next_back().map_or(1, |n| n + 1);
     let mut sealed = HashMap::new();
     let mut live = HashMap::new();
+    let mut encoder = tracevault_codecs::block::BlockEncoder::new(options.zstd_level);
     for (number, s) in sessions {
         sealed.insert(number, s.progress.sealed_events);
         if s.touched {
@@ -429,17 +430,23 @@ pub(crate) fn recover(
                 SessionRow { number, meta: s.meta.clone(), progress: s.progress.clone() },
             ));
         }
+        let open = super::OpenBlock::from_events(&mut encoder, &s.open).map_err(|reason| {
+            corrupt(
+                Path::new(JOURNAL_DIR),
+                0,
+                format!("re-encoding session {:?}'s open block: {reason}", s.id),
+            )
+        })?;
         let state = SessionState {
             next_seq: s.next_seq,
             progress: s.progress,
-            open: s.open,
+            open,
             open_batches: s.open_batches,
             open_since: None,
         };
         let session = Session { number, id: s.id.clone(), meta: Arc::new(s.meta), state: Mutex::new(state) };
         live.insert(s.id, Arc::new(session));
     }
-    let _ = options;
     Ok(Recovered {
         sessions: live,
         next_session_number,

@@ -164,7 +164,10 @@ impl Writer {
         };
 
         // 1. The journal: one append, one sync.
-        let journal: Vec<u8> = writes.iter().flat_map(|(w, _)| w.journal.iter().copied()).collect();
+        let mut journal = Vec::with_capacity(writes.iter().map(|(w, _)| w.journal.len()).sum());
+        for (w, _) in writes {
+            journal.extend_from_slice(&w.journal);
+        }
         let journal_frames = writes.iter().filter(|(w, _)| !w.journal.is_empty()).count() as u64;
         if !journal.is_empty() {
             let j = &mut self.state.journal;
@@ -283,6 +286,23 @@ impl Writer {
             self.inner
                 .journal_files_live
                 .store(self.state.journal_files.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            storage
+                .sync_dir(Path::new(JOURNAL_DIR))
+                .map_err(|e| self.poison(format!("syncing {JOURNAL_DIR}: {e}")))?;
+        }
+        // When every event in the current journal file is sealed too (sessions ended, or the log
+        // is idle), start a fresh file and delete this one, so a quiet log keeps no journal.
+        let sealed = &self.state.sealed;
+        let current_done =
+            self.state.journal_covers.iter().all(|(s, end)| sealed.get(s).copied().unwrap_or(0) >= *end);
+        if self.state.journal.frames > 0 && current_done {
+            let old = self.state.journal.path();
+            let next = self.state.journal.number + 1;
+            let j = &mut self.state.journal;
+            j.roll(storage.as_ref(), next)
+                .map_err(|e| poison(&inner, format!("rolling {}: {e}", old.display())))?;
+            self.state.journal_covers.clear();
+            storage.remove(&old).map_err(|e| self.poison(format!("removing {}: {e}", old.display())))?;
             storage
                 .sync_dir(Path::new(JOURNAL_DIR))
                 .map_err(|e| self.poison(format!("syncing {JOURNAL_DIR}: {e}")))?;
