@@ -68,6 +68,9 @@ pub enum FrameKind {
     Batch = 3,
     /// The last frame of a sealed segment: counts and a hash of everything before it.
     Footer = 4,
+    /// A session's most recent batch ids, written at each checkpoint for the sessions that took
+    /// batches since the last one, so a rebuilt index still recognises retried batches.
+    Progress = 5,
 }
 
 impl FrameKind {
@@ -77,6 +80,7 @@ impl FrameKind {
             2 => FrameKind::Block,
             3 => FrameKind::Batch,
             4 => FrameKind::Footer,
+            5 => FrameKind::Progress,
             _ => return None,
         })
     }

@@ -191,17 +191,12 @@ pub(crate) struct SessionState {
     pub progress: Progress,
     /// The open block: events `progress.sealed_events..next_seq`, kept encoded.
     pub open: OpenBlock,
-    /// Which batches the open events came from.
-    pub open_batches: BatchTable,
     /// When the open block got its first event (the log's append counter), while it has any.
     pub open_since: Option<u64>,
 }
 
 /// Where the writer sends an append's outcome: the locations of the blocks it sealed.
 pub(crate) type Reply = SyncSender<Result<Vec<BlockLoc>, AppendError>>;
-
-/// Which batches a run of events came from, in order: (batch id, events).
-pub(crate) type BatchTable = Vec<(u128, u32)>;
 
 /// A session's open block, kept encoded: each append's events as the block already written to
 /// the journal, a few bytes per event rather than a 72-byte [`Event`]; decoded only to seal the
@@ -526,7 +521,6 @@ impl Log {
             NextOpen::Append(block) => state.open.push(block, n),
             NextOpen::Replace(open) => state.open = open,
         }
-        state.open_batches = plan.open_batches;
         state.next_seq = end_seq;
         state.progress = progress;
         self.inner.track_open(&session.id, &mut state, before, plan.sealed_events > 0);
@@ -572,8 +566,7 @@ impl Log {
         }
         let seq_first = state.progress.sealed_events;
         let events = self.decode_open(&session, &state.open)?;
-        let block =
-            self.seal_frame(&session, state.progress.next_block, seq_first, &events, &state.open_batches)?;
+        let block = self.seal_frame(&session, state.progress.next_block, seq_first, &events)?;
         let mut progress = state.progress.clone();
         progress.sealed_events += state.open.len() as u64;
         progress.next_block += 1;
@@ -591,7 +584,6 @@ impl Log {
         })?;
         let before = state.open.bytes();
         state.open = OpenBlock::default();
-        state.open_batches = Vec::new();
         state.progress = progress;
         self.inner.track_open(&session.id, &mut state, before, true);
         Ok(())
@@ -619,7 +611,6 @@ impl Log {
         block_number: u32,
         seq_first: u64,
         events: &[Event],
-        batches: &[(u128, u32)],
     ) -> Result<SegmentFrame, AppendError> {
         let block = self.encode(session, events)?;
         let (t_min_us, t_max_us) = t_range(events);
@@ -629,7 +620,7 @@ impl Log {
         header.t_min_us = t_min_us;
         header.t_max_us = t_max_us;
         let mut bytes = Vec::new();
-        frame::write(&mut bytes, &header, &records::block_payload(seq_first, batches, &block));
+        frame::write(&mut bytes, &header, &records::block_payload(seq_first, &block));
         let loc = BlockLoc {
             segment: 0,
             offset: 0,
@@ -661,18 +652,10 @@ impl Log {
         frame::write(&mut journal, &header, &records::batch_payload(state.next_seq, batch_id, &block));
 
         let max = self.inner.options.block_events_max;
-        let mut batches = state.open_batches.clone();
-        push_batch(&mut batches, batch_id, events.len() as u32);
         let total = state.open.len() + events.len();
         if total < max {
             // The common case: the batch's journal block simply joins the open block.
-            return Ok(Plan {
-                journal,
-                blocks: Vec::new(),
-                sealed_events: 0,
-                open_batches: batches,
-                open: NextOpen::Append(block),
-            });
+            return Ok(Plan { journal, blocks: Vec::new(), sealed_events: 0, open: NextOpen::Append(block) });
         }
         let open = self.decode_open(session, &state.open)?;
         let mut blocks = Vec::new();
@@ -682,9 +665,7 @@ impl Log {
         while total - sealed >= max {
             // Block `sealed..sealed + max` of the open events followed by the batch.
             let chunk = concat_range(&open, events, sealed, sealed + max);
-            let (head, tail) = split_batches(&batches, max as u32);
-            blocks.push(self.seal_frame(session, block_number, seq, &chunk, &head)?);
-            batches = tail;
+            blocks.push(self.seal_frame(session, block_number, seq, &chunk)?);
             sealed += max;
             block_number += 1;
             seq += max as u64;
@@ -693,13 +674,7 @@ impl Log {
         let next = self
             .with_encoder(|e| OpenBlock::from_events(e, &rest))
             .map_err(|reason| AppendError::Invalid { session: session.id.clone(), reason })?;
-        Ok(Plan {
-            journal,
-            blocks,
-            sealed_events: sealed as u64,
-            open_batches: batches,
-            open: NextOpen::Replace(next),
-        })
+        Ok(Plan { journal, blocks, sealed_events: sealed as u64, open: NextOpen::Replace(next) })
     }
 
     fn decode_open(&self, session: &Session, open: &OpenBlock) -> Result<Vec<Event>, AppendError> {
@@ -823,7 +798,6 @@ struct Plan {
     journal: Vec<u8>,
     blocks: Vec<SegmentFrame>,
     sealed_events: u64,
-    open_batches: BatchTable,
     open: NextOpen,
 }
 
@@ -846,29 +820,6 @@ fn concat_range<'a>(a: &'a [Event], b: &'a [Event], from: usize, to: usize) -> s
         v.extend_from_slice(&b[..to - a.len()]);
         v.into()
     }
-}
-
-fn push_batch(batches: &mut Vec<(u128, u32)>, id: u128, events: u32) {
-    batches.push((id, events));
-}
-
-/// Splits a batch table at `at` events: the batches of the first `at` events, and the rest.
-fn split_batches(batches: &[(u128, u32)], mut at: u32) -> (BatchTable, BatchTable) {
-    let mut head = Vec::new();
-    let mut tail = Vec::new();
-    for &(id, n) in batches {
-        if at == 0 {
-            tail.push((id, n));
-        } else if n <= at {
-            head.push((id, n));
-            at -= n;
-        } else {
-            head.push((id, at));
-            tail.push((id, n - at));
-            at = 0;
-        }
-    }
-    (head, tail)
 }
 
 pub(crate) fn t_range(events: &[Event]) -> (u64, u64) {
@@ -924,7 +875,7 @@ impl SessionBlocks {
                 self.number, h.kind, h.session, h.block
             )));
         }
-        let (_, _, block_bytes) = records::parse_block(frame.payload).map_err(|c| corrupt(c.reason))?;
+        let (_, block_bytes) = records::parse_block(frame.payload).map_err(|c| corrupt(c.reason))?;
         let mut events = Vec::with_capacity(h.event_count as usize);
         self.decoder.decode_into(block_bytes, &mut events).map_err(|e| corrupt(e.to_string()))?;
         if events.len() != h.event_count as usize {
@@ -959,13 +910,4 @@ impl Iterator for SessionBlocks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batch_tables_split_at_block_boundaries() {
-        let (head, tail) = split_batches(&[(1, 3), (2, 5), (3, 2)], 6);
-        assert_eq!(head, vec![(1, 3), (2, 3)]);
-        assert_eq!(tail, vec![(2, 2), (3, 2)]);
-        let (head, tail) = split_batches(&[(1, 3)], 3);
-        assert_eq!((head, tail), (vec![(1, 3)], vec![]));
-    }
 }

@@ -38,7 +38,6 @@ struct Rebuild {
     progress: Progress,
     next_seq: u64,
     open: Vec<Event>,
-    open_batches: Vec<(u128, u32)>,
     touched: bool,
     /// Its session record is in a segment (or in the index, which only holds what segments do).
     in_segments: bool,
@@ -112,7 +111,6 @@ pub(crate) fn recover(
                     progress: row.progress,
                     next_seq,
                     open: Vec::new(),
-                    open_batches: Vec::new(),
                     touched: false,
                     in_segments: true,
                 },
@@ -189,14 +187,13 @@ pub(crate) fn recover(
                         progress: Progress::default(),
                         next_seq: 0,
                         open: Vec::new(),
-                        open_batches: Vec::new(),
                         touched: true,
                         in_segments: true,
                     });
                     next_frame += 1;
                 }
                 FrameKind::Block => {
-                    let (seq_first, batches, _) =
+                    let (seq_first, _) =
                         records::parse_block(frame.payload).map_err(|c| corrupt(&path, *offset, c.reason))?;
                     let Some(s) = sessions.get_mut(&h.session) else {
                         return Err(corrupt(
@@ -221,11 +218,6 @@ pub(crate) fn recover(
                     if h.event_count > 0 {
                         widen(&mut s.progress, h.t_min_us, h.t_max_us);
                     }
-                    let mut seq = seq_first;
-                    for (id, n) in batches {
-                        remember_batch(&mut s.progress, id, seq, u64::from(n));
-                        seq += u64::from(n);
-                    }
                     s.next_seq = s.progress.sealed_events;
                     s.touched = true;
                     pending.blocks.push((h.session, h.block, loc));
@@ -240,6 +232,20 @@ pub(crate) fn recover(
                     files::check_footer(&bytes, *offset, frame, frames_before)
                         .map_err(|c| corrupt(&path, *offset, c.reason))?;
                     sealed = true;
+                }
+                FrameKind::Progress => {
+                    let recent = records::parse_progress(frame.payload)
+                        .map_err(|c| corrupt(&path, *offset, c.reason))?;
+                    let Some(s) = sessions.get_mut(&h.session) else {
+                        return Err(corrupt(
+                            &path,
+                            *offset,
+                            format!("progress of session {} before its session record", h.session),
+                        ));
+                    };
+                    s.progress.recent_batches = recent;
+                    s.touched = true;
+                    next_frame += 1;
                 }
                 FrameKind::Batch => {
                     return Err(corrupt(&path, *offset, "a journal batch frame inside a segment"));
@@ -308,7 +314,6 @@ pub(crate) fn recover(
                         progress: Progress::default(),
                         next_seq: 0,
                         open: Vec::new(),
-                        open_batches: Vec::new(),
                         touched: true,
                         in_segments: false,
                     });
@@ -357,7 +362,6 @@ pub(crate) fn recover(
                     }
                     let skip = (s.next_seq - seq_first) as usize;
                     s.open.extend_from_slice(&events[skip..]);
-                    s.open_batches.push((batch_id, (events.len() - skip) as u32));
                     s.next_seq = end;
                     s.touched = true;
                 }
@@ -437,13 +441,7 @@ pub(crate) fn recover(
                 format!("re-encoding session {:?}'s open block: {reason}", s.id),
             )
         })?;
-        let state = SessionState {
-            next_seq: s.next_seq,
-            progress: s.progress,
-            open,
-            open_batches: s.open_batches,
-            open_since: None,
-        };
+        let state = SessionState { next_seq: s.next_seq, progress: s.progress, open, open_since: None };
         let session = Session { number, id: s.id.clone(), meta: Arc::new(s.meta), state: Mutex::new(state) };
         live.insert(s.id, Arc::new(session));
     }

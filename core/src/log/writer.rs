@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::AppendError;
 use crate::files::FrameFile;
+use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, IndexBatch, SessionRow};
 
 use super::{CHECKPOINT_FILE, Inner, JOURNAL_DIR, Reply, Request, SyncMode, Write, lock};
@@ -207,17 +208,7 @@ impl Writer {
         for (w, _) in writes {
             let mut locs = Vec::new();
             for frame in &w.segment {
-                let s = &mut self.state.segment;
-                if s.frames > 0
-                    && s.file.len() + frame.bytes.len() as u64 > self.inner.options.segment_bytes_max
-                {
-                    s.roll(storage.as_ref(), self.state.next_frame)
-                        .map_err(|e| io("rolling", &s.path(), e))?;
-                }
-                let s = &mut self.state.segment;
-                let offset = s.append(&frame.bytes, 1).map_err(|e| io("writing", &s.path(), e))?;
-                self.state.next_frame += 1;
-                self.segment_bytes_since_checkpoint += frame.bytes.len() as u64;
+                let offset = self.append_segment(&frame.bytes)?;
                 if let Some((session, block, mut loc)) = frame.block {
                     loc.segment = self.state.segment.number;
                     loc.offset = offset;
@@ -234,11 +225,51 @@ impl Writer {
         Ok(all_locs)
     }
 
+    /// Appends one frame to the segment, rolling to a new segment past the size limit; returns
+    /// its offset.
+    fn append_segment(&mut self, bytes: &[u8]) -> Result<u64, AppendError> {
+        let storage = self.inner.storage.clone();
+        let s = &mut self.state.segment;
+        if s.frames > 0 && s.file.len() + bytes.len() as u64 > self.inner.options.segment_bytes_max {
+            s.roll(storage.as_ref(), self.state.next_frame)
+                .map_err(|e| poison(&self.inner, format!("rolling {}: {e}", s.path().display())))?;
+        }
+        let s = &mut self.state.segment;
+        let offset = s
+            .append(bytes, 1)
+            .map_err(|e| poison(&self.inner, format!("writing {}: {e}", s.path().display())))?;
+        self.state.next_frame += 1;
+        self.segment_bytes_since_checkpoint += bytes.len() as u64;
+        Ok(offset)
+    }
+
     /// Syncs the segment, commits the index durably, records the checkpoint, and deletes the
     /// journal files whose events are all in synced segments.
     fn checkpoint(&mut self) -> Result<(), AppendError> {
         let storage = self.inner.storage.clone();
         let inner = self.inner.clone();
+        // The recent batch ids of every session that took batches since the last checkpoint go
+        // into the segment too: the journal that held them may be deleted below, and the index
+        // is disposable.
+        // (Rows recovered at open count too: their journal may go in this very checkpoint.)
+        // Recovered rows first, then the rows written since: the newer one wins.
+        let mut recent: BTreeMap<u64, &[(u128, u64, u64)]> = BTreeMap::new();
+        for (_, row) in self.state.pending.sessions.iter().chain(self.dirty_rows.values()) {
+            recent.insert(row.number, &row.progress.recent_batches);
+        }
+        let progress: Vec<Vec<u8>> = recent
+            .into_iter()
+            .filter(|(_, batches)| !batches.is_empty())
+            .map(|(number, batches)| {
+                let mut bytes = Vec::new();
+                let payload = crate::records::progress_payload(batches);
+                frame::write(&mut bytes, &FrameHeader::new(FrameKind::Progress, number), &payload);
+                bytes
+            })
+            .collect();
+        for bytes in &progress {
+            self.append_segment(bytes)?;
+        }
         let s = &mut self.state.segment;
         s.file.sync().map_err(|e| poison(&inner, format!("syncing {}: {e}", s.path().display())))?;
         let checkpoint =
