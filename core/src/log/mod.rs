@@ -910,4 +910,15 @@ impl Iterator for SessionBlocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracevault_codecs::EventKind;
+
+    #[test]
+    fn concat_range_borrows_when_it_can_and_joins_when_it_must() {
+        let ev = |t_us| Event { t_us, kind: EventKind::Move { x: 0, y: 0 } };
+        let a = [ev(0), ev(1)];
+        let b = [ev(2), ev(3), ev(4)];
+        assert!(matches!(concat_range(&a, &b, 0, 2), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(concat_range(&a, &b, 3, 5), std::borrow::Cow::Borrowed(s) if s == [ev(3), ev(4)]));
+        assert_eq!(&*concat_range(&a, &b, 1, 4), &[ev(1), ev(2), ev(3)]);
+    }
 }
