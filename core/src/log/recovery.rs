@@ -12,7 +12,7 @@ use tracevault_codecs::block::BlockDecoder;
 use tracevault_codecs::{Event, SessionMeta};
 
 use crate::error::{OpenError, ReadError};
-use crate::files::{self, FILE_HEADER_BYTES, FrameFile, JOURNAL_MAGIC, SEGMENT_MAGIC, Stop};
+use crate::files::{self, FILE_HEADER_BYTES, FrameFile, SEGMENT_MAGIC, Stop};
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
 use crate::records;
@@ -69,6 +69,53 @@ fn remember_batch(progress: &mut Progress, id: u128, seq_first: u64, events: u64
 fn widen(progress: &mut Progress, t_min: u64, t_max: u64) {
     progress.t_min_us = Some(progress.t_min_us.map_or(t_min, |t| t.min(t_min)));
     progress.t_max_us = Some(progress.t_max_us.map_or(t_max, |t| t.max(t_max)));
+}
+
+/// Reads a segment or journal file and checks its header. `Ok(None)` for a last file too short to
+/// hold its header (created just before a crash, before the header was durable): it is removed,
+/// and a fresh one is started.
+fn read_frame_file(
+    storage: &dyn Storage,
+    kind: files::FileKind,
+    number: u64,
+    last: bool,
+) -> Result<Option<Vec<u8>>, OpenError> {
+    let path = kind.path(number);
+    let bytes = storage.read_all(&path).map_err(io_error(&path))?.unwrap_or_default();
+    match files::read_file_header(&bytes, kind.magic) {
+        Ok(Some(n)) if n == number => Ok(Some(bytes)),
+        Ok(Some(n)) => Err(corrupt(&path, 0, format!("header says number {n}, the name {number}"))),
+        Ok(None) if last => {
+            storage.remove(&path).map_err(io_error(&path))?;
+            storage.sync_dir(Path::new(kind.dir)).map_err(io_error(&path))?;
+            Ok(None)
+        }
+        Ok(None) => Err(corrupt(&path, 0, "file shorter than its header")),
+        Err(c) => Err(corrupt(&path, 0, c.reason)),
+    }
+}
+
+/// Where a scan stopped: at the end, fine; at a torn or damaged frame where `cuttable` (the tail
+/// of the last file, written after the last durable point), truncated away; anywhere else, an
+/// error naming the file and offset.
+fn cut_tail(
+    storage: &dyn Storage,
+    path: &Path,
+    bytes: &mut Vec<u8>,
+    end: u64,
+    stop: Stop,
+    cuttable: bool,
+) -> Result<(), OpenError> {
+    match stop {
+        Stop::End => Ok(()),
+        Stop::Torn | Stop::Damage(_) if cuttable => {
+            storage.truncate(path, end).map_err(io_error(path))?;
+            bytes.truncate(end as usize);
+            Ok(())
+        }
+        Stop::Torn => Err(corrupt(path, end, "file ends inside a frame, but a later file exists")),
+        Stop::Damage(c) => Err(corrupt(path, end, c.reason)),
+    }
 }
 
 pub(crate) fn recover(
@@ -138,19 +185,7 @@ pub(crate) fn recover(
     for (i, &number) in to_scan.iter().enumerate() {
         let last = i + 1 == to_scan.len();
         let path = super::segment_path(number);
-        let mut bytes = storage.read_all(&path).map_err(io_error(&path))?.unwrap_or_default();
-        match files::read_file_header(&bytes, SEGMENT_MAGIC) {
-            Ok(Some(n)) if n == number => {}
-            Ok(Some(n)) => return Err(corrupt(&path, 0, format!("header says segment {n}"))),
-            Ok(None) if last => {
-                // Created just before a crash, before its header was durable: start it again.
-                storage.remove(&path).map_err(io_error(&path))?;
-                storage.sync_dir(Path::new(SEGMENTS_DIR)).map_err(io_error(&path))?;
-                break;
-            }
-            Ok(None) => return Err(corrupt(&path, 0, "segment shorter than its header")),
-            Err(c) => return Err(corrupt(&path, 0, c.reason)),
-        }
+        let Some(mut bytes) = read_frame_file(storage, files::SEGMENTS, number, last)? else { break };
         let resume_at = match start {
             Some(c) if c.segment == number => c.offset as usize,
             _ => {
@@ -255,18 +290,7 @@ pub(crate) fn recover(
         drop(frames);
         let before_durable =
             durable.is_some_and(|c| number < c.segment || (number == c.segment && end < c.offset));
-        match stop {
-            Stop::End => {}
-            Stop::Torn | Stop::Damage(_) if last && !before_durable => {
-                // The tail written after the last sync, cut short by the crash.
-                storage.truncate(&path, end).map_err(io_error(&path))?;
-                bytes.truncate(end as usize);
-            }
-            Stop::Torn => {
-                return Err(corrupt(&path, end, "segment ends inside a frame, but a later segment exists"));
-            }
-            Stop::Damage(c) => return Err(corrupt(&path, end, c.reason)),
-        }
+        cut_tail(storage, &path, &mut bytes, end, stop, last && !before_durable)?;
         if !last && !sealed {
             return Err(corrupt(&path, end, "segment is not sealed, but a later segment exists"));
         }
@@ -286,19 +310,8 @@ pub(crate) fn recover(
     let mut decoder = BlockDecoder::new();
     for (i, &number) in journal_numbers.iter().enumerate() {
         let last = i + 1 == journal_numbers.len();
-        let path = Path::new(JOURNAL_DIR).join(files::file_name(number, JOURNAL_EXT));
-        let mut bytes = storage.read_all(&path).map_err(io_error(&path))?.unwrap_or_default();
-        match files::read_file_header(&bytes, JOURNAL_MAGIC) {
-            Ok(Some(n)) if n == number => {}
-            Ok(Some(n)) => return Err(corrupt(&path, 0, format!("header says journal file {n}"))),
-            Ok(None) if last => {
-                storage.remove(&path).map_err(io_error(&path))?;
-                storage.sync_dir(Path::new(JOURNAL_DIR)).map_err(io_error(&path))?;
-                break;
-            }
-            Ok(None) => return Err(corrupt(&path, 0, "journal file shorter than its header")),
-            Err(c) => return Err(corrupt(&path, 0, c.reason)),
-        }
+        let path = files::JOURNAL.path(number);
+        let Some(mut bytes) = read_frame_file(storage, files::JOURNAL, number, last)? else { break };
         let files::Scan { frames, end, stop } = files::scan(&bytes, FILE_HEADER_BYTES);
         let frame_count = frames.len() as u64;
         let mut covers: HashMap<u64, u64> = HashMap::new();
@@ -371,17 +384,7 @@ pub(crate) fn recover(
             }
         }
         drop(frames);
-        match stop {
-            Stop::End => {}
-            Stop::Torn | Stop::Damage(_) if last => {
-                storage.truncate(&path, end).map_err(io_error(&path))?;
-                bytes.truncate(end as usize);
-            }
-            Stop::Torn => {
-                return Err(corrupt(&path, end, "journal file ends inside a frame, but a later one exists"));
-            }
-            Stop::Damage(c) => return Err(corrupt(&path, end, c.reason)),
-        }
+        cut_tail(storage, &path, &mut bytes, end, stop, last)?;
         if last {
             let file = FrameFile::resume(storage, files::JOURNAL, number, &bytes, frame_count)
                 .map_err(io_error(&path))?;
