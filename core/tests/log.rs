@@ -217,3 +217,35 @@ fn closed_journal_files_waiting_on_open_blocks_are_bounded() {
     assert!(journal <= 4, "{journal} journal files: blocks that never fill must not pin the journal");
     assert_eq!(log.stats().events, 4000);
 }
+
+#[test]
+fn with_an_intact_index_a_flipped_byte_is_caught_on_read_naming_segment_and_offset() {
+    let dir = temp_dir("flip-read");
+    let options = LogOptions { block_events_max: 16, segment_bytes_max: 4096, ..small_options() };
+    let log = Log::open(&dir, options.clone()).unwrap();
+    log.create_session(meta("a", "u")).unwrap();
+    for i in 0..40 {
+        log.append("a", &events(i, i * 100_000, 9)).unwrap();
+    }
+    log.close().unwrap();
+    // Flip a byte in the middle of the first (sealed) segment: inside some block's frame.
+    let sealed = dir.join("segments/00000000000000000000.seg");
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&sealed, &bytes).unwrap();
+
+    let log = Log::open(&dir, options).unwrap(); // the index is intact: open does not rescan it
+    match log.read_session("a", 0..=u64::MAX) {
+        Err(ReadError::Corrupt { path, offset, reason }) => {
+            assert!(path.ends_with("00000000000000000000.seg"), "{}", path.display());
+            assert!(offset <= at as u64, "the damaged frame starts at or before the flipped byte");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected a corruption error, got {:?}", other.map(|v| v.len())),
+    }
+    let (path, _, _) = log.verify().unwrap().first_problem.expect("verify names it too");
+    assert!(path.ends_with("00000000000000000000.seg"));
+    drop(log);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
