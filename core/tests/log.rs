@@ -249,3 +249,14 @@ fn with_an_intact_index_a_flipped_byte_is_caught_on_read_naming_segment_and_offs
     drop(log);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn oversized_session_metadata_is_an_error_not_a_panic() {
+    let storage = FaultStorage::new();
+    let log = open_fault(&storage, small_options());
+    let mut m = meta("big", "u");
+    m.labels = (0..2000).map(|i| (format!("label-{i}"), "x".repeat(1000))).collect();
+    let e = log.create_session(m).unwrap_err();
+    assert!(e.to_string().contains("session metadata of"), "{e}");
+    assert!(log.session_info("big").is_none());
+}

@@ -44,6 +44,9 @@ pub(crate) const INDEX_FILE: &str = "index.redb";
 pub(crate) const SEGMENT_EXT: &str = crate::files::SEGMENTS.extension;
 pub(crate) const JOURNAL_EXT: &str = crate::files::JOURNAL.extension;
 
+/// The largest session metadata (ids, device, labels) accepted, encoded.
+pub const SESSION_META_BYTES_MAX: usize = 1 << 20;
+
 /// How many of a session's latest batch ids are remembered, so a retried batch is acknowledged
 /// again instead of written twice.
 pub const RECENT_BATCHES_MAX: usize = 16;
@@ -425,12 +428,18 @@ impl Log {
             };
         }
         let number = *lock(&self.inner.next_session_number);
+        let payload = records::session_payload(&meta);
+        if payload.len() > SESSION_META_BYTES_MAX {
+            return Err(AppendError::Invalid {
+                session: meta.session.clone(),
+                reason: format!(
+                    "session metadata of {} bytes, expected at most {SESSION_META_BYTES_MAX}",
+                    payload.len()
+                ),
+            });
+        }
         let mut bytes = Vec::new();
-        frame::write(
-            &mut bytes,
-            &FrameHeader::new(FrameKind::Session, number),
-            &records::session_payload(&meta),
-        );
+        frame::write(&mut bytes, &FrameHeader::new(FrameKind::Session, number), &payload);
         let row = crate::index::SessionRow { number, meta: meta.clone(), progress: Progress::default() };
         self.submit(Write {
             journal: bytes.clone(),
@@ -620,7 +629,9 @@ impl Log {
         header.t_min_us = t_min_us;
         header.t_max_us = t_max_us;
         let mut bytes = Vec::new();
-        frame::write(&mut bytes, &header, &records::block_payload(seq_first, &block));
+        let payload = records::block_payload(seq_first, &block);
+        check_frame_size(session, &payload)?;
+        frame::write(&mut bytes, &header, &payload);
         let loc = BlockLoc {
             segment: 0,
             offset: 0,
@@ -649,7 +660,9 @@ impl Log {
         header.t_min_us = t_min_us;
         header.t_max_us = t_max_us;
         let mut journal = Vec::new();
-        frame::write(&mut journal, &header, &records::batch_payload(state.next_seq, batch_id, &block));
+        let payload = records::batch_payload(state.next_seq, batch_id, &block);
+        check_frame_size(session, &payload)?;
+        frame::write(&mut journal, &header, &payload);
 
         let max = self.inner.options.block_events_max;
         let total = state.open.len() + events.len();
@@ -820,6 +833,21 @@ fn concat_range<'a>(a: &'a [Event], b: &'a [Event], from: usize, to: usize) -> s
         v.extend_from_slice(&b[..to - a.len()]);
         v.into()
     }
+}
+
+/// A frame holds at most `FRAME_BYTES_MAX`; a batch of huge strings can encode past it.
+fn check_frame_size(session: &Session, payload: &[u8]) -> Result<(), AppendError> {
+    let bytes = frame::HEADER_BYTES + payload.len();
+    if bytes > frame::FRAME_BYTES_MAX {
+        return Err(AppendError::Invalid {
+            session: session.id.clone(),
+            reason: format!(
+                "the batch encodes to {bytes} bytes, a frame holds at most {}; send it in smaller batches",
+                frame::FRAME_BYTES_MAX
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn t_range(events: &[Event]) -> (u64, u64) {
