@@ -18,6 +18,8 @@ pub struct IngestReport {
     pub sessions_created: u64,
     pub events: u64,
     pub batches: u64,
+    /// Every session that received events, in id order.
+    pub sessions: std::collections::BTreeSet<String>,
 }
 
 /// Why an ingest stopped. Batches before the failing one are stored; the failing one is not.
@@ -112,6 +114,7 @@ impl Pending {
                 log.append(&session, chunk).map_err(store_error)?;
                 report.events += chunk.len() as u64;
             }
+            report.sessions.insert(session);
         }
         report.batches += 1;
         Ok(())

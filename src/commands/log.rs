@@ -34,6 +34,12 @@ pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) ->
         total.sessions_created += report.sessions_created;
         total.events += report.events;
         total.batches += report.batches;
+        total.sessions.extend(report.sessions);
+    }
+    // A file holds whole recordings: seal what it brought, so its events leave the journal for
+    // full blocks in the segments. A later ingest into the same session starts a new block.
+    for session in &total.sessions {
+        log.seal_session(session).with_context(|| format!("sealing session {session:?}"))?;
     }
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
