@@ -341,7 +341,14 @@ impl Log {
     /// Opens (creating if needed) the log in `dir` on the local file system, recovering from any
     /// crash first.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, OpenError> {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
+            // The new directory's own entry must be durable too, or a crash could lose the log.
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::File::open(parent)
+                .and_then(|f| f.sync_all())
+                .map_err(|source| OpenError::Io { path: parent.to_owned(), source })?;
+        }
         let index_path = dir.join(INDEX_FILE);
         let db = redb::Database::create(&index_path)
             .map_err(|e| OpenError::Index(format!("{}: {e}", index_path.display())))?;
