@@ -125,3 +125,17 @@ fn usage_errors_exit_2_and_missing_files_exit_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("opening /no/such/file.jsonl"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_demo_runs_on_the_fixtures_and_reports_exact_round_trips() {
+    let dir = temp("demo");
+    let fixtures = tracevault::sapimouse::fixtures_dir();
+    let out = tracevault(&dir, &["demo", "--sapimouse", fixtures.to_str().unwrap(), "--json"], None);
+    let summary = json(&out);
+    assert_eq!(summary["events"], 17_100);
+    assert_eq!(summary["round_trip"], "exact");
+    assert_eq!(summary["log"]["read_back"], "exact");
+    assert_eq!(summary["log"]["verify"], "ok");
+    assert!(summary["bytes_per_event"].as_f64().unwrap() < 3.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
