@@ -6,6 +6,8 @@
 //!   `log/recovery.rs`.
 //! - [`frame`]: the checked unit the log writes; [`files`] the segment and journal files of frames.
 //! - [`index`]: the session index in redb, disposable and rebuilt from the segments when needed.
+//! - [`merkle`]: the RFC 6962 Merkle tree, audit paths and consistency proofs (not yet over the
+//!   log's frames).
 //! - [`storage`]: the file-system boundary, with [`storage::FaultStorage`] for crash tests.
 //!
 //! docs/FORMAT.md describes every byte layout.
@@ -41,6 +43,7 @@ pub mod files;
 pub mod frame;
 pub mod index;
 pub mod log;
+pub mod merkle;
 mod records;
 pub mod storage;
 

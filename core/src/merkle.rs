@@ -1,0 +1,285 @@
+//! The Merkle tree of RFC 6962 (Certificate Transparency) §2.1: leaf hash SHA-256(0x00 || leaf),
+//! node hash SHA-256(0x01 || left || right), the largest power of two smaller than n splitting
+//! every subtree. Audit paths prove a leaf is in a tree; consistency proofs prove a tree of m
+//! leaves is a prefix of a tree of n.
+//!
+//! The log's frames are to be its leaves, in log order, so an auditor can check that a session's
+//! frames are in the log a signed checkpoint commits to, and that the log only ever grew. This
+//! module is the tree alone, checked against the published Certificate Transparency vectors; the
+//! log does not use it yet.
+
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// The hash of a leaf: SHA-256(0x00 || leaf).
+pub fn leaf_hash(leaf: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+/// The hash of an interior node: SHA-256(0x01 || left || right).
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x01]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The largest power of two strictly smaller than `n` (n >= 2).
+fn split(n: usize) -> usize {
+    debug_assert!(n >= 2);
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The root of the tree over `leaves` (already leaf-hashed); SHA-256 of nothing when empty.
+pub fn root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+        }
+    }
+}
+
+/// The audit path of leaf `index` in the tree over `leaves` (RFC 6962 §2.1.1 PATH), nearest the
+/// leaf first. `None` when the index is outside the tree.
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    (index < leaves.len()).then(|| {
+        let mut proof = Vec::new();
+        path(leaves, index, &mut proof);
+        proof
+    })
+}
+
+fn path(leaves: &[Hash], index: usize, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if n <= 1 {
+        return;
+    }
+    let k = split(n);
+    if index < k {
+        path(&leaves[..k], index, out);
+        out.push(root(&leaves[k..]));
+    } else {
+        path(&leaves[k..], index - k, out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+/// Checks an audit path: that `leaf` (leaf-hashed) is leaf `index` of a tree of `size` leaves
+/// whose root is `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut f_n, mut s_n) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if s_n == 0 {
+            return false;
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            r = node_hash(p, &r);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    s_n == 0 && r == *root
+}
+
+/// The consistency proof between the tree of the first `m` leaves and the tree of all of
+/// `leaves` (RFC 6962 §2.1.2 PROOF). `None` unless 0 < m <= n.
+pub fn consistency_proof(leaves: &[Hash], m: usize) -> Option<Vec<Hash>> {
+    (m > 0 && m <= leaves.len()).then(|| {
+        let mut proof = Vec::new();
+        subproof(m, leaves, true, &mut proof);
+        proof
+    })
+}
+
+fn subproof(m: usize, leaves: &[Hash], whole: bool, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !whole {
+            out.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &leaves[..k], whole, out);
+        out.push(root(&leaves[k..]));
+    } else {
+        subproof(m - k, &leaves[k..], false, out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+/// Checks a consistency proof: that the tree of `m` leaves with root `old` is a prefix of the
+/// tree of `n` leaves with root `new` (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(m: u64, n: u64, proof: &[Hash], old: &Hash, new: &Hash) -> bool {
+    if m == 0 || m > n {
+        return false;
+    }
+    if m == n {
+        return proof.is_empty() && old == new;
+    }
+    // When m is a power of two, the old root is itself a node of the new tree: prepend it.
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if m.is_power_of_two() {
+        path.push(*old);
+    }
+    path.extend_from_slice(proof);
+    let Some((first, rest)) = path.split_first() else { return false };
+    let (mut f_n, mut s_n) = (m - 1, n - 1);
+    while f_n & 1 == 1 {
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if s_n == 0 {
+            return false;
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    s_n == 0 && fr == *old && sr == *new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    fn h(s: &str) -> Hash {
+        unhex(s).try_into().unwrap()
+    }
+
+    /// The Certificate Transparency reference inputs and the roots of their prefixes.
+    const CT_LEAVES: [&str; 8] =
+        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+    const CT_ROOTS: [&str; 9] = [
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+
+    fn ct_leaves() -> Vec<Hash> {
+        CT_LEAVES.iter().map(|l| leaf_hash(&unhex(l))).collect()
+    }
+
+    fn many(n: usize) -> Vec<Hash> {
+        (0..n).map(|i| leaf_hash(&(i as u64).to_le_bytes())).collect()
+    }
+
+    #[test]
+    fn roots_match_the_certificate_transparency_vectors() {
+        let leaves = ct_leaves();
+        for size in 0..=8 {
+            assert_eq!(root(&leaves[..size]), h(CT_ROOTS[size]), "size {size}");
+        }
+    }
+
+    #[test]
+    fn audit_paths_match_the_certificate_transparency_vectors() {
+        let leaves = ct_leaves();
+        assert_eq!(
+            inclusion_proof(&leaves, 0).unwrap(),
+            vec![
+                h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
+                h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+                h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
+            ]
+        );
+        assert_eq!(
+            inclusion_proof(&leaves, 5).unwrap(),
+            vec![
+                h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
+                h("ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"),
+                h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
+            ]
+        );
+        assert_eq!(inclusion_proof(&leaves, 8), None);
+    }
+
+    #[test]
+    fn every_inclusion_proof_verifies_and_no_other_leaf_or_root_does() {
+        for size in 1..=40usize {
+            let leaves = many(size);
+            let r = root(&leaves);
+            for i in 0..size {
+                let proof = inclusion_proof(&leaves, i).unwrap();
+                assert!(
+                    verify_inclusion(&leaves[i], i as u64, size as u64, &proof, &r),
+                    "size {size} index {i}"
+                );
+                let other = leaves[(i + 1) % size];
+                if size > 1 {
+                    assert!(!verify_inclusion(&other, i as u64, size as u64, &proof, &r));
+                }
+                let mut bad = r;
+                bad[0] ^= 1;
+                assert!(!verify_inclusion(&leaves[i], i as u64, size as u64, &proof, &bad));
+            }
+        }
+    }
+
+    #[test]
+    fn every_consistency_proof_verifies_and_a_rewritten_history_does_not() {
+        for n in 1..=40usize {
+            let leaves = many(n);
+            let new = root(&leaves);
+            for m in 1..=n {
+                let old = root(&leaves[..m]);
+                let proof = consistency_proof(&leaves, m).unwrap();
+                assert!(verify_consistency(m as u64, n as u64, &proof, &old, &new), "m {m} n {n}");
+                // A log that changed an old leaf is not consistent with what was signed before.
+                let mut forged = leaves.clone();
+                forged[m - 1] = leaf_hash(b"rewritten");
+                let forged_proof = consistency_proof(&forged, m).unwrap();
+                assert!(
+                    !verify_consistency(m as u64, n as u64, &forged_proof, &old, &root(&forged)),
+                    "m {m} n {n}"
+                );
+            }
+        }
+        assert_eq!(consistency_proof(&many(3), 0), None);
+    }
+}
