@@ -43,6 +43,21 @@ struct Rebuild {
     in_segments: bool,
 }
 
+impl Rebuild {
+    /// A session first seen in a session frame, of a segment (`in_segments`) or of the journal.
+    fn found(meta: SessionMeta, in_segments: bool) -> Rebuild {
+        Rebuild {
+            id: meta.session.clone(),
+            meta,
+            progress: Progress::default(),
+            next_seq: 0,
+            open: Vec::new(),
+            touched: true,
+            in_segments,
+        }
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> OpenError + '_ {
     move |source| OpenError::Io { path: path.to_owned(), source }
 }
@@ -216,15 +231,7 @@ pub(crate) fn recover(
                 FrameKind::Session => {
                     let meta = records::parse_session(frame.payload)
                         .map_err(|c| corrupt(&path, *offset, c.reason))?;
-                    sessions.entry(h.session).or_insert_with(|| Rebuild {
-                        id: meta.session.clone(),
-                        meta,
-                        progress: Progress::default(),
-                        next_seq: 0,
-                        open: Vec::new(),
-                        touched: true,
-                        in_segments: true,
-                    });
+                    sessions.entry(h.session).or_insert_with(|| Rebuild::found(meta, true));
                     next_frame += 1;
                 }
                 FrameKind::Block => {
@@ -321,15 +328,7 @@ pub(crate) fn recover(
                 FrameKind::Session => {
                     let meta = records::parse_session(frame.payload)
                         .map_err(|c| corrupt(&path, *offset, c.reason))?;
-                    sessions.entry(h.session).or_insert_with(|| Rebuild {
-                        id: meta.session.clone(),
-                        meta,
-                        progress: Progress::default(),
-                        next_seq: 0,
-                        open: Vec::new(),
-                        touched: true,
-                        in_segments: false,
-                    });
+                    sessions.entry(h.session).or_insert_with(|| Rebuild::found(meta, false));
                 }
                 FrameKind::Batch => {
                     let (seq_first, batch_id, block) =
