@@ -150,6 +150,60 @@ impl fmt::Display for Button {
     }
 }
 
+impl Key {
+    /// Whether the key typically produces a character (W3C UI Events "writing system keys",
+    /// the space bar and the numpad's character keys), as opposed to a functional key (Enter,
+    /// Tab, Backspace, modifiers, arrows, F-keys) whose identity is needed to replay edits.
+    pub fn is_printable(&self) -> bool {
+        let c = self.code.as_str();
+        c.starts_with("Key")
+            || c.starts_with("Digit")
+            || c.starts_with("Intl")
+            || (c.starts_with("Numpad") && !matches!(c, "NumpadEnter" | "NumpadBackspace" | "NumpadClear"))
+            || matches!(
+                c,
+                "Backquote"
+                    | "Backslash"
+                    | "BracketLeft"
+                    | "BracketRight"
+                    | "Comma"
+                    | "Equal"
+                    | "Minus"
+                    | "Period"
+                    | "Quote"
+                    | "Semicolon"
+                    | "Slash"
+                    | "Space"
+            )
+    }
+
+    /// What may be stored of a key that went to a secure field: never its text, and for a
+    /// printable key not even which key it was (`Unidentified`); only its timing survives.
+    /// A key that is not secure is returned unchanged.
+    pub fn redacted(&self) -> Key {
+        if !self.secure {
+            return self.clone();
+        }
+        let code = if self.is_printable() { "Unidentified".to_owned() } else { self.code.clone() };
+        Key { code, text: None, secure: true }
+    }
+}
+
+impl Event {
+    /// The event as it may be stored (see [`Key::redacted`]); `None` when it is already fine.
+    pub fn redacted(&self) -> Option<Event> {
+        match &self.kind {
+            EventKind::KeyDown(k) if k.secure && (k.text.is_some() || k.is_printable()) => {
+                Some(Event { t_us: self.t_us, kind: EventKind::KeyDown(k.redacted()) })
+            }
+            EventKind::KeyUp(k) if k.secure && (k.text.is_some() || k.is_printable()) => {
+                Some(Event { t_us: self.t_us, kind: EventKind::KeyUp(k.redacted()) })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl EventKind {
     /// The interchange name of the kind ("move", "key_down", ...).
     pub fn name(&self) -> &'static str {
@@ -186,6 +240,34 @@ pub const KIND_NAMES: [&str; 10] =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secure_keys_keep_only_timing_and_functional_codes() {
+        let key = |code: &str, text: Option<&str>, secure| Key {
+            code: code.into(),
+            text: text.map(Into::into),
+            secure,
+        };
+        let typed = Event { t_us: 5, kind: EventKind::KeyDown(key("KeyH", Some("h"), true)) };
+        assert_eq!(
+            typed.redacted(),
+            Some(Event { t_us: 5, kind: EventKind::KeyDown(key("Unidentified", None, true)) })
+        );
+        let enter = Event { t_us: 6, kind: EventKind::KeyUp(key("Enter", None, true)) };
+        assert_eq!(enter.redacted(), None, "a functional key in a secure field keeps its code");
+        let shift_text = Event { t_us: 7, kind: EventKind::KeyDown(key("ShiftLeft", Some("x"), true)) };
+        assert_eq!(shift_text.redacted().unwrap().kind, EventKind::KeyDown(key("ShiftLeft", None, true)));
+        let plain = Event { t_us: 8, kind: EventKind::KeyDown(key("KeyH", Some("h"), false)) };
+        assert_eq!(plain.redacted(), None);
+        for printable in ["KeyZ", "Digit0", "Numpad7", "NumpadAdd", "Space", "Quote", "IntlBackslash"] {
+            assert!(key(printable, None, true).is_printable(), "{printable}");
+        }
+        for functional in
+            ["Enter", "Tab", "Backspace", "ShiftLeft", "ArrowUp", "F5", "NumpadEnter", "Unidentified"]
+        {
+            assert!(!key(functional, None, true).is_printable(), "{functional}");
+        }
+    }
 
     #[test]
     fn button_codes_and_names_round_trip() {

@@ -260,3 +260,48 @@ fn oversized_session_metadata_is_an_error_not_a_panic() {
     assert!(e.to_string().contains("session metadata of"), "{e}");
     assert!(log.session_info("big").is_none());
 }
+
+#[test]
+fn keys_typed_into_secure_fields_reach_the_log_without_text_or_identity() {
+    use tracevault_codecs::{Event, EventKind, Key};
+    let storage = FaultStorage::new();
+    let log = open_fault(&storage, small_options());
+    log.create_session(meta("s", "u")).unwrap();
+    let canary = "CANARYpw";
+    let mut typed = Vec::new();
+    for (i, ch) in canary.chars().enumerate() {
+        let key =
+            Key { code: format!("Key{}", ch.to_ascii_uppercase()), text: Some(ch.to_string()), secure: true };
+        typed.push(Event { t_us: i as u64 * 100_000, kind: EventKind::KeyDown(key.clone()) });
+        typed.push(Event {
+            t_us: i as u64 * 100_000 + 50_000,
+            kind: EventKind::KeyUp(Key { text: None, ..key }),
+        });
+    }
+    let enter = Key { code: "Enter".into(), text: None, secure: true };
+    typed.push(Event { t_us: 2_000_000, kind: EventKind::KeyDown(enter.clone()) });
+    log.append("s", &typed).unwrap();
+    log.seal_session("s").unwrap();
+    log.checkpoint().unwrap();
+
+    let back = log.read_session("s", 0..=u64::MAX).unwrap();
+    assert_eq!(back.len(), typed.len());
+    for (got, sent) in back.iter().zip(&typed) {
+        assert_eq!(got.t_us, sent.t_us, "timing survives");
+        match &got.kind {
+            EventKind::KeyDown(k) | EventKind::KeyUp(k) => {
+                assert_eq!(k.text, None);
+                assert!(k.code == "Unidentified" || k.code == "Enter", "{}", k.code);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Nowhere in the files either (journal, segments, index, checkpoint).
+    for dir in ["journal", "segments", ""] {
+        for name in storage.list(Path::new(dir)).unwrap() {
+            let bytes = storage.read_all(&Path::new(dir).join(&name)).unwrap().unwrap();
+            assert!(!bytes.windows(canary.len()).any(|w| w == canary.as_bytes()), "{dir}/{name}");
+            assert!(!bytes.windows(4).any(|w| w == b"KeyC"), "{dir}/{name} holds a secure key's code");
+        }
+    }
+}

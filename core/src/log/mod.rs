@@ -491,6 +491,14 @@ impl Log {
                 found: state.next_seq,
             });
         }
+        // Keys typed into secure fields never reach the log with their text, nor printable ones
+        // with their identity (DESIGN.md "Event model"); the journal frame is encoded from these.
+        let redacted: Option<Vec<Event>> = batch
+            .events
+            .iter()
+            .any(|e| e.redacted().is_some())
+            .then(|| batch.events.iter().map(|e| e.redacted().unwrap_or_else(|| e.clone())).collect());
+        let batch = Batch { events: redacted.as_deref().unwrap_or(batch.events), ..batch };
         let n = batch.events.len();
         let seq_first = state.next_seq;
         if n == 0 {
