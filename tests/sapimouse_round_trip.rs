@@ -67,7 +67,9 @@ fn fixtures_round_trip_through_jsonl_and_msgpack() {
 #[test]
 fn all_shared_recordings_round_trip_through_blocks() {
     let Some(dir) = sapimouse::shared_dir() else {
-        eprintln!("skipped: no ../shared/data/sapimouse and no $TRACEVAULT_SAPIMOUSE; the fixtures tests ran instead");
+        eprintln!(
+            "skipped: no ../shared/data/sapimouse and no $TRACEVAULT_SAPIMOUSE; the fixtures tests ran instead"
+        );
         return;
     };
     let recordings = sapimouse::load_dir(&dir).unwrap();
