@@ -1,7 +1,7 @@
 //! Ingesting interchange files into the log: JSON Lines (or MessagePack batches), validated a
 //! batch at a time so that a malformed record rejects its whole batch and nothing of it is stored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use tracevault_codecs::jsonl::{JsonlError, JsonlReader};
@@ -61,7 +61,6 @@ impl Pending {
         };
         let mut new_sessions: BTreeMap<String, SessionMeta> = BTreeMap::new();
         let mut appends: BTreeMap<String, Vec<Event>> = BTreeMap::new();
-        let mut first_use: HashMap<String, u64> = HashMap::new();
         for (line, record) in self.records.drain(..) {
             match record {
                 Record::Session(meta) => {
@@ -86,7 +85,11 @@ impl Pending {
                     }
                 }
                 Record::Event { session, event } => {
-                    if log.session_info(&session).is_none() && !new_sessions.contains_key(&session) {
+                    // Checked once per session and batch, not once per event.
+                    let known = appends.contains_key(&session)
+                        || new_sessions.contains_key(&session)
+                        || log.has_session(&session);
+                    if !known {
                         return Err(reject(
                             line,
                             format!(
@@ -94,7 +97,6 @@ impl Pending {
                             ),
                         ));
                     }
-                    first_use.entry(session.clone()).or_insert(line);
                     appends.entry(session).or_default().push(event);
                 }
             }

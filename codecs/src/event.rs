@@ -192,14 +192,22 @@ impl Key {
 impl Event {
     /// The event as it may be stored (see [`Key::redacted`]); `None` when it is already fine.
     pub fn redacted(&self) -> Option<Event> {
+        if !self.needs_redaction() {
+            return None;
+        }
+        let kind = match &self.kind {
+            EventKind::KeyDown(k) => EventKind::KeyDown(k.redacted()),
+            EventKind::KeyUp(k) => EventKind::KeyUp(k.redacted()),
+            _ => unreachable!("only key events need redaction"),
+        };
+        Some(Event { t_us: self.t_us, kind })
+    }
+
+    /// Whether [`Event::redacted`] would change the event (checked without allocating).
+    pub fn needs_redaction(&self) -> bool {
         match &self.kind {
-            EventKind::KeyDown(k) if k.secure && (k.text.is_some() || k.is_printable()) => {
-                Some(Event { t_us: self.t_us, kind: EventKind::KeyDown(k.redacted()) })
-            }
-            EventKind::KeyUp(k) if k.secure && (k.text.is_some() || k.is_printable()) => {
-                Some(Event { t_us: self.t_us, kind: EventKind::KeyUp(k.redacted()) })
-            }
-            _ => None,
+            EventKind::KeyDown(k) | EventKind::KeyUp(k) => k.secure && (k.text.is_some() || k.is_printable()),
+            _ => false,
         }
     }
 }

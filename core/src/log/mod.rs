@@ -496,7 +496,7 @@ impl Log {
         let redacted: Option<Vec<Event>> = batch
             .events
             .iter()
-            .any(|e| e.redacted().is_some())
+            .any(Event::needs_redaction)
             .then(|| batch.events.iter().map(|e| e.redacted().unwrap_or_else(|| e.clone())).collect());
         let batch = Batch { events: redacted.as_deref().unwrap_or(batch.events), ..batch };
         let n = batch.events.len();
@@ -717,6 +717,11 @@ impl Log {
         let mut out: Vec<SessionInfo> = sessions.iter().map(|s| info(s)).collect();
         out.sort_by(|a, b| a.meta.session.cmp(&b.meta.session));
         out
+    }
+
+    /// Whether a session exists (cheaper than [`Log::session_info`]: no copy, no session lock).
+    pub fn has_session(&self, id: &str) -> bool {
+        self.session(id).is_some()
     }
 
     /// One session, if it exists.
