@@ -28,6 +28,10 @@ pub enum OpenError {
     Index(String),
     #[error("invalid options: {0}")]
     Options(String),
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// An append (or a session creation) was not acknowledged: nothing of it is guaranteed durable,
@@ -43,6 +47,14 @@ pub enum AppendError {
     Conflict { session: String, expected: u64, found: u64 },
     #[error("session {session:?}: {reason}")]
     Invalid { session: String, reason: String },
+    #[error("session {session:?}: its person was erased (key {key_id} crypto-shredded); it takes no more events")]
+    Erased { session: String, key_id: u32 },
+    #[error("keys: {0}")]
+    Key(String),
+    #[error("{0}")]
+    Audit(String),
+    #[error("denied: {0}")]
+    Denied(String),
     #[error("the log is poisoned by an earlier write or sync failure ({0}); reopen it to recover")]
     Poisoned(String),
     #[error("the log is closed")]
@@ -63,4 +75,12 @@ pub enum ReadError {
     Io { path: PathBuf, source: io::Error },
     #[error("session index: {0}")]
     Index(String),
+    #[error("session {session:?}: its person was erased (key {key_id} crypto-shredded); it can never be read")]
+    Erased { session: String, key_id: u32 },
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("the read was not recorded in the access audit log, so no data is returned: {0}")]
+    Audit(String),
+    #[error("keys: {0}")]
+    Key(String),
 }

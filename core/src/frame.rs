@@ -71,6 +71,8 @@ pub enum FrameKind {
     /// A session's most recent batch ids, written at each checkpoint for the sessions that took
     /// batches since the last one, so a rebuilt index still recognises retried batches.
     Progress = 5,
+    /// An entry of the access audit log (its own file; payload: MessagePack `AuditEntry`).
+    Audit = 6,
 }
 
 impl FrameKind {
@@ -81,6 +83,7 @@ impl FrameKind {
             3 => FrameKind::Batch,
             4 => FrameKind::Footer,
             5 => FrameKind::Progress,
+            6 => FrameKind::Audit,
             _ => return None,
         })
     }
@@ -98,7 +101,8 @@ pub struct FrameHeader {
     /// The smallest and largest `t` of the events (time can go backwards, so not first/last).
     pub t_min_us: u64,
     pub t_max_us: u64,
-    /// The key the payload is sealed with; 0 while payloads are not encrypted.
+    /// The data key the payload is sealed with; 0 for frames in clear (session records,
+    /// progress, footers, audit entries).
     pub key_id: u32,
     pub nonce: [u8; NONCE_BYTES],
 }

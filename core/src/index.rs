@@ -6,6 +6,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tracevault_codecs::SessionMeta;
 
+use crate::merkle::Hash;
+
 /// Session id -> MessagePack [`SessionRow`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (session number, block number) -> [`BlockLoc`] in [`BLOCK_LOC_BYTES`] fixed bytes.
@@ -47,9 +49,11 @@ pub struct BlockLoc {
     pub t_max_us: u64,
     /// The sequence number (within the session) of the block's first event.
     pub seq_first: u64,
+    /// The frame's number in the log: its leaf index in the Merkle tree.
+    pub frame: u64,
 }
 
-pub(crate) const BLOCK_LOC_BYTES: usize = 8 + 8 + 4 + 4 + 8 + 8 + 8;
+pub(crate) const BLOCK_LOC_BYTES: usize = 8 + 8 + 4 + 4 + 8 + 8 + 8 + 8;
 
 impl BlockLoc {
     fn to_bytes(self) -> [u8; BLOCK_LOC_BYTES] {
@@ -61,6 +65,7 @@ impl BlockLoc {
         b[24..32].copy_from_slice(&self.t_min_us.to_le_bytes());
         b[32..40].copy_from_slice(&self.t_max_us.to_le_bytes());
         b[40..48].copy_from_slice(&self.seq_first.to_le_bytes());
+        b[48..56].copy_from_slice(&self.frame.to_le_bytes());
         b
     }
 
@@ -78,49 +83,72 @@ impl BlockLoc {
             t_min_us: u64_at(24),
             t_max_us: u64_at(32),
             seq_first: u64_at(40),
+            frame: u64_at(48),
         })
     }
 }
 
 /// A point in the segment log: everything before it is durable and indexed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
     /// The segment being written (its number) and the offset just past its last frame.
     pub segment: u64,
     pub offset: u64,
-    /// The number the next frame will get.
+    /// The number the next frame will get (the Merkle tree's size).
     pub next_frame: u64,
+    /// The Merkle tree's frontier over frames `0..next_frame` (one hash per set bit).
+    pub frontier: Vec<Hash>,
 }
 
 pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"TVCHKPNT";
-pub(crate) const CHECKPOINT_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 4;
+pub(crate) const CHECKPOINT_VERSION: u32 = 2;
+/// magic, version, segment, offset, next frame, then the frontier's hashes, then a crc32c.
+pub(crate) const CHECKPOINT_FIXED_BYTES: usize = 8 + 4 + 8 + 8 + 8;
 
 impl Checkpoint {
-    pub fn to_bytes(self) -> [u8; CHECKPOINT_BYTES] {
-        let mut b = [0u8; CHECKPOINT_BYTES];
-        b[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
-        b[8..12].copy_from_slice(&1u32.to_le_bytes());
-        b[12..20].copy_from_slice(&self.segment.to_le_bytes());
-        b[20..28].copy_from_slice(&self.offset.to_le_bytes());
-        b[28..36].copy_from_slice(&self.next_frame.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..36]);
-        b[36..40].copy_from_slice(&crc.to_le_bytes());
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(CHECKPOINT_FIXED_BYTES + 32 * self.frontier.len() + 4);
+        b.extend_from_slice(&CHECKPOINT_MAGIC);
+        b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        b.extend_from_slice(&self.segment.to_le_bytes());
+        b.extend_from_slice(&self.offset.to_le_bytes());
+        b.extend_from_slice(&self.next_frame.to_le_bytes());
+        for h in &self.frontier {
+            b.extend_from_slice(h);
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
         b
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
-        if b.len() != CHECKPOINT_BYTES || b[0..8] != CHECKPOINT_MAGIC {
+        if b.len() < CHECKPOINT_FIXED_BYTES + 4 || b[0..8] != CHECKPOINT_MAGIC {
             return Err(format!("not a checkpoint ({} bytes)", b.len()));
         }
-        if u32::from_le_bytes(b[36..40].try_into().unwrap()) != crc32c::crc32c(&b[..36]) {
+        let (body, crc) = b.split_at(b.len() - 4);
+        if u32::from_le_bytes(crc.try_into().unwrap()) != crc32c::crc32c(body) {
             return Err("checkpoint CRC32C mismatch".into());
         }
         let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
-        if version != 1 {
-            return Err(format!("checkpoint version {version}, this build reads 1"));
+        if version != CHECKPOINT_VERSION {
+            return Err(format!("checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"));
         }
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        Ok(Checkpoint { segment: u64_at(12), offset: u64_at(20), next_frame: u64_at(28) })
+        let next_frame = u64_at(28);
+        let hashes = &body[CHECKPOINT_FIXED_BYTES..];
+        if hashes.len() != 32 * next_frame.count_ones() as usize {
+            return Err(format!(
+                "checkpoint holds {} bytes of tree frontier, expected {} for {next_frame} frames",
+                hashes.len(),
+                32 * next_frame.count_ones()
+            ));
+        }
+        Ok(Checkpoint {
+            segment: u64_at(12),
+            offset: u64_at(20),
+            next_frame,
+            frontier: hashes.chunks_exact(32).map(|h| h.try_into().unwrap()).collect(),
+        })
     }
 }
 
@@ -196,7 +224,7 @@ impl Index {
     }
 
     /// Writes a checkpoint's additions durably, with the checkpoint they complete.
-    pub fn commit(&self, batch: &IndexBatch, checkpoint: Checkpoint) -> Result<(), String> {
+    pub fn commit(&self, batch: &IndexBatch, checkpoint: &Checkpoint) -> Result<(), String> {
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut sessions = tx.open_table(SESSIONS).map_err(err)?;
@@ -229,12 +257,16 @@ mod tests {
             t_min_us: 5,
             t_max_us: 6,
             seq_first: 7,
+            frame: 8,
         };
         assert_eq!(BlockLoc::from_bytes(&loc.to_bytes()), Ok(loc));
-        let c = Checkpoint { segment: 9, offset: 10, next_frame: 11 };
-        assert_eq!(Checkpoint::from_bytes(&c.to_bytes()), Ok(c));
+        let c = Checkpoint { segment: 9, offset: 10, next_frame: 3, frontier: vec![[1; 32], [2; 32]] };
+        assert_eq!(Checkpoint::from_bytes(&c.to_bytes()), Ok(c.clone()));
         let mut bad = c.to_bytes();
         bad[20] ^= 1;
+        assert!(Checkpoint::from_bytes(&bad).is_err());
+        let short = Checkpoint { frontier: vec![[1; 32]], ..c.clone() }.to_bytes();
+        assert!(Checkpoint::from_bytes(&short).is_err(), "3 frames need 2 frontier hashes");
         assert!(Checkpoint::from_bytes(&bad).is_err());
     }
 }

@@ -6,20 +6,24 @@
 //!   `log/recovery.rs`.
 //! - [`frame`]: the checked unit the log writes; [`files`] the segment and journal files of frames.
 //! - [`index`]: the session index in redb, disposable and rebuilt from the segments when needed.
-//! - [`merkle`]: the RFC 6962 Merkle tree, audit paths and consistency proofs (not yet over the
-//!   log's frames).
+//! - [`keys`]: the master key, a data key per person (XChaCha20-Poly1305), crypto-shredding,
+//!   rotation; [`audit`]: the access audit log, written before any decrypted byte is released.
+//! - [`merkle`]: the RFC 6962 Merkle tree; [`integrity`]: the tree over the log's frames, the
+//!   signed tree heads, proofs, and `verify`.
 //! - [`storage`]: the file-system boundary, with [`storage::FaultStorage`] for crash tests.
 //!
 //! docs/FORMAT.md describes every byte layout.
 //!
 //! # Example
 //! ```
-//! use tracevault_core::{Log, LogOptions};
+//! use tracevault_core::{Access, KeySource, Log, LogOptions, Role};
 //! use tracevault_codecs::{Event, EventKind, SessionMeta};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dir = std::env::temp_dir().join(format!("tracevault-doc-{}", std::process::id()));
-//! let log = Log::open(&dir, LogOptions::default())?;
+//! let tmp = std::env::temp_dir().join(format!("tracevault-doc-{}", std::process::id()));
+//! // Keys live outside the data directory (by default in ~/.config/tracevault).
+//! let options = LogOptions { keys: Some(KeySource::dir(tmp.join("keys"))), ..LogOptions::default() };
+//! let log = Log::open(&tmp.join("data"), options)?;
 //! log.create_session(SessionMeta {
 //!     session: "s-1".into(),
 //!     user: "u-1".into(),
@@ -29,24 +33,33 @@
 //!     labels: Default::default(),
 //! })?;
 //! let events = vec![Event { t_us: 16_000, kind: EventKind::Move { x: 10, y: 20 } }];
-//! log.append("s-1", &events)?; // returns once the events are on disk
-//! assert_eq!(log.read_session("s-1", 0..=u64::MAX)?, events);
+//! log.append("s-1", &events)?; // returns once the events are on disk, encrypted with u-1's key
+//! // Every read names who reads and why, and is in the access audit log before any data.
+//! let auditor = Access::new("ada", Role::Auditor, "ticket review").with_ticket("T-1");
+//! assert_eq!(log.read_session(&auditor, "s-1", 0..=u64::MAX)?, events);
+//! assert!(log.verify()?.ok());
 //! log.close()?;
-//! # std::fs::remove_dir_all(&dir)?;
+//! # std::fs::remove_dir_all(&tmp)?;
 //! # Ok(())
 //! # }
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod error;
 pub mod files;
 pub mod frame;
 pub mod index;
+pub mod integrity;
+pub mod keys;
 pub mod log;
 pub mod merkle;
 mod records;
 pub mod storage;
 
 pub use error::{AppendError, OpenError, ReadError};
-pub use log::{Ack, Batch, Log, LogOptions, SessionInfo, Stats, SyncMode, VerifyReport};
+pub use audit::{Access, Action, AuditEntry, Decision, Role};
+pub use integrity::{Problem, SessionProof, SignedHead, VerifyReport};
+pub use keys::{KeySource, Secret};
+pub use log::{Ack, Batch, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats, SyncMode};
 pub use tracevault_codecs as codecs;

@@ -3,10 +3,10 @@
 //! every subtree. Audit paths prove a leaf is in a tree; consistency proofs prove a tree of m
 //! leaves is a prefix of a tree of n.
 //!
-//! The log's frames are to be its leaves, in log order, so an auditor can check that a session's
-//! frames are in the log a signed checkpoint commits to, and that the log only ever grew. This
-//! module is the tree alone, checked against the published Certificate Transparency vectors; the
-//! log does not use it yet.
+//! The log's frames are its leaves, in log order (leaf i is frame number i), so an auditor can
+//! check that a session's frames are in the log a signed checkpoint commits to, and that the log
+//! only ever grew. [`Frontier`] keeps the root of a growing tree in O(log n) hashes; the rest of
+//! the module is checked against the published Certificate Transparency vectors.
 
 use sha2::{Digest, Sha256};
 
@@ -45,6 +45,52 @@ pub fn root(leaves: &[Hash]) -> Hash {
             let k = split(n);
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
+    }
+}
+
+/// The right edge of a growing tree: the roots of its perfect subtrees, largest first. Enough to
+/// append a leaf and to compute the root, in O(log n) hashes and memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    hashes: Vec<Hash>,
+}
+
+impl Frontier {
+    /// Rebuilds a frontier from its saved parts; `None` unless there is one hash per set bit of
+    /// `size`.
+    pub fn from_parts(size: u64, hashes: Vec<Hash>) -> Option<Frontier> {
+        (hashes.len() == size.count_ones() as usize).then_some(Frontier { size, hashes })
+    }
+
+    /// Leaves in the tree.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The roots of the perfect subtrees, largest first (one per set bit of the size).
+    pub fn hashes(&self) -> &[Hash] {
+        &self.hashes
+    }
+
+    /// Appends a leaf (already leaf-hashed).
+    pub fn push(&mut self, leaf: Hash) {
+        let mut hash = leaf;
+        let mut size = self.size;
+        while size & 1 == 1 {
+            let left = self.hashes.pop().expect("one hash per set bit");
+            hash = node_hash(&left, &hash);
+            size >>= 1;
+        }
+        self.hashes.push(hash);
+        self.size += 1;
+    }
+
+    /// The root of the tree so far; equal to [`root`] over the same leaves.
+    pub fn root(&self) -> Hash {
+        let mut hashes = self.hashes.iter().rev();
+        let Some(last) = hashes.next() else { return Sha256::digest([]).into() };
+        hashes.fold(*last, |acc, left| node_hash(left, &acc))
     }
 }
 
@@ -177,6 +223,20 @@ pub fn verify_consistency(m: u64, n: u64, proof: &[Hash], old: &Hash, new: &Hash
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frontier_root_matches_the_recursive_root_at_every_size() {
+        let leaves: Vec<Hash> = (0u32..130).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let mut f = Frontier::default();
+        assert_eq!(f.root(), root(&[]));
+        for (i, leaf) in leaves.iter().enumerate() {
+            f.push(*leaf);
+            assert_eq!(f.root(), root(&leaves[..=i]), "size {}", i + 1);
+            let again = Frontier::from_parts(f.size(), f.hashes().to_vec()).unwrap();
+            assert_eq!(again, f);
+        }
+        assert!(Frontier::from_parts(3, vec![[0; 32]]).is_none());
+    }
 
     fn unhex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()

@@ -28,6 +28,8 @@ pub(crate) fn parse_batch(payload: &[u8]) -> Result<(u64, u128, &[u8]), Corrupti
     Ok((seq, id, &payload[BATCH_PREFIX_BYTES..]))
 }
 
+/// Bytes before a block record's block: first sequence number.
+pub(crate) const BLOCK_PREFIX_BYTES: usize = 8;
 /// A sealed block: where its events start in the session, then the events as a block.
 pub(crate) fn block_payload(seq_first: u64, block: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + block.len());

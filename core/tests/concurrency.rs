@@ -12,7 +12,7 @@ use tracevault_core::{Log, LogOptions};
 #[test]
 fn sessions_1024_from_8_threads_read_back_complete_and_in_order() {
     let storage = FaultStorage::new();
-    let options = LogOptions { block_events_max: 256, ..LogOptions::default() };
+    let options = LogOptions { block_events_max: 256, ..common::options() };
     let log = Arc::new(open_fault(&storage, options.clone()));
     const SESSIONS: u64 = 1024;
     const THREADS: u64 = 8;
@@ -47,7 +47,7 @@ fn sessions_1024_from_8_threads_read_back_complete_and_in_order() {
         for s in 0..SESSIONS {
             let expected: Vec<_> =
                 (0..ROUNDS).flat_map(|round| events(s * 1000 + round, round * 10_000_000, BATCH)).collect();
-            assert_eq!(log.read_session(&format!("s-{s}"), 0..=u64::MAX).unwrap(), expected, "session s-{s}");
+            assert_eq!(log.read_session(&reader(), &format!("s-{s}"), 0..=u64::MAX).unwrap(), expected, "session s-{s}");
         }
     };
     check(&log);

@@ -18,14 +18,14 @@ use tracevault_core::{Batch, Log, LogOptions};
 const SESSIONS: u64 = 4;
 const BATCH: usize = 40;
 
-fn options() -> LogOptions {
+fn kill_options() -> LogOptions {
     // Small files, so kills land in rolls, seals and checkpoints too.
     LogOptions {
         block_events_max: 128,
         segment_bytes_max: 16 << 10,
         journal_bytes_max: 16 << 10,
         checkpoint_bytes: 32 << 10,
-        ..LogOptions::default()
+        ..common::options()
     }
 }
 
@@ -39,7 +39,7 @@ fn batch(s: u64, n: u64) -> Vec<tracevault_codecs::Event> {
 #[test]
 fn kill_child() {
     let Some(dir) = std::env::var_os("TRACEVAULT_KILL_CHILD") else { return };
-    let log = Log::open(Path::new(&dir), options()).unwrap();
+    let log = Log::open(Path::new(&dir), kill_options()).unwrap();
     let mut next = Vec::new();
     for s in 0..SESSIONS {
         log.create_session(meta(&format!("s-{s}"), "u")).unwrap();
@@ -108,7 +108,7 @@ fn run(iterations: u64) {
         }
 
         let log =
-            Log::open(&dir, options()).unwrap_or_else(|e| panic!("iteration {iteration}: reopening: {e}"));
+            Log::open(&dir, kill_options()).unwrap_or_else(|e| panic!("iteration {iteration}: reopening: {e}"));
         for s in 0..SESSIONS {
             let id = format!("s-{s}");
             let Some(info) = log.session_info(&id) else {
@@ -125,7 +125,7 @@ fn run(iterations: u64) {
             // Batch n's events lie in [n, n + 1) seconds, so reading from the first batch not yet
             // checked reads only the blocks that can hold it: each check costs what is new.
             let from = checked[s as usize];
-            let got = log.read_session(&id, from * 1_000_000..=u64::MAX).unwrap();
+            let got = log.read_session(&common::reader(), &id, from * 1_000_000..=u64::MAX).unwrap();
             let expected: Vec<_> = (from..batches).flat_map(|n| batch(s, n)).collect();
             assert!(
                 got == expected,
@@ -138,7 +138,7 @@ fn run(iterations: u64) {
             assert_eq!(log.verify().unwrap().first_problem, None, "iteration {iteration}");
             for s in 0..SESSIONS {
                 let id = format!("s-{s}");
-                let all = log.read_session(&id, 0..=u64::MAX).unwrap();
+                let all = log.read_session(&common::reader(), &id, 0..=u64::MAX).unwrap();
                 let expected: Vec<_> = (0..checked[s as usize]).flat_map(|n| batch(s, n)).collect();
                 assert!(all == expected, "iteration {iteration}: {id} differs from what was appended");
             }

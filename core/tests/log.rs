@@ -28,23 +28,23 @@ fn appends_read_back_and_survive_reopen() {
         assert_eq!(ack.seq_first, expected.len() as u64);
         expected.extend(batch);
     }
-    assert_eq!(log.read_session("s-1", 0..=u64::MAX).unwrap(), expected);
+    assert_eq!(log.read_session(&reader(), "s-1", 0..=u64::MAX).unwrap(), expected);
     let info = log.session_info("s-1").unwrap();
     assert_eq!((info.events, info.blocks), (740, 11), "37-event batches sealed into 64-event blocks");
     log.close().unwrap();
 
     let log = Log::open(&dir, small_options()).unwrap();
-    assert_eq!(log.read_session("s-1", 0..=u64::MAX).unwrap(), expected);
+    assert_eq!(log.read_session(&reader(), "s-1", 0..=u64::MAX).unwrap(), expected);
     let more = events(99, 50_000_000, 10);
     log.append("s-1", &more).unwrap();
     expected.extend(more);
     drop(log); // no clean close: the journal carries the open block
     let log = Log::open(&dir, small_options()).unwrap();
-    assert_eq!(log.read_session("s-1", 0..=u64::MAX).unwrap(), expected);
+    assert_eq!(log.read_session(&reader(), "s-1", 0..=u64::MAX).unwrap(), expected);
     assert_eq!(log.verify().unwrap().first_problem, None);
     let window: Vec<_> =
         expected.iter().filter(|e| (2_000_000..=3_000_000).contains(&e.t_us)).cloned().collect();
-    assert_eq!(log.read_session("s-1", 2_000_000..=3_000_000).unwrap(), window);
+    assert_eq!(log.read_session(&reader(), "s-1", 2_000_000..=3_000_000).unwrap(), window);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -53,7 +53,7 @@ fn unknown_sessions_and_conflicts_are_errors() {
     let storage = FaultStorage::new();
     let log = open_fault(&storage, small_options());
     assert!(matches!(log.append("nope", &events(0, 0, 1)), Err(AppendError::UnknownSession(_))));
-    assert!(matches!(log.read_session("nope", 0..=1), Err(ReadError::UnknownSession(_))));
+    assert!(matches!(log.read_session(&reader(), "nope", 0..=1), Err(ReadError::UnknownSession(_))));
     log.create_session(meta("s", "u")).unwrap();
     assert!(matches!(log.create_session(meta("s", "other")), Err(AppendError::SessionConflict { .. })));
     log.append("s", &events(0, 0, 5)).unwrap();
@@ -78,7 +78,7 @@ fn a_retried_batch_is_acknowledged_again_not_written_twice() {
     drop(log);
     let log = open_fault(&storage.crash(CrashPolicy::DropAll), small_options());
     assert!(log.append_batch(b).unwrap().duplicate, "the batch id survives a crash");
-    assert_eq!(log.read_session("s", 0..=u64::MAX).unwrap(), batch);
+    assert_eq!(log.read_session(&reader(), "s", 0..=u64::MAX).unwrap(), batch);
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn a_failed_sync_poisons_the_log_until_reopened() {
     // The unacknowledged batch is wholly there or wholly gone, never half.
     for policy in [CrashPolicy::DropAll, CrashPolicy::KeepAll] {
         let log = open_fault(&storage.crash(policy), small_options());
-        let got = log.read_session("s", 0..=u64::MAX).unwrap();
+        let got = log.read_session(&reader(), "s", 0..=u64::MAX).unwrap();
         assert!(
             got == acked || got == [acked.clone(), lost.clone()].concat(),
             "{policy:?}: {} events",
@@ -127,7 +127,7 @@ fn journal_files_are_deleted_once_their_events_are_sealed() {
     assert_eq!(stats.events, 8 * 40 * 30);
     assert!(stats.journal_bytes < 9 << 10, "journal still holds {} bytes", stats.journal_bytes);
     for s in 0..8 {
-        assert_eq!(log.read_session(&format!("s-{s}"), 0..=u64::MAX).unwrap().len(), 1200);
+        assert_eq!(log.read_session(&reader(), &format!("s-{s}"), 0..=u64::MAX).unwrap().len(), 1200);
     }
     assert_eq!(log.verify().unwrap().first_problem, None);
 }
@@ -145,8 +145,8 @@ fn every_flipped_byte_of_a_sealed_segment_is_caught_never_returned_as_data() {
     log.close().unwrap();
     assert!(storage.list(Path::new("segments")).unwrap().len() >= 2, "the first segment must be sealed");
     let clean = open_fault(&storage, options.clone());
-    let expected_a = clean.read_session("a", 0..=u64::MAX).unwrap();
-    let expected_b = clean.read_session("b", 0..=u64::MAX).unwrap();
+    let expected_a = clean.read_session(&reader(), "a", 0..=u64::MAX).unwrap();
+    let expected_b = clean.read_session(&reader(), "b", 0..=u64::MAX).unwrap();
     drop(clean);
     let sealed = Path::new("segments/00000000000000000000.seg");
     let len = Storage::len(&storage, sealed).unwrap();
@@ -164,11 +164,11 @@ fn every_flipped_byte_of_a_sealed_segment_is_caught_never_returned_as_data() {
             Err(e) => assert!(e.to_string().contains("00000000000000000000.seg"), "offset {offset}: {e}"),
             Ok(log) => {
                 let report = log.verify().unwrap();
-                let (path, _, _) =
+                let tracevault_core::Problem { path, .. } =
                     report.first_problem.unwrap_or_else(|| panic!("offset {offset}: verify passed"));
                 assert!(path.ends_with("00000000000000000000.seg"));
                 for (id, expected) in [("a", &expected_a), ("b", &expected_b)] {
-                    if let Ok(got) = log.read_session(id, 0..=u64::MAX) {
+                    if let Ok(got) = log.read_session(&reader(), id, 0..=u64::MAX) {
                         assert_eq!(&got, expected, "offset {offset}: session {id} returned damaged data");
                     }
                 }
@@ -198,7 +198,7 @@ fn past_the_memory_budget_the_oldest_open_blocks_are_sealed() {
     for s in 0..50u64 {
         let expected: Vec<_> =
             (0..20u64).flat_map(|round| events(s + round, round * 1_000_000, 50)).collect();
-        assert_eq!(log.read_session(&format!("s-{s}"), 0..=u64::MAX).unwrap(), expected);
+        assert_eq!(log.read_session(&reader(), &format!("s-{s}"), 0..=u64::MAX).unwrap(), expected);
     }
 }
 
@@ -236,7 +236,7 @@ fn with_an_intact_index_a_flipped_byte_is_caught_on_read_naming_segment_and_offs
     std::fs::write(&sealed, &bytes).unwrap();
 
     let log = Log::open(&dir, options).unwrap(); // the index is intact: open does not rescan it
-    match log.read_session("a", 0..=u64::MAX) {
+    match log.read_session(&reader(), "a", 0..=u64::MAX) {
         Err(ReadError::Corrupt { path, offset, reason }) => {
             assert!(path.ends_with("00000000000000000000.seg"), "{}", path.display());
             assert!(offset <= at as u64, "the damaged frame starts at or before the flipped byte");
@@ -244,7 +244,7 @@ fn with_an_intact_index_a_flipped_byte_is_caught_on_read_naming_segment_and_offs
         }
         other => panic!("expected a corruption error, got {:?}", other.map(|v| v.len())),
     }
-    let (path, _, _) = log.verify().unwrap().first_problem.expect("verify names it too");
+    let tracevault_core::Problem { path, .. } = log.verify().unwrap().first_problem.expect("verify names it too");
     assert!(path.ends_with("00000000000000000000.seg"));
     drop(log);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -284,7 +284,7 @@ fn keys_typed_into_secure_fields_reach_the_log_without_text_or_identity() {
     log.seal_session("s").unwrap();
     log.checkpoint().unwrap();
 
-    let back = log.read_session("s", 0..=u64::MAX).unwrap();
+    let back = log.read_session(&reader(), "s", 0..=u64::MAX).unwrap();
     assert_eq!(back.len(), typed.len());
     for (got, sent) in back.iter().zip(&typed) {
         assert_eq!(got.t_us, sent.t_us, "timing survives");

@@ -41,7 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn options() -> LogOptions {
+fn model_options() -> LogOptions {
     LogOptions { block_events_max: 64, ..small_options() }
 }
 
@@ -67,14 +67,14 @@ impl World {
     fn reopen(&mut self, storage: FaultStorage) {
         self.log = None;
         self.storage = storage;
-        let log = open_fault(&self.storage, options());
+        let log = open_fault(&self.storage, model_options());
         for id in self.unsure_sessions.drain(..) {
             if log.session_info(&id).is_some() {
                 self.model.entry(id).or_default();
             }
         }
         for (id, model) in &mut self.model {
-            let got = log.read_session(id, 0..=u64::MAX).unwrap();
+            let got = log.read_session(&reader(), id, 0..=u64::MAX).unwrap();
             // Failed appends of this session, in order: a prefix of them may have landed.
             let mut candidate = model.clone();
             let mut ok = got == candidate;
@@ -162,7 +162,7 @@ impl World {
             Op::Read(s) => {
                 let id = format!("s-{s}");
                 if let Some(model) = self.model.get(&id) {
-                    assert_eq!(&self.log().read_session(&id, 0..=u64::MAX).unwrap(), model, "read {id}");
+                    assert_eq!(&self.log().read_session(&reader(), &id, 0..=u64::MAX).unwrap(), model, "read {id}");
                 }
             }
             Op::Seal(s) => {
@@ -215,7 +215,7 @@ proptest! {
     #[test]
     fn the_log_matches_the_model_through_crashes(ops in prop::collection::vec(op(), 1..60)) {
         let storage = FaultStorage::new();
-        let log = open_fault(&storage, options());
+        let log = open_fault(&storage, model_options());
         let mut world = World {
             storage,
             log: Some(log),

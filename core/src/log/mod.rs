@@ -17,6 +17,7 @@
 //! events are not yet in a sealed block goes back into its session's open block.
 
 mod recovery;
+mod vault;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -31,11 +32,17 @@ use tracevault_codecs::block::{BlockDecoder, BlockEncoder, DEFAULT_ZSTD_LEVEL};
 use tracevault_codecs::limits::BLOCK_EVENTS_MAX;
 use tracevault_codecs::{Event, SessionMeta};
 
+use crate::audit::{Access, Action, AuditLog, Decision, Role};
 use crate::error::{AppendError, OpenError, ReadError};
 use crate::frame::{self, FrameHeader, FrameKind, Parsed};
 use crate::index::{BlockLoc, Index, Progress};
+use crate::integrity::{self, FrameProof, SessionProof, SignedHead, VerifyReport};
+use crate::keys::{self, DataKey, KeyError, KeySource, KeyStore};
+use crate::merkle::{self, Hash};
 use crate::records;
 use crate::storage::{FsStorage, Storage};
+
+use vault::{Vault, VaultError};
 
 pub(crate) const SEGMENTS_DIR: &str = crate::files::SEGMENTS.dir;
 pub(crate) const JOURNAL_DIR: &str = crate::files::JOURNAL.dir;
@@ -85,6 +92,8 @@ pub struct LogOptions {
     /// Closed journal files kept waiting for their sessions' open blocks to fill. Past it, the
     /// oldest open blocks are sealed early so the files can go.
     pub journal_files_max: u64,
+    /// Where the master key and the signing key come from; `None`: [`KeySource::from_env`].
+    pub keys: Option<KeySource>,
 }
 
 impl Default for LogOptions {
@@ -99,6 +108,7 @@ impl Default for LogOptions {
             group_appends_max: 4096,
             memory_bytes_max: 256 << 20,
             journal_files_max: 8,
+            keys: None,
         }
     }
 }
@@ -157,6 +167,21 @@ pub struct SessionInfo {
     pub sealed_bytes: u64,
     pub t_min_us: Option<u64>,
     pub t_max_us: Option<u64>,
+    /// The data key its events are sealed with (`None` until it has one).
+    pub key_id: Option<u32>,
+    /// Its person was crypto-shredded: its events can never be read again.
+    pub erased: bool,
+}
+
+/// What shredding a person did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shredded {
+    /// The data keys erased.
+    pub keys: Vec<u32>,
+    /// The sessions whose events can no longer be read.
+    pub sessions: Vec<String>,
+    /// The audit entry recording it.
+    pub audit_seq: u64,
 }
 
 /// Totals over the whole log.
@@ -168,16 +193,6 @@ pub struct Stats {
     pub bytes_on_disk: u64,
     pub segment_bytes: u64,
     pub journal_bytes: u64,
-}
-
-/// What `verify` found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub segments: u64,
-    pub frames: u64,
-    pub bytes: u64,
-    /// The first frame that failed its checks: file, offset, reason.
-    pub first_problem: Option<(PathBuf, u64, String)>,
 }
 
 pub(crate) struct Session {
@@ -196,6 +211,10 @@ pub(crate) struct SessionState {
     pub open: OpenBlock,
     /// When the open block got its first event (the log's append counter), while it has any.
     pub open_since: Option<u64>,
+    /// The data key new frames are sealed with, once known.
+    pub key_id: Option<u32>,
+    /// The person was crypto-shredded: no appends, no reads.
+    pub erased: Option<u32>,
 }
 
 /// Where the writer sends an append's outcome: the locations of the blocks it sealed.
@@ -260,6 +279,8 @@ impl OpenBlock {
 pub(crate) enum Request {
     Write(Box<Write>, Reply),
     Checkpoint(SyncSender<Result<(), AppendError>>),
+    /// These sessions were erased: their journal entries need never be sealed.
+    Erase(Vec<u64>),
 }
 
 /// What one append or session creation writes.
@@ -299,6 +320,10 @@ pub(crate) struct Inner {
     pub journal_files_live: AtomicU64,
     /// One thread at a time seals for the budget.
     pub relieving: AtomicBool,
+    /// Keys and the access audit log.
+    pub vault: Vault,
+    /// Signs the Merkle tree heads at each checkpoint.
+    pub signing: ed25519_dalek::SigningKey,
 }
 
 impl Inner {
@@ -349,6 +374,13 @@ impl Log {
                 .and_then(|f| f.sync_all())
                 .map_err(|source| OpenError::Io { path: parent.to_owned(), source })?;
         }
+        let mut options = options;
+        let keys = match options.keys.take() {
+            Some(k) => k,
+            None => KeySource::from_env()?,
+        };
+        check_key_dir_outside(dir, &keys)?;
+        options.keys = Some(keys);
         let index_path = dir.join(INDEX_FILE);
         let db = redb::Database::create(&index_path)
             .map_err(|e| OpenError::Index(format!("{}: {e}", index_path.display())))?;
@@ -363,8 +395,15 @@ impl Log {
         options: LogOptions,
     ) -> Result<Log, OpenError> {
         options.check()?;
+        let keys = match &options.keys {
+            Some(k) => k.clone(),
+            None => KeySource::from_env()?,
+        };
+        let store = KeyStore::open(storage.clone(), keys.clone())?;
+        let signing = keys.signing_key()?;
+        let vault = Vault::new(store, AuditLog::open(storage.clone())?);
         let index = Index::open(db).map_err(OpenError::Index)?;
-        let recovered = recovery::recover(storage.as_ref(), &index, &options)?;
+        let recovered = recovery::recover(storage.as_ref(), &index, &options, &vault)?;
         let inner = Arc::new(Inner {
             storage,
             options,
@@ -379,6 +418,8 @@ impl Log {
             append_counter: AtomicU64::new(0),
             journal_files_live: AtomicU64::new(0),
             relieving: AtomicBool::new(false),
+            vault,
+            signing,
         });
         for session in inner.sessions.read().unwrap_or_else(|e| e.into_inner()).values() {
             let mut state = lock(&session.state);
@@ -434,6 +475,11 @@ impl Log {
                 Err(AppendError::SessionConflict { session: meta.session })
             };
         }
+        // The person's data key exists (durably) before anything of theirs is written.
+        let key_id = self.inner.vault.key_for_user(&meta.user).map_err(|e| match e {
+            KeyError::Erased(key_id) => AppendError::Erased { session: meta.session.clone(), key_id },
+            other => AppendError::Key(other.to_string()),
+        })?;
         let number = *lock(&self.inner.next_session_number);
         let payload = records::session_payload(&meta);
         if payload.len() > SESSION_META_BYTES_MAX {
@@ -460,7 +506,7 @@ impl Log {
             number,
             id: id.clone(),
             meta: Arc::new(meta),
-            state: Mutex::new(SessionState::default()),
+            state: Mutex::new(SessionState { key_id: Some(key_id), ..SessionState::default() }),
         };
         sessions.insert(id, Arc::new(session));
         Ok(true)
@@ -510,8 +556,9 @@ impl Log {
                 reason: format!("a batch holds at most {BLOCK_EVENTS_MAX} events, found {n}"),
             });
         }
+        let key = self.session_key(&session, &mut state)?;
         let batch_id = batch.batch_id.unwrap_or(0);
-        let plan = self.plan(&session, &state, batch.events, batch_id)?;
+        let plan = self.plan(&session, &state, batch.events, batch_id, &key)?;
 
         let mut progress = state.progress.clone();
         let (t_min, t_max) = t_range(batch.events);
@@ -588,9 +635,10 @@ impl Log {
         if state.open.is_empty() {
             return Ok(());
         }
+        let key = self.session_key(&session, &mut state)?;
         let seq_first = state.progress.sealed_events;
         let events = self.decode_open(&session, &state.open)?;
-        let block = self.seal_frame(&session, state.progress.next_block, seq_first, &events)?;
+        let block = self.seal_frame(&session, state.progress.next_block, seq_first, &events, &key)?;
         let mut progress = state.progress.clone();
         progress.sealed_events += state.open.len() as u64;
         progress.next_block += 1;
@@ -629,12 +677,37 @@ impl Log {
         Ok(block)
     }
 
+    /// The data key the session's new frames are sealed with.
+    fn session_key(&self, session: &Session, state: &mut SessionState) -> Result<Arc<DataKey>, AppendError> {
+        if let Some(key_id) = state.erased {
+            return Err(AppendError::Erased { session: session.id.clone(), key_id });
+        }
+        let erased = |key_id| AppendError::Erased { session: session.id.clone(), key_id };
+        let key_id = match state.key_id {
+            Some(id) => id,
+            None => {
+                let id = self.inner.vault.key_for_user(&session.meta.user).map_err(|e| match e {
+                    KeyError::Erased(id) => erased(id),
+                    other => AppendError::Key(other.to_string()),
+                })?;
+                state.key_id = Some(id);
+                id
+            }
+        };
+        self.inner.vault.engine_key(key_id, "seal appended events").map_err(|e| match e {
+            VaultError::Key(KeyError::Erased(id)) => erased(id),
+            VaultError::Key(other) => AppendError::Key(other.to_string()),
+            VaultError::Audit(a) => AppendError::Audit(a.to_string()),
+        })
+    }
+
     fn seal_frame(
         &self,
         session: &Session,
         block_number: u32,
         seq_first: u64,
         events: &[Event],
+        key: &DataKey,
     ) -> Result<SegmentFrame, AppendError> {
         let block = self.encode(session, events)?;
         let (t_min_us, t_max_us) = t_range(events);
@@ -646,6 +719,8 @@ impl Log {
         let mut bytes = Vec::new();
         let payload = records::block_payload(seq_first, &block);
         check_frame_size(session, &payload)?;
+        let payload = keys::seal(key, &mut header, payload, records::BLOCK_PREFIX_BYTES)
+            .map_err(|e| AppendError::Key(e.to_string()))?;
         frame::write(&mut bytes, &header, &payload);
         let loc = BlockLoc {
             segment: 0,
@@ -655,6 +730,7 @@ impl Log {
             t_min_us,
             t_max_us,
             seq_first,
+            frame: 0,
         };
         Ok(SegmentFrame { bytes, block: Some((session.number, block_number, loc)) })
     }
@@ -666,6 +742,7 @@ impl Log {
         state: &SessionState,
         events: &[Event],
         batch_id: u128,
+        key: &DataKey,
     ) -> Result<Plan, AppendError> {
         let block = self.encode(session, events)?;
         let (t_min_us, t_max_us) = t_range(events);
@@ -677,6 +754,8 @@ impl Log {
         let mut journal = Vec::new();
         let payload = records::batch_payload(state.next_seq, batch_id, &block);
         check_frame_size(session, &payload)?;
+        let payload = keys::seal(key, &mut header, payload, records::BATCH_PREFIX_BYTES)
+            .map_err(|e| AppendError::Key(e.to_string()))?;
         frame::write(&mut journal, &header, &payload);
 
         let max = self.inner.options.block_events_max;
@@ -693,7 +772,7 @@ impl Log {
         while total - sealed >= max {
             // Block `sealed..sealed + max` of the open events followed by the batch.
             let chunk = concat_range(&open, events, sealed, sealed + max);
-            blocks.push(self.seal_frame(session, block_number, seq, &chunk)?);
+            blocks.push(self.seal_frame(session, block_number, seq, &chunk, key)?);
             sealed += max;
             block_number += 1;
             seq += max as u64;
@@ -729,42 +808,247 @@ impl Log {
         self.session(id).map(|s| info(&s))
     }
 
-    /// Every event of a session whose `t` is in `t_range`, in the order appended. Every frame read
-    /// is checked; a damaged one is an error, never data.
-    pub fn read_session(&self, id: &str, t_range: RangeInclusive<u64>) -> Result<Vec<Event>, ReadError> {
+    /// Every event of a session whose `t` is in `t_range`, in the order appended, for `access`.
+    /// The read is recorded in the access audit log (durably) before any event is decrypted; if
+    /// it cannot be, or the role may not read, nothing is returned. Every frame read is checked
+    /// and authenticated; a damaged one is an error, never data.
+    pub fn read_session(
+        &self,
+        access: &Access,
+        id: &str,
+        t_range: RangeInclusive<u64>,
+    ) -> Result<Vec<Event>, ReadError> {
         let mut out = Vec::new();
-        for block in self.session_blocks(id, t_range.clone())? {
+        for block in self.session_blocks(access, id, t_range.clone())? {
             out.extend(block?.into_iter().filter(|e| t_range.contains(&e.t_us)));
         }
         Ok(out)
     }
 
-    /// A session's blocks, in order, as an iterator that reads and checks one block at a time:
-    /// every sealed block whose time range meets `t_range`, then the open block.
-    pub fn session_blocks(&self, id: &str, t_range: RangeInclusive<u64>) -> Result<SessionBlocks, ReadError> {
+    /// Records one read of `sessions` by `access` in the audit log, refusing roles that may not
+    /// read and reads without a purpose (the refusal is recorded too).
+    fn authorize(&self, access: &Access, action: Action, sessions: &[Arc<Session>]) -> Result<(), ReadError> {
+        let ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        let keys: Vec<u32> = {
+            let mut k: Vec<u32> = sessions.iter().filter_map(|s| lock(&s.state).key_id).collect();
+            k.sort_unstable();
+            k.dedup();
+            k
+        };
+        let denied = if !access.role.may_read() {
+            Some(format!("role {} may not read events", access.role.as_str()))
+        } else if access.purpose.trim().is_empty() {
+            Some("a read must state its purpose".to_owned())
+        } else if access.actor.trim().is_empty() {
+            Some("a read must name its actor".to_owned())
+        } else {
+            None
+        };
+        let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
+        self.inner.vault.record(access, action, ids, keys, decision).map_err(|e| ReadError::Audit(e.to_string()))?;
+        match denied {
+            Some(reason) => Err(ReadError::Denied(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// A session's blocks, in order, as an iterator that reads, authenticates and decrypts one
+    /// block at a time: every sealed block whose time range meets `t_range`, then the open block.
+    /// Recorded in the access audit log first, as [`Log::read_session`] is.
+    pub fn session_blocks(
+        &self,
+        access: &Access,
+        id: &str,
+        t_range: RangeInclusive<u64>,
+    ) -> Result<SessionBlocks, ReadError> {
         let session = self.session(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
+        self.authorize(access, Action::Read, std::slice::from_ref(&session))?;
+        self.blocks_of(&session, t_range)
+    }
+
+    /// Reads several sessions for one purpose (an export, a replay of many): one audit entry for
+    /// all of them, then an iterator of blocks per session, in the order given.
+    pub fn read_sessions(
+        &self,
+        access: &Access,
+        action: Action,
+        ids: &[&str],
+    ) -> Result<Vec<SessionBlocks>, ReadError> {
+        let sessions = ids
+            .iter()
+            .map(|id| self.session(id).ok_or_else(|| ReadError::UnknownSession((*id).to_owned())))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.authorize(access, action, &sessions)?;
+        sessions.iter().map(|s| self.blocks_of(s, 0..=u64::MAX)).collect()
+    }
+
+    fn blocks_of(&self, session: &Session, t_range: RangeInclusive<u64>) -> Result<SessionBlocks, ReadError> {
         let state = lock(&session.state);
+        if let Some(key_id) = state.erased {
+            return Err(ReadError::Erased { session: session.id.clone(), key_id });
+        }
+        let mut locs = self.sealed_locations(session)?;
+        let next_block = state.progress.next_block;
+        locs.retain(|b, l| *b < next_block && l.t_max_us >= *t_range.start() && l.t_min_us <= *t_range.end());
+        let open: Vec<Vec<u8>> = state.open.chunks.iter().map(|(b, _)| b.clone()).collect();
+        drop(state);
+        Ok(SessionBlocks {
+            inner: self.inner.clone(),
+            id: session.id.clone(),
+            number: session.number,
+            sealed: locs.into_iter().collect(),
+            open: Some(open),
+            decoder: BlockDecoder::new(),
+        })
+    }
+
+    /// Where a session's sealed blocks are: the index, and what was sealed since the checkpoint.
+    fn sealed_locations(&self, session: &Session) -> Result<BTreeMap<u32, BlockLoc>, ReadError> {
         let mut locs: BTreeMap<u32, BlockLoc> =
             self.inner.index.blocks(session.number).map_err(ReadError::Index)?.into_iter().collect();
         if let Some(recent) = lock(&self.inner.recent).get(&session.number) {
             locs.extend(recent.iter().map(|(b, l)| (*b, *l)));
         }
-        let next_block = state.progress.next_block;
-        let sealed: Vec<(u32, BlockLoc)> = locs
-            .into_iter()
-            .filter(|(b, l)| {
-                *b < next_block && l.t_max_us >= *t_range.start() && l.t_min_us <= *t_range.end()
-            })
+        Ok(locs)
+    }
+
+    /// Crypto-shreds a person (admins only): their data keys are overwritten in place and synced,
+    /// so none of their frames can be decrypted again, by anyone; everyone else's still can, and
+    /// the log still verifies (the Merkle tree hashes ciphertext). Recorded in the access audit
+    /// log (before the keys are destroyed) as the verifiable record of the erasure. Their
+    /// sessions take no more events, and what was waiting in memory to be sealed is dropped.
+    pub fn shred(&self, access: &Access, user: &str) -> Result<Shredded, AppendError> {
+        let sessions: Vec<Arc<Session>> = self
+            .inner
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| s.meta.user == user)
+            .cloned()
             .collect();
-        let open: Vec<Vec<u8>> = state.open.chunks.iter().map(|(b, _)| b.clone()).collect();
-        drop(state);
-        Ok(SessionBlocks {
-            storage: self.inner.storage.clone(),
-            number: session.number,
-            sealed: sealed.into(),
-            open: Some(open),
-            decoder: BlockDecoder::new(),
-        })
+        let mut ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        let keys: Vec<u32> = self.inner.vault.key_of(user).map(|(id, _)| id).into_iter().collect();
+        let denied = (access.role != Role::Admin).then(|| format!("role {} may not erase people", access.role.as_str()));
+        let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
+        let entry = self
+            .inner
+            .vault
+            .record(access, Action::Shred, ids.clone(), keys, decision)
+            .map_err(|e| AppendError::Audit(e.to_string()))?;
+        if let Some(reason) = denied {
+            return Err(AppendError::Denied(reason));
+        }
+        let erased = self.inner.vault.shred(user).map_err(|e| AppendError::Key(e.to_string()))?;
+        let key_id = erased.first().copied().unwrap_or(0);
+        for session in &sessions {
+            let mut state = lock(&session.state);
+            let before = state.open.bytes();
+            state.open = OpenBlock::default();
+            state.erased = Some(state.key_id.unwrap_or(key_id));
+            self.inner.track_open(&session.id, &mut state, before, true);
+        }
+        self.send(Request::Erase(sessions.iter().map(|s| s.number).collect()))?;
+        // Retire the journal files that held their open blocks.
+        self.checkpoint()?;
+        Ok(Shredded { keys: erased, sessions: ids, audit_seq: entry.seq })
+    }
+
+    /// Rotates the master key (admins only): every data key is re-wrapped under a new master key,
+    /// crash-safely, without touching the data. Returns the new key's fingerprint.
+    pub fn rotate_master_key(&self, access: &Access) -> Result<String, AppendError> {
+        let denied = (access.role != Role::Admin).then(|| format!("role {} may not rotate keys", access.role.as_str()));
+        let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
+        self.inner
+            .vault
+            .record(access, Action::RotateMasterKey, Vec::new(), Vec::new(), decision)
+            .map_err(|e| AppendError::Audit(e.to_string()))?;
+        if let Some(reason) = denied {
+            return Err(AppendError::Denied(reason));
+        }
+        self.inner.vault.rotate().map_err(|e| AppendError::Key(e.to_string()))
+    }
+
+    /// The data keys in the key store (no key material), and the master key's fingerprint.
+    pub fn keys(&self) -> (String, Vec<keys::KeyInfo>) {
+        (self.inner.vault.master_fingerprint(), self.inner.vault.keys())
+    }
+
+    /// The public half of the key that signs the tree heads: what an auditor verifies with.
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.inner.signing.verifying_key()
+    }
+
+    /// Proves a session's sealed blocks are in the log: checkpoints (so every sealed block is
+    /// under a signed head), then gives each block frame's audit path to the newest head's root.
+    pub fn prove_session(&self, id: &str) -> Result<SessionProof, ReadError> {
+        let session = self.session(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
+        self.checkpoint().map_err(|e| ReadError::Index(format!("checkpoint before proving: {e}")))?;
+        let storage = self.inner.storage.as_ref();
+        let (heads, _) = integrity::read_heads(storage)?;
+        let head = heads.last().cloned().ok_or_else(|| ReadError::Index("no signed head yet".into()))?;
+        let ledger = integrity::read_ledger(storage)?;
+        let leaves = ledger.get(..head.tree_size as usize).ok_or_else(|| {
+            ReadError::Index(format!("the ledger holds {} leaves, the head covers {}", ledger.len(), head.tree_size))
+        })?;
+        let (events_total, sealed_blocks) = {
+            let state = lock(&session.state);
+            (state.next_seq, state.progress.next_block)
+        };
+        let mut frames = Vec::new();
+        let mut events = 0;
+        for (block, loc) in self.sealed_locations(&session)? {
+            if block >= sealed_blocks || loc.frame >= head.tree_size {
+                continue;
+            }
+            let path = merkle::inclusion_proof(leaves, loc.frame as usize).expect("frame inside the tree");
+            frames.push(FrameProof {
+                frame: loc.frame,
+                block,
+                segment: loc.segment,
+                offset: loc.offset,
+                frame_bytes: loc.frame_bytes,
+                leaf: leaves[loc.frame as usize],
+                path,
+            });
+            events += u64::from(loc.events);
+        }
+        Ok(SessionProof { session: id.to_owned(), head, frames, events, unsealed_events: events_total - events })
+    }
+
+    /// Proves a session and checks the proof against the frames on disk and the signing key: each
+    /// block frame, read back, hashes to its leaf, and its audit path leads to the signed root.
+    pub fn verify_session(&self, id: &str) -> Result<SessionProof, ReadError> {
+        let proof = self.prove_session(id)?;
+        let public = self.public_key();
+        for f in &proof.frames {
+            let path = segment_path(f.segment);
+            let mut bytes = vec![0u8; f.frame_bytes as usize];
+            self.inner
+                .storage
+                .read_at(&path, f.offset, &mut bytes)
+                .map_err(|source| ReadError::Io { path: path.clone(), source })?;
+            integrity::check_frame(&proof.head, &public, f, &bytes)
+                .map_err(|reason| ReadError::Corrupt { path: path.clone(), offset: f.offset, reason })?;
+        }
+        Ok(proof)
+    }
+
+    /// The consistency proof (RFC 6962 §2.1.2) that the log's first `old_size` frames are a prefix
+    /// of its first `new_size`, from the ledger.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ReadError> {
+        let ledger = integrity::read_ledger(self.inner.storage.as_ref())?;
+        let leaves = ledger
+            .get(..new_size as usize)
+            .ok_or_else(|| ReadError::Index(format!("the ledger holds {} leaves, not {new_size}", ledger.len())))?;
+        merkle::consistency_proof(leaves, old_size as usize)
+            .ok_or_else(|| ReadError::Index(format!("no consistency proof from {old_size} to {new_size}")))
+    }
+
+    /// The signed tree heads, oldest first.
+    pub fn signed_heads(&self) -> Result<Vec<SignedHead>, ReadError> {
+        Ok(integrity::read_heads(self.inner.storage.as_ref())?.0)
     }
 
     /// Totals, with the bytes of every file of the log.
@@ -792,10 +1076,12 @@ impl Log {
         }
     }
 
-    /// Checks every frame of every segment (CRC, length, trailer) and every sealed segment's
-    /// footer (frame count and SHA-256), and names the first frame that fails.
+    /// Checks the whole log with [`integrity::verify`] against this log's own public key: every
+    /// frame whole, every footer, every frame's leaf, every signed head, and the audit log; names
+    /// the first frame that fails. (An auditor without the keys uses `integrity::verify` with the
+    /// published public key.)
     pub fn verify(&self) -> Result<VerifyReport, ReadError> {
-        recovery::verify(self.inner.storage.as_ref())
+        integrity::verify(self.inner.storage.as_ref(), &self.public_key())
     }
 
     /// Writes a checkpoint now: syncs the segments, makes the index durable, and deletes journal
@@ -857,7 +1143,7 @@ fn concat_range<'a>(a: &'a [Event], b: &'a [Event], from: usize, to: usize) -> s
 
 /// A frame holds at most `FRAME_BYTES_MAX`; a batch of huge strings can encode past it.
 fn check_frame_size(session: &Session, payload: &[u8]) -> Result<(), AppendError> {
-    let bytes = frame::HEADER_BYTES + payload.len();
+    let bytes = frame::HEADER_BYTES + payload.len() + keys::TAG_BYTES;
     if bytes > frame::FRAME_BYTES_MAX {
         return Err(AppendError::Invalid {
             session: session.id.clone(),
@@ -866,6 +1152,29 @@ fn check_frame_size(session: &Session, payload: &[u8]) -> Result<(), AppendError
                 frame::FRAME_BYTES_MAX
             ),
         });
+    }
+    Ok(())
+}
+
+/// A key directory inside the data directory would put the keys in every copy of the data.
+fn check_key_dir_outside(data: &Path, keys: &KeySource) -> Result<(), OpenError> {
+    if keys.master.is_some() && keys.signing.is_some() {
+        return Ok(());
+    }
+    let absolute = |p: &Path| {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        // Resolve symlinks where the path exists, so two spellings of one place compare equal.
+        p.canonicalize().unwrap_or(p)
+    };
+    let (data, key_dir) = (absolute(data), absolute(&keys.dir));
+    if key_dir.starts_with(&data) {
+        return Err(OpenError::Keys(KeyError::Config(format!(
+            "the key directory {} is inside the data directory {}: a copy of the data would carry the keys \
+             that decrypt it; keep keys elsewhere (${})",
+            key_dir.display(),
+            data.display(),
+            keys::ENV_KEY_DIR
+        ))));
     }
     Ok(())
 }
@@ -885,6 +1194,8 @@ fn info(session: &Session) -> SessionInfo {
         sealed_bytes: state.progress.sealed_bytes,
         t_min_us: state.progress.t_min_us,
         t_max_us: state.progress.t_max_us,
+        key_id: state.key_id,
+        erased: state.erased.is_some(),
     }
 }
 
@@ -894,7 +1205,8 @@ pub(crate) fn segment_path(number: u64) -> PathBuf {
 
 /// Reads a session's blocks one at a time; see [`Log::session_blocks`].
 pub struct SessionBlocks {
-    storage: Arc<dyn Storage>,
+    inner: Arc<Inner>,
+    id: String,
     number: u64,
     sealed: VecDeque<(u32, BlockLoc)>,
     /// The open block's encoded chunks, read last.
@@ -903,11 +1215,17 @@ pub struct SessionBlocks {
 }
 
 impl SessionBlocks {
+    /// The session's id.
+    pub fn session(&self) -> &str {
+        &self.id
+    }
+
     fn read(&mut self, block: u32, loc: BlockLoc) -> Result<Vec<Event>, ReadError> {
         let path = segment_path(loc.segment);
         let corrupt = |reason: String| ReadError::Corrupt { path: path.clone(), offset: loc.offset, reason };
         let mut bytes = vec![0u8; loc.frame_bytes as usize];
-        self.storage
+        self.inner
+            .storage
             .read_at(&path, loc.offset, &mut bytes)
             .map_err(|source| ReadError::Io { path: path.clone(), source })?;
         let frame = match frame::parse(&bytes) {
@@ -923,9 +1241,13 @@ impl SessionBlocks {
                 self.number, h.kind, h.session, h.block
             )));
         }
-        let (_, block_bytes) = records::parse_block(frame.payload).map_err(|c| corrupt(c.reason))?;
+        let key = self.inner.vault.read_key(h.key_id).map_err(|e| match e {
+            KeyError::Erased(key_id) => ReadError::Erased { session: self.id.clone(), key_id },
+            other => ReadError::Key(other.to_string()),
+        })?;
+        let plain = keys::open(&key, &h, frame.payload, records::BLOCK_PREFIX_BYTES).map_err(|c| corrupt(c.reason))?;
         let mut events = Vec::with_capacity(h.event_count as usize);
-        self.decoder.decode_into(block_bytes, &mut events).map_err(|e| corrupt(e.to_string()))?;
+        self.decoder.decode_into(&plain, &mut events).map_err(|e| corrupt(e.to_string()))?;
         if events.len() != h.event_count as usize {
             return Err(corrupt(format!(
                 "block holds {} events, its frame says {}",

@@ -5,23 +5,27 @@
 //! gone, because a frame is checked whole (length, CRC32C, trailer) before anything in it is used.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tracevault_codecs::block::BlockDecoder;
 use tracevault_codecs::{Event, SessionMeta};
 
-use crate::error::{OpenError, ReadError};
-use crate::files::{self, FILE_HEADER_BYTES, FrameFile, SEGMENT_MAGIC, Stop};
+use crate::error::OpenError;
+use crate::files::{self, FILE_HEADER_BYTES, FrameFile, Stop};
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
+use crate::integrity::{self, HASH_BYTES, HEADS_PATH, INTEGRITY_DIR, LEDGER_PATH};
+use crate::keys::{self, KeyError, SlotState};
+use crate::merkle::{self, Frontier};
 use crate::records;
 use crate::storage::Storage;
 
+use super::vault::{Vault, VaultError};
 use super::writer::WriterState;
 use super::{
     CHECKPOINT_FILE, JOURNAL_DIR, JOURNAL_EXT, LogOptions, RECENT_BATCHES_MAX, SEGMENT_EXT, SEGMENTS_DIR,
-    Session, SessionState, VerifyReport,
+    Session, SessionState,
 };
 
 pub(crate) struct Recovered {
@@ -41,6 +45,8 @@ struct Rebuild {
     touched: bool,
     /// Its session record is in a segment (or in the index, which only holds what segments do).
     in_segments: bool,
+    /// Its person's key was erased (the key id).
+    erased: Option<u32>,
 }
 
 impl Rebuild {
@@ -54,6 +60,7 @@ impl Rebuild {
             open: Vec::new(),
             touched: true,
             in_segments,
+            erased: None,
         }
     }
 }
@@ -137,9 +144,17 @@ pub(crate) fn recover(
     storage: &dyn Storage,
     index: &Index,
     options: &LogOptions,
+    vault: &Vault,
 ) -> Result<Recovered, OpenError> {
-    storage.create_dir_all(Path::new(SEGMENTS_DIR)).map_err(io_error(Path::new(SEGMENTS_DIR)))?;
-    storage.create_dir_all(Path::new(JOURNAL_DIR)).map_err(io_error(Path::new(JOURNAL_DIR)))?;
+    for dir in [SEGMENTS_DIR, JOURNAL_DIR, INTEGRITY_DIR] {
+        storage.create_dir_all(Path::new(dir)).map_err(io_error(Path::new(dir)))?;
+    }
+    let ledger_path = Path::new(LEDGER_PATH);
+    let ledger_len = match storage.len(ledger_path) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(io_error(ledger_path)(e)),
+    };
 
     // 1. Where to start: the checkpoint, if the index is complete through exactly it; otherwise
     //    the index is rebuilt from the first segment.
@@ -152,14 +167,27 @@ pub(crate) fn recover(
     let from_index = index.checkpoint().map_err(OpenError::Index)?;
     // Everything before the checkpoint file's position was synced: damage there is corruption to
     // report, never a torn tail to cut, even when the index is being rebuilt.
-    let durable = from_file;
+    let durable = from_file.clone();
+    // The ledger must reach the checkpoint too (it is synced before it); if it does not, it and
+    // the index are rebuilt from the segments.
     let start = match (from_file, from_index) {
-        (Some(a), Some(b)) if a == b => Some(a),
+        (Some(a), Some(b)) if a == b && ledger_len >= a.next_frame * HASH_BYTES as u64 => Some(a),
         _ => {
             index.clear().map_err(OpenError::Index)?;
             None
         }
     };
+    let mut tree = match &start {
+        Some(c) => Frontier::from_parts(c.next_frame, c.frontier.clone())
+            .ok_or_else(|| corrupt(Path::new(CHECKPOINT_FILE), 0, "tree frontier does not match its size"))?,
+        None => Frontier::default(),
+    };
+    // Leaves past the checkpoint are recomputed from the segments below.
+    let ledger_keep = tree.size() * HASH_BYTES as u64;
+    if ledger_len > ledger_keep {
+        storage.truncate(ledger_path, ledger_keep).map_err(io_error(ledger_path))?;
+    }
+    let mut ledger_pending: Vec<u8> = Vec::new();
 
     let mut sessions: BTreeMap<u64, Rebuild> = BTreeMap::new();
     if start.is_some() {
@@ -175,6 +203,7 @@ pub(crate) fn recover(
                     open: Vec::new(),
                     touched: false,
                     in_segments: true,
+                    erased: None,
                 },
             );
         }
@@ -184,9 +213,9 @@ pub(crate) fn recover(
     let segments = numbered(storage, SEGMENTS_DIR, SEGMENT_EXT)?;
     let mut pending = IndexBatch::default();
     let mut recent: HashMap<u64, BTreeMap<u32, BlockLoc>> = HashMap::new();
-    let mut next_frame = start.map_or(0, |c| c.next_frame);
+    let mut next_frame = start.as_ref().map_or(0, |c| c.next_frame);
     let mut current_segment: Option<FrameFile> = None;
-    let first_scanned = match start {
+    let first_scanned = match &start {
         Some(c) => {
             if !segments.contains(&c.segment) {
                 let path = super::segment_path(c.segment);
@@ -201,7 +230,7 @@ pub(crate) fn recover(
         let last = i + 1 == to_scan.len();
         let path = super::segment_path(number);
         let Some(mut bytes) = read_frame_file(storage, files::SEGMENTS, number, last)? else { break };
-        let resume_at = match start {
+        let resume_at = match &start {
             Some(c) if c.segment == number => c.offset as usize,
             _ => {
                 if number != next_frame {
@@ -232,6 +261,7 @@ pub(crate) fn recover(
                     let meta = records::parse_session(frame.payload)
                         .map_err(|c| corrupt(&path, *offset, c.reason))?;
                     sessions.entry(h.session).or_insert_with(|| Rebuild::found(meta, true));
+                    leaf(&mut tree, &mut ledger_pending, frame.bytes);
                     next_frame += 1;
                 }
                 FrameKind::Block => {
@@ -252,6 +282,7 @@ pub(crate) fn recover(
                         t_min_us: h.t_min_us,
                         t_max_us: h.t_max_us,
                         seq_first,
+                        frame: next_frame,
                     };
                     s.progress.sealed_events =
                         s.progress.sealed_events.max(seq_first + u64::from(h.event_count));
@@ -264,6 +295,7 @@ pub(crate) fn recover(
                     s.touched = true;
                     pending.blocks.push((h.session, h.block, loc));
                     recent.entry(h.session).or_default().insert(h.block, loc);
+                    leaf(&mut tree, &mut ledger_pending, frame.bytes);
                     next_frame += 1;
                 }
                 FrameKind::Footer => {
@@ -287,16 +319,17 @@ pub(crate) fn recover(
                     };
                     s.progress.recent_batches = recent;
                     s.touched = true;
+                    leaf(&mut tree, &mut ledger_pending, frame.bytes);
                     next_frame += 1;
                 }
-                FrameKind::Batch => {
-                    return Err(corrupt(&path, *offset, "a journal batch frame inside a segment"));
+                FrameKind::Batch | FrameKind::Audit => {
+                    return Err(corrupt(&path, *offset, format!("a {:?} frame inside a segment", h.kind)));
                 }
             }
         }
         drop(frames);
         let before_durable =
-            durable.is_some_and(|c| number < c.segment || (number == c.segment && end < c.offset));
+            durable.as_ref().is_some_and(|c| number < c.segment || (number == c.segment && end < c.offset));
         cut_tail(storage, &path, &mut bytes, end, stop, last && !before_durable)?;
         if !last && !sealed {
             return Err(corrupt(&path, end, "segment is not sealed, but a later segment exists"));
@@ -307,6 +340,13 @@ pub(crate) fn recover(
                 FrameFile::resume(storage, files::SEGMENTS, number, &bytes, frames)
                     .map_err(io_error(&path))?,
             );
+        }
+    }
+
+    // Whose keys are erased: their journal batches cannot be (and need not be) read back.
+    for s in sessions.values_mut() {
+        if let Some((id, SlotState::Erased)) = vault.key_of(&s.meta.user) {
+            s.erased = Some(id);
         }
     }
 
@@ -331,7 +371,7 @@ pub(crate) fn recover(
                     sessions.entry(h.session).or_insert_with(|| Rebuild::found(meta, false));
                 }
                 FrameKind::Batch => {
-                    let (seq_first, batch_id, block) =
+                    let (seq_first, batch_id, _) =
                         records::parse_batch(frame.payload).map_err(|c| corrupt(&path, *offset, c.reason))?;
                     let Some(s) = sessions.get_mut(&h.session) else {
                         return Err(corrupt(
@@ -345,8 +385,8 @@ pub(crate) fn recover(
                     let c = covers.entry(h.session).or_insert(0);
                     *c = (*c).max(end);
                     remember_batch(&mut s.progress, batch_id, seq_first, n);
-                    if end <= s.next_seq {
-                        continue; // already sealed into a block
+                    if end <= s.next_seq || s.erased.is_some() {
+                        continue; // already sealed into a block, or erased
                     }
                     if seq_first > s.next_seq {
                         return Err(corrupt(
@@ -358,9 +398,20 @@ pub(crate) fn recover(
                             ),
                         ));
                     }
+                    let key = match vault.engine_key(h.key_id, "recover unsealed events from the journal") {
+                        Ok(key) => key,
+                        Err(VaultError::Key(KeyError::Erased(id))) => {
+                            s.erased = Some(id);
+                            continue;
+                        }
+                        Err(VaultError::Key(e)) => return Err(corrupt(&path, *offset, e.to_string())),
+                        Err(VaultError::Audit(e)) => return Err(OpenError::Audit(e)),
+                    };
+                    let block = keys::open(&key, &h, frame.payload, records::BATCH_PREFIX_BYTES)
+                        .map_err(|c| corrupt(&path, *offset, c.reason))?;
                     let mut events = Vec::with_capacity(n as usize);
                     decoder
-                        .decode_into(block, &mut events)
+                        .decode_into(&block, &mut events)
                         .map_err(|e| corrupt(&path, *offset, e.to_string()))?;
                     if events.len() as u64 != n {
                         return Err(corrupt(
@@ -410,9 +461,26 @@ pub(crate) fn recover(
             &records::session_payload(&s.meta),
         );
         segment.append(&bytes, 1).map_err(io_error(&segment.path()))?;
+        leaf(&mut tree, &mut ledger_pending, &bytes);
         next_frame += 1;
         s.in_segments = true;
     }
+    // The ledger and the signed heads files, to go on appending to.
+    let ledger = storage.open_append(ledger_path).map_err(io_error(ledger_path))?;
+    let heads_path = Path::new(HEADS_PATH);
+    let heads_file = storage.open_append(heads_path).map_err(io_error(heads_path))?;
+    let whole = heads_file.len() / integrity::HEAD_BYTES as u64 * integrity::HEAD_BYTES as u64;
+    drop(heads_file);
+    if whole != storage.len(heads_path).map_err(io_error(heads_path))? {
+        // A head torn by a crash was never relied on: nothing waits for it.
+        storage.truncate(heads_path, whole).map_err(io_error(heads_path))?;
+    }
+    let heads = storage.open_append(heads_path).map_err(io_error(heads_path))?;
+    let last_head = integrity::read_heads(storage)
+        .map_err(|e| corrupt(heads_path, 0, e.to_string()))?
+        .0
+        .last()
+        .map(|h| (h.tree_size, h.audit_size));
     let (journal, journal_covers) = match current_journal {
         Some(j) => j,
         None => {
@@ -429,7 +497,8 @@ pub(crate) fn recover(
     let mut live = HashMap::new();
     let mut encoder = tracevault_codecs::block::BlockEncoder::new(options.zstd_level);
     for (number, s) in sessions {
-        sealed.insert(number, s.progress.sealed_events);
+        // An erased session's journal entries never need sealing.
+        sealed.insert(number, if s.erased.is_some() { u64::MAX } else { s.progress.sealed_events });
         if s.touched {
             pending.sessions.push((
                 s.id.clone(),
@@ -443,7 +512,18 @@ pub(crate) fn recover(
                 format!("re-encoding session {:?}'s open block: {reason}", s.id),
             )
         })?;
-        let state = SessionState { next_seq: s.next_seq, progress: s.progress, open, open_since: None };
+        let key_id = match vault.key_of(&s.meta.user) {
+            Some((id, SlotState::Live)) => Some(id),
+            _ => None,
+        };
+        let state = SessionState {
+            next_seq: s.next_seq,
+            progress: s.progress,
+            open,
+            open_since: None,
+            key_id: s.erased.or(key_id),
+            erased: s.erased,
+        };
         let session = Session { number, id: s.id.clone(), meta: Arc::new(s.meta), state: Mutex::new(state) };
         live.insert(s.id, Arc::new(session));
     }
@@ -451,75 +531,26 @@ pub(crate) fn recover(
         sessions: live,
         next_session_number,
         recent,
-        writer: WriterState { segment, journal, next_frame, journal_files, journal_covers, sealed, pending },
+        writer: WriterState {
+            segment,
+            journal,
+            next_frame,
+            journal_files,
+            journal_covers,
+            sealed,
+            pending,
+            tree,
+            ledger,
+            ledger_pending,
+            heads,
+            last_head,
+        },
     })
 }
 
-/// Checks every segment: each frame whole, each sealed segment's footer, the numbering.
-pub(crate) fn verify(storage: &dyn Storage) -> Result<VerifyReport, ReadError> {
-    let names = storage
-        .list(Path::new(SEGMENTS_DIR))
-        .map_err(|source| ReadError::Io { path: PathBuf::from(SEGMENTS_DIR), source })?;
-    let numbers: Vec<u64> = names.iter().filter_map(|n| files::parse_file_name(n, SEGMENT_EXT)).collect();
-    let mut report = VerifyReport { segments: 0, frames: 0, bytes: 0, first_problem: None };
-    let mut next_frame = numbers.first().copied().unwrap_or(0);
-    for (i, &number) in numbers.iter().enumerate() {
-        let path = super::segment_path(number);
-        let bytes = storage
-            .read_all(&path)
-            .map_err(|source| ReadError::Io { path: path.clone(), source })?
-            .unwrap_or_default();
-        report.segments += 1;
-        report.bytes += bytes.len() as u64;
-        let last = i + 1 == numbers.len();
-        if let Err((offset, reason)) =
-            verify_segment(&bytes, number, last, &mut next_frame, &mut report.frames)
-        {
-            report.first_problem = Some((path, offset, reason));
-            break;
-        }
-    }
-    Ok(report)
-}
-
-/// Checks one segment; the first problem as (offset, reason).
-fn verify_segment(
-    bytes: &[u8],
-    number: u64,
-    last: bool,
-    next_frame: &mut u64,
-    frames_seen: &mut u64,
-) -> Result<(), (u64, String)> {
-    match files::read_file_header(bytes, SEGMENT_MAGIC) {
-        Ok(Some(n)) if n == number && n == *next_frame => {}
-        Ok(Some(n)) => return Err((0, format!("segment header says frame {n}, expected {next_frame}"))),
-        Ok(None) => return Err((0, "segment shorter than its header".into())),
-        Err(c) => return Err((0, c.reason)),
-    }
-    let scan = files::scan(bytes, FILE_HEADER_BYTES);
-    let mut sealed = false;
-    for (k, (offset, frame)) in scan.frames.iter().enumerate() {
-        if frame.header.kind == FrameKind::Footer {
-            if k + 1 != scan.frames.len() || !matches!(scan.stop, Stop::End) {
-                return Err((*offset, "footer before the end of the segment".into()));
-            }
-            files::check_footer(bytes, *offset, frame, *next_frame - number)
-                .map_err(|c| (*offset, c.reason))?;
-            sealed = true;
-        } else {
-            *frames_seen += 1;
-            *next_frame += 1;
-        }
-    }
-    match scan.stop {
-        Stop::End => {}
-        // The writer may be appending to the last segment as we read it.
-        Stop::Torn if last => {}
-        Stop::Torn => return Err((scan.end, "segment ends inside a frame".into())),
-        Stop::Damage(c) => return Err((scan.end, c.reason)),
-    }
-    if !last && !sealed {
-        return Err((scan.end, "segment is not sealed, but a later segment exists".into()));
-    }
-    Ok(())
+/// Adds a frame to the tree and its leaf to the ledger's pending bytes.
+fn leaf(tree: &mut Frontier, pending: &mut Vec<u8>, frame: &[u8]) {
+    let hash = merkle::leaf_hash(frame);
+    tree.push(hash);
+    pending.extend_from_slice(&hash);
 }

@@ -13,6 +13,9 @@ use crate::error::AppendError;
 use crate::files::FrameFile;
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, IndexBatch, SessionRow};
+use crate::integrity::{HEADS_PATH, LEDGER_PATH, SignedHead};
+use crate::merkle::{self, Frontier};
+use crate::storage::AppendFile;
 
 use super::{CHECKPOINT_FILE, Inner, JOURNAL_DIR, Reply, Request, SyncMode, Write, lock};
 
@@ -29,6 +32,14 @@ pub(crate) struct WriterState {
     pub sealed: HashMap<u64, u64>,
     /// Index additions not yet committed (recovered from the tail of the segments).
     pub pending: IndexBatch,
+    /// The Merkle tree over every frame in the segments (its size is `next_frame`).
+    pub tree: Frontier,
+    /// The ledger of leaf hashes, and the leaves not yet written to it.
+    pub ledger: Box<dyn AppendFile>,
+    pub ledger_pending: Vec<u8>,
+    /// The signed heads file, and the (tree size, audit size) of the newest head in it.
+    pub heads: Box<dyn AppendFile>,
+    pub last_head: Option<(u64, u64)>,
 }
 
 pub(crate) struct Writer {
@@ -116,10 +127,12 @@ impl Writer {
     fn commit_group(&mut self, group: Vec<Request>) {
         let mut writes = Vec::new();
         let mut checkpoints = Vec::new();
+        let mut erased = Vec::new();
         for request in group {
             match request {
                 Request::Write(write, reply) => writes.push((write, reply)),
                 Request::Checkpoint(reply) => checkpoints.push(reply),
+                Request::Erase(numbers) => erased.push(numbers),
             }
         }
         if let Some(reason) = self.poisoned() {
@@ -130,6 +143,12 @@ impl Writer {
                 let _ = reply.send(Err(AppendError::Poisoned(reason.clone())));
             }
             return;
+        }
+        for numbers in erased {
+            // Nothing of theirs will be sealed again: their journal entries hold nothing to keep.
+            for n in numbers {
+                self.state.sealed.insert(n, u64::MAX);
+            }
         }
         let result = self.write_group(&writes);
         match result {
@@ -208,10 +227,11 @@ impl Writer {
         for (w, _) in writes {
             let mut locs = Vec::new();
             for frame in &w.segment {
-                let offset = self.append_segment(&frame.bytes)?;
+                let (number, offset) = self.append_segment(&frame.bytes)?;
                 if let Some((session, block, mut loc)) = frame.block {
                     loc.segment = self.state.segment.number;
                     loc.offset = offset;
+                    loc.frame = number;
                     let sealed = self.state.sealed.entry(session).or_insert(0);
                     *sealed = (*sealed).max(loc.seq_first + u64::from(loc.events));
                     self.state.pending.blocks.push((session, block, loc));
@@ -225,9 +245,9 @@ impl Writer {
         Ok(all_locs)
     }
 
-    /// Appends one frame to the segment, rolling to a new segment past the size limit; returns
-    /// its offset.
-    fn append_segment(&mut self, bytes: &[u8]) -> Result<u64, AppendError> {
+    /// Appends one frame to the segment, rolling to a new segment past the size limit, and adds
+    /// it to the Merkle tree; returns its frame number and offset.
+    fn append_segment(&mut self, bytes: &[u8]) -> Result<(u64, u64), AppendError> {
         let storage = self.inner.storage.clone();
         let s = &mut self.state.segment;
         if s.frames > 0 && s.file.len() + bytes.len() as u64 > self.inner.options.segment_bytes_max {
@@ -238,9 +258,13 @@ impl Writer {
         let offset = s
             .append(bytes, 1)
             .map_err(|e| poison(&self.inner, format!("writing {}: {e}", s.path().display())))?;
+        let number = self.state.next_frame;
+        let leaf = merkle::leaf_hash(bytes);
+        self.state.tree.push(leaf);
+        self.state.ledger_pending.extend_from_slice(&leaf);
         self.state.next_frame += 1;
         self.segment_bytes_since_checkpoint += bytes.len() as u64;
-        Ok(offset)
+        Ok((number, offset))
     }
 
     /// Syncs the segment, commits the index durably, records the checkpoint, and deletes the
@@ -272,13 +296,40 @@ impl Writer {
         }
         let s = &mut self.state.segment;
         s.file.sync().map_err(|e| poison(&inner, format!("syncing {}: {e}", s.path().display())))?;
-        let checkpoint =
-            Checkpoint { segment: s.number, offset: s.file.len(), next_frame: self.state.next_frame };
+        // The leaves of the frames just made durable, then a signed head over them and over the
+        // access audit log as it stands.
+        if !self.state.ledger_pending.is_empty() {
+            let ledger = &mut self.state.ledger;
+            ledger
+                .append(&self.state.ledger_pending)
+                .and_then(|()| ledger.sync())
+                .map_err(|e| poison(&inner, format!("writing {LEDGER_PATH}: {e}")))?;
+            self.state.ledger_pending.clear();
+        }
+        let (audit_size, audit_root) = self.inner.vault.audit_head();
+        let sizes = (self.state.next_frame, audit_size);
+        if self.state.last_head != Some(sizes) {
+            let head =
+                SignedHead::sign(&self.inner.signing, sizes.0, self.state.tree.root(), audit_size, audit_root);
+            let heads = &mut self.state.heads;
+            heads
+                .append(&head.to_bytes())
+                .and_then(|()| heads.sync())
+                .map_err(|e| poison(&inner, format!("writing {HEADS_PATH}: {e}")))?;
+            self.state.last_head = Some(sizes);
+        }
+        let s = &self.state.segment;
+        let checkpoint = Checkpoint {
+            segment: s.number,
+            offset: s.file.len(),
+            next_frame: self.state.next_frame,
+            frontier: self.state.tree.hashes().to_vec(),
+        };
         let mut batch = std::mem::take(&mut self.state.pending);
         batch.sessions.extend(self.dirty_rows.drain().map(|(_, row)| row));
         self.inner
             .index
-            .commit(&batch, checkpoint)
+            .commit(&batch, &checkpoint)
             .map_err(|e| self.poison(format!("committing the index: {e}")))?;
         storage
             .write_atomic(Path::new(CHECKPOINT_FILE), &checkpoint.to_bytes())

@@ -274,6 +274,23 @@ impl Storage for FaultStorage {
         Ok(())
     }
 
+    fn overwrite(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        if state.fail_writes || state.fail_syncs {
+            return Err(injected("overwrite"));
+        }
+        let file = state.files.get_mut(path).ok_or_else(|| not_found(path))?;
+        let start = offset as usize;
+        let Some(target) = file.data.get_mut(start..start + bytes.len()) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "overwrite past the end of the file"));
+        };
+        target.copy_from_slice(bytes);
+        // Synced (fdatasync): every byte of the file is durable now.
+        file.durable_len = file.data.len();
+        file.pending.clear();
+        Ok(())
+    }
+
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut state = lock(&self.state);
         if state.fail_writes || state.fail_syncs {

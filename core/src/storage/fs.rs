@@ -124,6 +124,15 @@ impl Storage for FsStorage {
         sync_dir_path(&self.path(dir))
     }
 
+    fn overwrite(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let file = OpenOptions::new().write(true).open(self.path(path))?;
+        if offset + bytes.len() as u64 > file.metadata()?.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "overwrite past the end of the file"));
+        }
+        std::os::unix::fs::FileExt::write_all_at(&file, bytes, offset)?;
+        file.sync_data()
+    }
+
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let full = self.path(path);
         let mut tmp = full.clone().into_os_string();

@@ -50,6 +50,9 @@ pub trait Storage: Send + Sync + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (files created or removed in it) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Overwrites `bytes.len()` bytes of an existing file at `offset` (within its length) in place,
+    /// durably (the data is synced before returning). For the key store's shredding.
+    fn overwrite(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Replaces `path` with `bytes` atomically and durably: a temporary file, fsynced, renamed
     /// over `path`, and the directory fsynced. After a crash the file holds the old bytes or the
     /// new ones, never a mix.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracevault_codecs::{Button, Event, EventKind, Key, SessionMeta};
 use tracevault_core::storage::{FaultStorage, Storage};
-use tracevault_core::{Log, LogOptions};
+use tracevault_core::{Access, KeySource, Log, LogOptions, Role, Secret};
 
 pub fn meta(id: &str, user: &str) -> SessionMeta {
     SessionMeta {
@@ -38,13 +38,29 @@ pub fn events(seed: u64, t0_us: u64, n: usize) -> Vec<Event> {
         .collect()
 }
 
+/// Fixed keys given directly, so tests touch no key directory. (Real runs keep them in files
+/// outside the data directory, or in the environment.)
+pub fn test_keys() -> KeySource {
+    KeySource::given(Secret::from_bytes([0x11; 32]), Secret::from_bytes([0x22; 32]))
+}
+
+/// The defaults, with the test keys.
+pub fn options() -> LogOptions {
+    LogOptions { keys: Some(test_keys()), ..LogOptions::default() }
+}
+
+/// Who the tests read as: an auditor with a purpose.
+pub fn reader() -> Access {
+    Access::new("test", Role::Auditor, "check what was appended")
+}
+
 pub fn small_options() -> LogOptions {
     LogOptions {
         block_events_max: 64,
         segment_bytes_max: 8 << 10,
         journal_bytes_max: 8 << 10,
         checkpoint_bytes: 16 << 10,
-        ..LogOptions::default()
+        ..options()
     }
 }
 

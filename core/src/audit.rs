@@ -1,0 +1,311 @@
+//! The access audit log: who read what, when, why, and what was decided. Its own append-only file
+//! of frames (`audit/00000000000000000000.log`), one entry per frame, hashed into its own RFC 6962
+//! tree; the log's signed tree heads commit to its size and root, so entries cannot be removed,
+//! changed or reordered without `verify` seeing it.
+//!
+//! An entry is durable (written and fdatasynced) before any decrypted byte is released, and data
+//! keys are unwrapped only after one: if the entry cannot be written, the read fails (fail closed).
+//! After a failed write the audit log refuses every further entry until reopened, like the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::files::{self, FILE_HEADER_BYTES, Stop};
+use crate::frame::{self, FrameHeader, FrameKind};
+use crate::merkle::{self, Frontier, Hash};
+use crate::storage::{AppendFile, Storage};
+
+pub(crate) const AUDIT: files::FileKind =
+    files::FileKind { dir: "audit", extension: "log", magic: *b"TVAUDITL", hashed: false };
+
+/// The file the audit log lives in, relative to the data directory.
+pub fn audit_path() -> PathBuf {
+    AUDIT.path(0)
+}
+
+/// A role: what the actor is allowed to do (DESIGN.md: least privilege per role).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sends events; may not read them back.
+    Recorder,
+    /// Exports trajectories (redacted by default).
+    Ml,
+    /// Replays named sessions with a stated purpose.
+    Auditor,
+    /// Runs the service: erases people, rotates keys, and may read.
+    Admin,
+    /// tracevault itself (recovery and sealing unwrap keys to re-encode open blocks).
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Recorder => "recorder",
+            Role::Ml => "ml",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+            Role::System => "system",
+        }
+    }
+
+    /// Whether the role may read decrypted events.
+    pub fn may_read(self) -> bool {
+        matches!(self, Role::Ml | Role::Auditor | Role::Admin)
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Role, String> {
+        Ok(match s {
+            "recorder" => Role::Recorder,
+            "ml" => Role::Ml,
+            "auditor" => Role::Auditor,
+            "admin" => Role::Admin,
+            other => return Err(format!("unknown role {other:?}, expected recorder, ml, auditor or admin")),
+        })
+    }
+}
+
+/// Who is asking, and why. Every read of personal data carries one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub actor: String,
+    pub role: Role,
+    pub purpose: String,
+    pub ticket: Option<String>,
+}
+
+impl Access {
+    pub fn new(actor: impl Into<String>, role: Role, purpose: impl Into<String>) -> Access {
+        Access { actor: actor.into(), role, purpose: purpose.into(), ticket: None }
+    }
+
+    pub fn with_ticket(mut self, ticket: impl Into<String>) -> Access {
+        self.ticket = Some(ticket.into());
+        self
+    }
+}
+
+/// What was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Decrypted events of the sessions were read.
+    Read,
+    /// Sessions were exported (as trajectories).
+    Export,
+    /// Data keys were unwrapped by tracevault itself (to seal or recover open blocks).
+    Unwrap,
+    /// A person was crypto-shredded: the keys listed were erased.
+    Shred,
+    /// The master key was rotated.
+    RotateMasterKey,
+}
+
+/// Whether the request went ahead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "decision", content = "reason")]
+pub enum Decision {
+    Allowed,
+    Denied(String),
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its position in the audit log, from 0.
+    pub seq: u64,
+    /// Microseconds since the Unix epoch, from the system clock.
+    pub time_unix_us: u64,
+    pub actor: String,
+    pub role: Role,
+    pub action: Action,
+    pub sessions: Vec<String>,
+    /// Data key ids involved (for unwraps and shredding).
+    pub keys: Vec<u32>,
+    pub purpose: String,
+    pub ticket: Option<String>,
+    pub decision: Decision,
+}
+
+/// Why an audit entry could not be written (the operation it guards did not happen).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    #[error("access audit log {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("access audit log refuses entries after an earlier failure ({0}); reopen the log to recover")]
+    Broken(String),
+}
+
+fn now_unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The open audit log.
+pub(crate) struct AuditLog {
+    file: Option<Box<dyn AppendFile>>,
+    tree: Frontier,
+    /// Set by a failed write or a damaged file: no more entries.
+    broken: Option<String>,
+}
+
+impl AuditLog {
+    /// Opens (creating) the audit log. A torn last entry (never acknowledged) is cut; damage
+    /// anywhere else leaves the log refusing entries, so reads fail closed until it is repaired.
+    pub fn open(storage: Arc<dyn Storage>) -> Result<AuditLog, AuditError> {
+        let path = audit_path();
+        let io = |source| AuditError::Io { path: path.clone(), source };
+        storage.create_dir_all(Path::new(AUDIT.dir)).map_err(io)?;
+        let bytes = storage.read_all(&path).map_err(io)?;
+        let mut log = AuditLog { file: None, tree: Frontier::default(), broken: None };
+        match bytes {
+            Some(bytes) if bytes.len() >= FILE_HEADER_BYTES => {
+                if let Err(c) = files::read_file_header(&bytes, AUDIT.magic) {
+                    log.broken = Some(format!("{}: {c}", path.display()));
+                    return Ok(log);
+                }
+                let scan = files::scan(&bytes, FILE_HEADER_BYTES);
+                for (_, f) in &scan.frames {
+                    log.tree.push(merkle::leaf_hash(f.bytes));
+                }
+                match scan.stop {
+                    Stop::End => {}
+                    Stop::Torn => storage.truncate(&path, scan.end).map_err(io)?,
+                    Stop::Damage(c) => {
+                        log.broken = Some(format!("{} at offset {}: {c}", path.display(), scan.end));
+                        return Ok(log);
+                    }
+                }
+                let mut file = storage.open_append(&path).map_err(io)?;
+                file.sync().map_err(io)?;
+                log.file = Some(file);
+            }
+            _ => {
+                // New (or created just before a crash, header not durable): start it.
+                if storage.len(&path).is_ok() {
+                    storage.remove(&path).map_err(io)?;
+                }
+                let mut file = storage.open_append(&path).map_err(io)?;
+                file.append(&files::file_header(AUDIT.magic, 0)).map_err(io)?;
+                file.sync().map_err(io)?;
+                storage.sync_dir(Path::new(AUDIT.dir)).map_err(io)?;
+                log.file = Some(file);
+            }
+        }
+        Ok(log)
+    }
+
+    /// Entries so far, and the root of their tree.
+    pub fn head(&self) -> (u64, Hash) {
+        (self.tree.size(), self.tree.root())
+    }
+
+    /// Appends an entry and makes it durable; returns it with its sequence number and time.
+    pub fn record(
+        &mut self,
+        access: &Access,
+        action: Action,
+        sessions: Vec<String>,
+        keys: Vec<u32>,
+        decision: Decision,
+    ) -> Result<AuditEntry, AuditError> {
+        if let Some(reason) = &self.broken {
+            return Err(AuditError::Broken(reason.clone()));
+        }
+        let entry = AuditEntry {
+            seq: self.tree.size(),
+            time_unix_us: now_unix_us(),
+            actor: access.actor.clone(),
+            role: access.role,
+            action,
+            sessions,
+            keys,
+            purpose: access.purpose.clone(),
+            ticket: access.ticket.clone(),
+            decision,
+        };
+        let payload = rmp_serde::to_vec_named(&entry).expect("audit entries always serialise");
+        let mut bytes = Vec::with_capacity(frame::OVERHEAD_BYTES + payload.len());
+        frame::write(&mut bytes, &FrameHeader::new(FrameKind::Audit, entry.seq), &payload);
+        let path = audit_path();
+        let file = self.file.as_mut().expect("an unbroken audit log has its file");
+        let written = file.append(&bytes).and_then(|()| file.sync());
+        if let Err(source) = written {
+            // The page cache may hold the entry or not: no more entries until reopened.
+            self.broken = Some(format!("{}: {source}", path.display()));
+            return Err(AuditError::Io { path, source });
+        }
+        self.tree.push(merkle::leaf_hash(&bytes));
+        Ok(entry)
+    }
+}
+
+/// What the audit log holds, read without opening it for writing.
+pub struct AuditScan {
+    pub entries: Vec<AuditEntry>,
+    /// The leaf hash of each entry's frame.
+    pub leaves: Vec<Hash>,
+    /// The first problem: (offset, reason), if any.
+    pub problem: Option<(u64, String)>,
+}
+
+/// Reads every entry of the audit log in `storage`, stopping at the first damaged one.
+pub fn scan(storage: &dyn Storage) -> Result<AuditScan, AuditError> {
+    let path = audit_path();
+    let bytes = storage
+        .read_all(&path)
+        .map_err(|source| AuditError::Io { path: path.clone(), source })?
+        .unwrap_or_default();
+    let mut out = AuditScan { entries: Vec::new(), leaves: Vec::new(), problem: None };
+    if bytes.is_empty() {
+        return Ok(out);
+    }
+    match files::read_file_header(&bytes, AUDIT.magic) {
+        Ok(Some(_)) => {}
+        Ok(None) => return Ok(out),
+        Err(c) => {
+            out.problem = Some((0, c.reason));
+            return Ok(out);
+        }
+    }
+    let scan = files::scan(&bytes, FILE_HEADER_BYTES);
+    for (offset, f) in &scan.frames {
+        let seq = out.entries.len() as u64;
+        let parsed: Result<AuditEntry, String> = if f.header.kind != FrameKind::Audit {
+            Err(format!("a {:?} frame in the audit log", f.header.kind))
+        } else {
+            rmp_serde::from_slice(f.payload).map_err(|e| format!("entry {seq}: {e}"))
+        };
+        match parsed {
+            Ok(entry) if entry.seq == seq && f.header.session == seq => {
+                out.entries.push(entry);
+                out.leaves.push(merkle::leaf_hash(f.bytes));
+            }
+            Ok(entry) => {
+                out.problem =
+                    Some((*offset, format!("entry {} found where entry {seq} belongs (removed or moved)", entry.seq)));
+                return Ok(out);
+            }
+            Err(reason) => {
+                out.problem = Some((*offset, reason));
+                return Ok(out);
+            }
+        }
+    }
+    match scan.stop {
+        Stop::End => {}
+        // The last entry may be being written right now.
+        Stop::Torn => {}
+        Stop::Damage(c) => out.problem = Some((scan.end, c.reason)),
+    }
+    Ok(out)
+}

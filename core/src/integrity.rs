@@ -1,0 +1,481 @@
+//! Integrity: the RFC 6962 Merkle tree over the log's frames (leaf i is frame number i, hashed
+//! whole: envelope, header and sealed payload, so it verifies without any key and after any
+//! person is shredded), the ledger of those leaf hashes, and the Ed25519-signed tree heads.
+//!
+//! - `integrity/leaves`: 32 bytes per frame, in frame order, appended at each checkpoint. Not
+//!   trusted by itself; it lets `verify` name the exact frame that is not the one written at its
+//!   position, and lets the log build audit paths without rereading every segment.
+//! - `integrity/heads`: a signed tree head per checkpoint (tree size, root, and the access audit
+//!   log's size and root, with the time), fixed-size records, append-only.
+//!
+//! [`verify`] rechecks everything from the segments themselves: every frame whole, every sealed
+//! segment's footer, every frame's leaf against the ledger, every signed head's signature and
+//! root, and the audit log against the roots the heads commit to. It needs only the public key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+use crate::audit;
+use crate::error::ReadError;
+use crate::files::{self, FILE_HEADER_BYTES, SEGMENT_MAGIC, Stop};
+use crate::frame::FrameKind;
+use crate::keys::hex;
+use crate::merkle::{self, Frontier, Hash};
+use crate::storage::Storage;
+
+pub(crate) const INTEGRITY_DIR: &str = "integrity";
+pub(crate) const LEDGER_PATH: &str = "integrity/leaves";
+pub(crate) const HEADS_PATH: &str = "integrity/heads";
+pub(crate) const HASH_BYTES: usize = 32;
+
+const HEAD_MAGIC: [u8; 8] = *b"TVHEAD01";
+/// magic, tree size, root, time, audit size, audit root, signature, crc32c.
+pub const HEAD_BYTES: usize = 8 + 8 + 32 + 8 + 8 + 32 + 64 + 4;
+const _: () = assert!(HEAD_BYTES == 164);
+const HEAD_SIGNED_BYTES: usize = HEAD_BYTES - 64 - 4;
+
+/// A signed commitment to the log's first `tree_size` frames and the audit log's first
+/// `audit_size` entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedHead {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub time_unix_us: u64,
+    pub audit_size: u64,
+    pub audit_root: Hash,
+    pub signature: [u8; 64],
+}
+
+impl SignedHead {
+    /// The bytes signed: everything before the signature, the magic naming the format.
+    fn signed_bytes(&self) -> [u8; HEAD_SIGNED_BYTES] {
+        let mut b = [0u8; HEAD_SIGNED_BYTES];
+        b[0..8].copy_from_slice(&HEAD_MAGIC);
+        b[8..16].copy_from_slice(&self.tree_size.to_le_bytes());
+        b[16..48].copy_from_slice(&self.root);
+        b[48..56].copy_from_slice(&self.time_unix_us.to_le_bytes());
+        b[56..64].copy_from_slice(&self.audit_size.to_le_bytes());
+        b[64..96].copy_from_slice(&self.audit_root);
+        b
+    }
+
+    pub(crate) fn sign(
+        key: &SigningKey,
+        tree_size: u64,
+        root: Hash,
+        audit_size: u64,
+        audit_root: Hash,
+    ) -> SignedHead {
+        let time_unix_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut head = SignedHead { tree_size, root, time_unix_us, audit_size, audit_root, signature: [0; 64] };
+        head.signature = key.sign(&head.signed_bytes()).to_bytes();
+        head
+    }
+
+    /// Whether the signature is `key`'s over the head's fields.
+    pub fn verify_signature(&self, key: &VerifyingKey) -> bool {
+        key.verify(&self.signed_bytes(), &Signature::from_bytes(&self.signature)).is_ok()
+    }
+
+    pub fn to_bytes(&self) -> [u8; HEAD_BYTES] {
+        let mut b = [0u8; HEAD_BYTES];
+        b[..HEAD_SIGNED_BYTES].copy_from_slice(&self.signed_bytes());
+        b[HEAD_SIGNED_BYTES..HEAD_SIGNED_BYTES + 64].copy_from_slice(&self.signature);
+        let crc = crc32c::crc32c(&b[..HEAD_BYTES - 4]);
+        b[HEAD_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<SignedHead, String> {
+        if b.len() != HEAD_BYTES || b[..8] != HEAD_MAGIC {
+            return Err("not a signed tree head".into());
+        }
+        if u32::from_le_bytes(b[HEAD_BYTES - 4..].try_into().unwrap()) != crc32c::crc32c(&b[..HEAD_BYTES - 4]) {
+            return Err("signed tree head CRC32C mismatch".into());
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        Ok(SignedHead {
+            tree_size: u64_at(8),
+            root: b[16..48].try_into().unwrap(),
+            time_unix_us: u64_at(48),
+            audit_size: u64_at(56),
+            audit_root: b[64..96].try_into().unwrap(),
+            signature: b[HEAD_SIGNED_BYTES..HEAD_SIGNED_BYTES + 64].try_into().unwrap(),
+        })
+    }
+}
+
+/// Every signed head in the heads file, and where reading stopped early (offset, reason).
+pub fn read_heads(storage: &dyn Storage) -> Result<(Vec<SignedHead>, Option<(u64, String)>), ReadError> {
+    let path = Path::new(HEADS_PATH);
+    let bytes = storage
+        .read_all(path)
+        .map_err(|source| ReadError::Io { path: path.to_owned(), source })?
+        .unwrap_or_default();
+    let mut heads = Vec::new();
+    for (i, chunk) in bytes.chunks(HEAD_BYTES).enumerate() {
+        if chunk.len() < HEAD_BYTES {
+            break; // a head being written, or torn by a crash: never relied on
+        }
+        match SignedHead::from_bytes(chunk) {
+            Ok(h) => heads.push(h),
+            Err(reason) => return Ok((heads, Some(((i * HEAD_BYTES) as u64, reason)))),
+        }
+    }
+    Ok((heads, None))
+}
+
+/// The leaf hashes in the ledger (a partial last one ignored).
+pub fn read_ledger(storage: &dyn Storage) -> Result<Vec<Hash>, ReadError> {
+    let path = Path::new(LEDGER_PATH);
+    let bytes = storage
+        .read_all(path)
+        .map_err(|source| ReadError::Io { path: path.to_owned(), source })?
+        .unwrap_or_default();
+    Ok(bytes.chunks_exact(HASH_BYTES).map(|c| c.try_into().unwrap()).collect())
+}
+
+/// The first thing `verify` found wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file, relative to the data directory.
+    pub path: PathBuf,
+    pub offset: u64,
+    /// The frame number (the Merkle leaf index), when the problem is a frame.
+    pub frame: Option<u64>,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at offset {}", self.path.display(), self.offset)?;
+        if let Some(n) = self.frame {
+            write!(f, " (frame {n})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    /// Signed heads whose signature and roots were checked.
+    pub heads: u64,
+    /// Frames covered by the largest signed head that matched (a head from before a problem
+    /// still proves the log up to its size).
+    pub signed_frames: u64,
+    pub audit_entries: u64,
+    /// The newest signed head.
+    pub latest_head: Option<SignedHead>,
+    /// The public key the heads were checked against, hex.
+    pub public_key: String,
+    pub first_problem: Option<Problem>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.first_problem.is_none()
+    }
+}
+
+/// Checks the log in `storage` against `public`, the key its heads must be signed with.
+pub fn verify(storage: &dyn Storage, public: &VerifyingKey) -> Result<VerifyReport, ReadError> {
+    let mut report = VerifyReport {
+        segments: 0,
+        frames: 0,
+        bytes: 0,
+        heads: 0,
+        signed_frames: 0,
+        audit_entries: 0,
+        latest_head: None,
+        public_key: hex(public.as_bytes()),
+        first_problem: None,
+    };
+    if let Err(problem) = verify_into(storage, public, &mut report)? {
+        report.first_problem = Some(problem);
+    }
+    Ok(report)
+}
+
+fn problem(path: impl Into<PathBuf>, offset: u64, frame: Option<u64>, reason: impl Into<String>) -> Problem {
+    Problem { path: path.into(), offset, frame, reason: reason.into() }
+}
+
+fn verify_into(
+    storage: &dyn Storage,
+    public: &VerifyingKey,
+    report: &mut VerifyReport,
+) -> Result<Result<(), Problem>, ReadError> {
+    // 1. The signed heads: each signed by the expected key, in order.
+    let (heads, damaged) = read_heads(storage)?;
+    for (k, head) in heads.iter().enumerate() {
+        let offset = (k * HEAD_BYTES) as u64;
+        if !head.verify_signature(public) {
+            return Ok(Err(problem(
+                HEADS_PATH,
+                offset,
+                None,
+                format!("signed head {k}: the signature does not verify under public key {}", report.public_key),
+            )));
+        }
+        if k > 0 && (head.tree_size < heads[k - 1].tree_size || head.audit_size < heads[k - 1].audit_size) {
+            return Ok(Err(problem(HEADS_PATH, offset, None, format!("signed head {k} is smaller than the one before"))));
+        }
+    }
+    if let Some((offset, reason)) = damaged {
+        return Ok(Err(problem(HEADS_PATH, offset, None, reason)));
+    }
+    report.heads = heads.len() as u64;
+    report.latest_head = heads.last().cloned();
+
+    // 2. The segments, frame by frame, against the ledger and the heads.
+    let ledger = read_ledger(storage)?;
+    let names = storage
+        .list(Path::new(files::SEGMENTS.dir))
+        .map_err(|source| ReadError::Io { path: PathBuf::from(files::SEGMENTS.dir), source })?;
+    let numbers: Vec<u64> =
+        names.iter().filter_map(|n| files::parse_file_name(n, files::SEGMENTS.extension)).collect();
+    let mut tree = Frontier::default();
+    let mut next_head = 0;
+    let mut check_heads = |tree: &Frontier, path: &Path, offset: u64, report: &mut VerifyReport| {
+        while let Some(head) = heads.get(next_head).filter(|h| h.tree_size == tree.size()) {
+            if head.root != tree.root() {
+                let last = tree.size().checked_sub(1);
+                return Err(problem(
+                    path,
+                    offset,
+                    last,
+                    format!(
+                        "the first {} frames do not match signed head {next_head}: a frame before this \
+                         point was altered and the ledger with it",
+                        head.tree_size
+                    ),
+                ));
+            }
+            report.signed_frames = head.tree_size;
+            next_head += 1;
+        }
+        Ok(())
+    };
+    if let Err(p) = check_heads(&tree, Path::new(HEADS_PATH), 0, report) {
+        return Ok(Err(p));
+    }
+    let mut next_frame = numbers.first().copied().unwrap_or(0);
+    if next_frame != 0 {
+        let path = files::SEGMENTS.path(next_frame);
+        return Ok(Err(problem(path, 0, Some(0), format!("the first segment starts at frame {next_frame}, not 0"))));
+    }
+    let mut last_end = (PathBuf::from(files::SEGMENTS.dir), 0);
+    for (i, &number) in numbers.iter().enumerate() {
+        let path = files::SEGMENTS.path(number);
+        let bytes = storage
+            .read_all(&path)
+            .map_err(|source| ReadError::Io { path: path.clone(), source })?
+            .unwrap_or_default();
+        report.segments += 1;
+        report.bytes += bytes.len() as u64;
+        let last = i + 1 == numbers.len();
+        match files::read_file_header(&bytes, SEGMENT_MAGIC) {
+            Ok(Some(n)) if n == number && n == next_frame => {}
+            Ok(Some(n)) => {
+                return Ok(Err(problem(
+                    &path,
+                    0,
+                    Some(next_frame),
+                    format!("segment header says it starts at frame {n}, expected {next_frame}"),
+                )));
+            }
+            Ok(None) => return Ok(Err(problem(&path, 0, Some(next_frame), "segment shorter than its header"))),
+            Err(c) => return Ok(Err(problem(&path, 0, Some(next_frame), c.reason))),
+        }
+        let scan = files::scan(&bytes, FILE_HEADER_BYTES);
+        let mut sealed = false;
+        for (k, (offset, frame)) in scan.frames.iter().enumerate() {
+            if frame.header.kind == FrameKind::Footer {
+                if k + 1 != scan.frames.len() || !matches!(scan.stop, Stop::End) {
+                    return Ok(Err(problem(&path, *offset, None, "footer before the end of the segment")));
+                }
+                if let Err(c) = files::check_footer(&bytes, *offset, frame, next_frame - number) {
+                    return Ok(Err(problem(&path, *offset, None, format!("segment footer: {c}"))));
+                }
+                sealed = true;
+                continue;
+            }
+            let leaf = merkle::leaf_hash(frame.bytes);
+            if let Some(expected) = ledger.get(next_frame as usize)
+                && *expected != leaf
+            {
+                return Ok(Err(problem(
+                    &path,
+                    *offset,
+                    Some(next_frame),
+                    format!(
+                        "frame {next_frame} is not the frame written at this position (its hash differs from \
+                         the ledger): a frame was moved, removed, replaced or inserted here"
+                    ),
+                )));
+            }
+            tree.push(leaf);
+            if let Err(p) = check_heads(&tree, &path, *offset, report) {
+                return Ok(Err(p));
+            }
+            report.frames += 1;
+            next_frame += 1;
+        }
+        match scan.stop {
+            Stop::End => {}
+            // The writer may be appending to the last segment as we read it.
+            Stop::Torn if last => {}
+            Stop::Torn => {
+                return Ok(Err(problem(&path, scan.end, Some(next_frame), "segment ends inside a frame")));
+            }
+            Stop::Damage(c) => return Ok(Err(problem(&path, scan.end, Some(next_frame), c.reason))),
+        }
+        if !last && !sealed {
+            return Ok(Err(problem(&path, scan.end, None, "segment is not sealed, but a later segment exists")));
+        }
+        last_end = (path, scan.end);
+    }
+    if let Some(head) = heads.get(next_head) {
+        return Ok(Err(problem(
+            &last_end.0,
+            last_end.1,
+            Some(report.frames),
+            format!(
+                "signed head {next_head} covers {} frames, the segments hold {}: frames were removed",
+                head.tree_size, report.frames
+            ),
+        )));
+    }
+    if ledger.len() as u64 > report.frames {
+        return Ok(Err(problem(
+            &last_end.0,
+            last_end.1,
+            Some(report.frames),
+            format!(
+                "the ledger records {} frames, the segments hold {}: frames were removed",
+                ledger.len(),
+                report.frames
+            ),
+        )));
+    }
+
+    // 3. The access audit log, against the sizes and roots the heads commit to.
+    let audit = audit::scan(storage).map_err(|e| ReadError::Index(e.to_string()))?;
+    report.audit_entries = audit.entries.len() as u64;
+    if let Some((offset, reason)) = audit.problem {
+        return Ok(Err(problem(audit::audit_path(), offset, None, reason)));
+    }
+    let mut audit_tree = Frontier::default();
+    let mut leaves = audit.leaves.iter();
+    for (k, head) in heads.iter().enumerate() {
+        while audit_tree.size() < head.audit_size {
+            match leaves.next() {
+                Some(leaf) => audit_tree.push(*leaf),
+                None => {
+                    return Ok(Err(problem(
+                        audit::audit_path(),
+                        0,
+                        None,
+                        format!(
+                            "signed head {k} covers {} audit entries, the audit log holds {}: entries were removed",
+                            head.audit_size,
+                            audit.entries.len()
+                        ),
+                    )));
+                }
+            }
+        }
+        if audit_tree.root() != head.audit_root {
+            return Ok(Err(problem(
+                audit::audit_path(),
+                0,
+                None,
+                format!(
+                    "the first {} audit entries do not match signed head {k}: an entry was altered, removed or \
+                     reordered",
+                    head.audit_size
+                ),
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// A signed head's proof that one frame is in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameProof {
+    /// The frame number: the leaf index.
+    pub frame: u64,
+    pub block: u32,
+    pub segment: u64,
+    pub offset: u64,
+    pub frame_bytes: u32,
+    pub leaf: Hash,
+    /// The audit path, nearest the leaf first.
+    pub path: Vec<Hash>,
+}
+
+/// What an auditor checked of one session: every sealed block is in the log a signed head
+/// commits to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionProof {
+    pub session: String,
+    pub head: SignedHead,
+    pub frames: Vec<FrameProof>,
+    /// Events sealed into the blocks proved.
+    pub events: u64,
+    /// Events appended but not yet in a sealed block (not in the tree yet).
+    pub unsealed_events: u64,
+}
+
+/// Checks one frame proof against a signed head: the signature, the frame's bytes hashing to the
+/// leaf, and the audit path from the leaf to the head's root.
+pub fn check_frame(head: &SignedHead, public: &VerifyingKey, proof: &FrameProof, bytes: &[u8]) -> Result<(), String> {
+    if !head.verify_signature(public) {
+        return Err("the signed head's signature does not verify".into());
+    }
+    if merkle::leaf_hash(bytes) != proof.leaf {
+        return Err(format!("frame {}'s bytes do not hash to its leaf", proof.frame));
+    }
+    if !merkle::verify_inclusion(&proof.leaf, proof.frame, head.tree_size, &proof.path, &head.root) {
+        return Err(format!("frame {}'s audit path does not lead to the signed root", proof.frame));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_round_trip_and_their_signature_covers_every_field() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let head = SignedHead::sign(&key, 5, [1; 32], 2, [3; 32]);
+        let back = SignedHead::from_bytes(&head.to_bytes()).unwrap();
+        assert_eq!(back, head);
+        assert!(back.verify_signature(&key.verifying_key()));
+        for field in 0..4 {
+            let mut forged = head.clone();
+            match field {
+                0 => forged.tree_size += 1,
+                1 => forged.root[0] ^= 1,
+                2 => forged.audit_size -= 1,
+                _ => forged.audit_root[31] ^= 1,
+            }
+            assert!(!forged.verify_signature(&key.verifying_key()), "field {field}");
+        }
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert!(!head.verify_signature(&other.verifying_key()));
+        let mut bytes = head.to_bytes();
+        bytes[20] ^= 1;
+        assert!(SignedHead::from_bytes(&bytes).is_err());
+    }
+}
