@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use tracevault::sapimouse;
 use tracevault_codecs::{Event, SessionMeta};
-use tracevault_core::{Log, LogOptions};
+use tracevault_core::{KeySource, Log, LogOptions};
 
 /// A store under test: sessions, appends that return once durable, and its size at the end.
 trait Store: Sync {
@@ -164,6 +164,11 @@ impl Store for Sqlite {
     }
 }
 
+/// The defaults, every payload sealed with its person's key; the keys beside the data directory.
+fn options(root: &Path) -> LogOptions {
+    LogOptions { keys: Some(KeySource::dir(root.join("keys"))), ..LogOptions::default() }
+}
+
 fn fresh(dir: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
@@ -174,7 +179,7 @@ fn open_store(kind: usize, root: &Path) -> Box<dyn Store> {
     match kind {
         0 => {
             let dir = fresh(&root.join("tracevault"));
-            let log = Log::open(&dir, LogOptions::default()).unwrap();
+            let log = Log::open(&dir, options(root)).unwrap();
             Box::new(Tracevault { log, dir, sessions: AtomicU64::new(0) })
         }
         1 => {
@@ -267,7 +272,7 @@ fn rss_kib(field: &str) -> u64 {
 fn many_open_sessions(root: &Path, data: &[Event], sessions: usize) {
     let dir = fresh(&root.join("many"));
     let before = rss_kib("VmRSS:");
-    let log = Log::open(&dir, LogOptions::default()).unwrap();
+    let log = Log::open(&dir, options(root)).unwrap();
     let started = Instant::now();
     let threads = 256.min(sessions);
     std::thread::scope(|scope| {

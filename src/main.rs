@@ -15,6 +15,11 @@ struct Cli {
     /// The data directory. Default: $TRACEVAULT_DATA, else ./tracevault-data (created on first use).
     #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Where the master and signing keys are (created on first use). Default: $TRACEVAULT_KEY_DIR,
+    /// else $XDG_CONFIG_HOME/tracevault, else ~/.config/tracevault. Must be outside the data
+    /// directory. $TRACEVAULT_MASTER_KEY / $TRACEVAULT_SIGNING_KEY (hex) take precedence.
+    #[arg(long, global = true, value_name = "DIR")]
+    key_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,8 +67,71 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Checks every frame's checksum and every sealed segment's footer; names the first bad frame.
+    /// Checks the whole log: every frame's checksum, every sealed segment's footer, every frame
+    /// against its position in the Merkle tree, every signed head, and the access audit log.
+    /// Names the first bad frame. Needs no secret key with --public-key.
     Verify {
+        /// The Ed25519 public key the heads must be signed with (64 hex digits, or a file such as
+        /// the key directory's signing.pub). Default: the log's own.
+        #[arg(long, value_name = "HEX|FILE")]
+        public_key: Option<String>,
+        /// Prove one session instead: each of its sealed blocks is in the log a signed head
+        /// commits to (an audit path per block, checked against the frames on disk).
+        #[arg(long, value_name = "SESSION")]
+        session: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Crypto-erases one person: destroys their data key, so their events can never be decrypted
+    /// again, by anyone. Recorded in the access audit log.
+    Shred {
+        #[arg(long, value_name = "USER")]
+        user: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "erasure request")]
+        purpose: String,
+        /// The request's ticket (recorded in the audit log).
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The key store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The access audit log: who read what, when, why.
+    Audit {
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
+        /// One JSON object per entry.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-wraps every person's data key under a new master key (crash-safe; no data rewritten).
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the data keys (ids, person hashes, live or erased; never key material).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks every audit entry against the roots the signed heads commit to.
+    Verify {
+        /// The Ed25519 public key (hex or a file); default: the log's own.
+        #[arg(long, value_name = "HEX|FILE")]
+        public_key: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -77,6 +145,9 @@ fn data_dir(flag: Option<PathBuf>) -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let data = data_dir(cli.data);
+    if let Some(dir) = cli.key_dir {
+        let _ = commands::KEY_DIR.set(dir);
+    }
     let result = match cli.command {
         Command::Demo { sapimouse, block_events, level, json } => {
             commands::demo(sapimouse, block_events, level, json)
@@ -84,7 +155,18 @@ fn main() -> ExitCode {
         Command::Ingest { files, batch_lines, json } => commands::ingest(&data, &files, batch_lines, json),
         Command::Sessions { user, json } => commands::sessions(&data, user.as_deref(), json),
         Command::Stats { json } => commands::stats(&data, json),
-        Command::Verify { json } => commands::verify(&data, json),
+        Command::Verify { public_key, session, json } => {
+            commands::verify(&data, public_key.as_deref(), session.as_deref(), json)
+        }
+        Command::Shred { user, purpose, ticket, json } => {
+            commands::shred(&data, &user, &purpose, ticket.as_deref(), json)
+        }
+        Command::Keys { command: KeysCommand::Rotate { json } } => commands::keys_rotate(&data, json),
+        Command::Keys { command: KeysCommand::List { json } } => commands::keys_list(&data, json),
+        Command::Audit { command: None, json } => commands::audit_list(&data, json),
+        Command::Audit { command: Some(AuditCommand::Verify { public_key, json }), .. } => {
+            commands::audit_verify(&data, public_key.as_deref(), json)
+        }
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracevault"));
+    // Keys beside the data directory (never inside it), not in the user's config directory.
+    let keys = data.parent().unwrap().join("keys");
+    cmd.env("TRACEVAULT_KEY_DIR", keys).env_remove("TRACEVAULT_MASTER_KEY").env_remove("TRACEVAULT_SIGNING_KEY");
     cmd.arg("--data").arg(data).args(args);
     match stdin {
         None => cmd.output().unwrap(),

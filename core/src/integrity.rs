@@ -16,6 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+/// The Ed25519 public key signed heads are checked against.
+pub use ed25519_dalek::VerifyingKey as PublicKey;
 
 use crate::audit;
 use crate::error::ReadError;
@@ -180,24 +182,34 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    fn empty(public: &VerifyingKey) -> VerifyReport {
+        VerifyReport {
+            segments: 0,
+            frames: 0,
+            bytes: 0,
+            heads: 0,
+            signed_frames: 0,
+            audit_entries: 0,
+            latest_head: None,
+            public_key: hex(public.as_bytes()),
+            first_problem: None,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.first_problem.is_none()
     }
 }
 
+/// Parses a public key given as 64 hex digits (the content of `signing.pub`).
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
+    let secret = crate::keys::Secret::from_hex(text)?;
+    VerifyingKey::from_bytes(secret.expose()).map_err(|_| "not an Ed25519 public key".to_owned())
+}
+
 /// Checks the log in `storage` against `public`, the key its heads must be signed with.
 pub fn verify(storage: &dyn Storage, public: &VerifyingKey) -> Result<VerifyReport, ReadError> {
-    let mut report = VerifyReport {
-        segments: 0,
-        frames: 0,
-        bytes: 0,
-        heads: 0,
-        signed_frames: 0,
-        audit_entries: 0,
-        latest_head: None,
-        public_key: hex(public.as_bytes()),
-        first_problem: None,
-    };
+    let mut report = VerifyReport::empty(public);
     if let Err(problem) = verify_into(storage, public, &mut report)? {
         report.first_problem = Some(problem);
     }
@@ -208,12 +220,38 @@ fn problem(path: impl Into<PathBuf>, offset: u64, frame: Option<u64>, reason: im
     Problem { path: path.into(), offset, frame, reason: reason.into() }
 }
 
+/// Checks only the access audit log: its entries, and the sizes and roots the signed heads (each
+/// checked against `public`) commit to.
+pub fn verify_audit(storage: &dyn Storage, public: &VerifyingKey) -> Result<VerifyReport, ReadError> {
+    let mut report = VerifyReport::empty(public);
+    let checked = check_heads(storage, public, &mut report)?.and_then(|heads| check_audit(storage, &heads, &mut report));
+    report.first_problem = checked.err();
+    Ok(report)
+}
+
 fn verify_into(
     storage: &dyn Storage,
     public: &VerifyingKey,
     report: &mut VerifyReport,
 ) -> Result<Result<(), Problem>, ReadError> {
-    // 1. The signed heads: each signed by the expected key, in order.
+    let heads = match check_heads(storage, public, report)? {
+        Ok(heads) => heads,
+        Err(p) => return Ok(Err(p)),
+    };
+    if let Err(p) = check_segments(storage, &heads, report)? {
+        return Ok(Err(p));
+    }
+    let audit = audit::scan(storage).map_err(|e| ReadError::Index(e.to_string()))?;
+    report.audit_entries = audit.entries.len() as u64;
+    check_audit_scan(&audit, &heads, report).map(Ok).or_else(|p| Ok(Err(p)))
+}
+
+/// The signed heads: each signed by the expected key, in order.
+fn check_heads(
+    storage: &dyn Storage,
+    public: &VerifyingKey,
+    report: &mut VerifyReport,
+) -> Result<Result<Vec<SignedHead>, Problem>, ReadError> {
     let (heads, damaged) = read_heads(storage)?;
     for (k, head) in heads.iter().enumerate() {
         let offset = (k * HEAD_BYTES) as u64;
@@ -234,8 +272,15 @@ fn verify_into(
     }
     report.heads = heads.len() as u64;
     report.latest_head = heads.last().cloned();
+    Ok(Ok(heads))
+}
 
-    // 2. The segments, frame by frame, against the ledger and the heads.
+/// The segments, frame by frame, against the ledger and the heads.
+fn check_segments(
+    storage: &dyn Storage,
+    heads: &[SignedHead],
+    report: &mut VerifyReport,
+) -> Result<Result<(), Problem>, ReadError> {
     let ledger = read_ledger(storage)?;
     let names = storage
         .list(Path::new(files::SEGMENTS.dir))
@@ -367,11 +412,19 @@ fn verify_into(
         )));
     }
 
-    // 3. The access audit log, against the sizes and roots the heads commit to.
-    let audit = audit::scan(storage).map_err(|e| ReadError::Index(e.to_string()))?;
+    Ok(Ok(()))
+}
+
+fn check_audit(storage: &dyn Storage, heads: &[SignedHead], report: &mut VerifyReport) -> Result<(), Problem> {
+    let audit = audit::scan(storage).map_err(|e| problem(audit::audit_path(), 0, None, e.to_string()))?;
     report.audit_entries = audit.entries.len() as u64;
-    if let Some((offset, reason)) = audit.problem {
-        return Ok(Err(problem(audit::audit_path(), offset, None, reason)));
+    check_audit_scan(&audit, heads, report)
+}
+
+/// The access audit log, against the sizes and roots the heads commit to.
+fn check_audit_scan(audit: &audit::AuditScan, heads: &[SignedHead], _: &mut VerifyReport) -> Result<(), Problem> {
+    if let Some((offset, reason)) = &audit.problem {
+        return Err(problem(audit::audit_path(), *offset, None, reason.clone()));
     }
     let mut audit_tree = Frontier::default();
     let mut leaves = audit.leaves.iter();
@@ -380,7 +433,7 @@ fn verify_into(
             match leaves.next() {
                 Some(leaf) => audit_tree.push(*leaf),
                 None => {
-                    return Ok(Err(problem(
+                    return Err(problem(
                         audit::audit_path(),
                         0,
                         None,
@@ -389,12 +442,12 @@ fn verify_into(
                             head.audit_size,
                             audit.entries.len()
                         ),
-                    )));
+                    ));
                 }
             }
         }
         if audit_tree.root() != head.audit_root {
-            return Ok(Err(problem(
+            return Err(problem(
                 audit::audit_path(),
                 0,
                 None,
@@ -403,10 +456,10 @@ fn verify_into(
                      reordered",
                     head.audit_size
                 ),
-            )));
+            ));
         }
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// A signed head's proof that one frame is in the log.

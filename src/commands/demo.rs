@@ -10,7 +10,7 @@ use tracevault::sapimouse;
 use tracevault_codecs::block::{BlockDecoder, BlockEncoder};
 use tracevault_codecs::limits::BLOCK_EVENTS_MAX;
 use tracevault_codecs::{Record, jsonl};
-use tracevault_core::{Log, LogOptions};
+use tracevault_core::{KeySource, Log, LogOptions};
 
 pub fn demo(dir: Option<PathBuf>, block_events: usize, level: i32, json: bool) -> Result<ExitCode> {
     if block_events == 0 || block_events > BLOCK_EVENTS_MAX {
@@ -170,8 +170,11 @@ fn durable_log(recordings: &[sapimouse::Recording], level: i32) -> Result<Durabl
 }
 
 fn durable_log_in(dir: &Path, recordings: &[sapimouse::Recording], level: i32) -> Result<Durable> {
-    let options = LogOptions { zstd_level: level, ..LogOptions::default() };
-    let log = Log::open(dir, options).with_context(|| format!("opening a demo log in {}", dir.display()))?;
+    // The demo's keys sit beside its data (outside it, as always), and go when the demo ends.
+    let keys = KeySource::dir(dir.join("keys"));
+    let options = LogOptions { zstd_level: level, keys: Some(keys), ..LogOptions::default() };
+    let data = dir.join("data");
+    let log = Log::open(&data, options).with_context(|| format!("opening a demo log in {}", data.display()))?;
     let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {
         let handles: Vec<_> = recordings
@@ -195,15 +198,16 @@ fn durable_log_in(dir: &Path, recordings: &[sapimouse::Recording], level: i32) -
     })?;
     log.checkpoint()?;
     let ingest_s = started.elapsed().as_secs_f64();
+    let access = super::privacy::cli_access("demo: check every session reads back as appended", None);
     for r in recordings {
-        let back = log.read_session(&r.meta.session, 0..=u64::MAX)?;
+        let back = log.read_session(&access, &r.meta.session, 0..=u64::MAX)?;
         if back != r.events {
             bail!("session {} did not read back as appended", r.meta.session);
         }
     }
     let report = log.verify()?;
-    if let Some((file, offset, reason)) = report.first_problem {
-        bail!("verify failed: {} at offset {offset}: {reason}", file.display());
+    if let Some(problem) = report.first_problem {
+        bail!("verify failed: {problem}");
     }
     let stats = log.stats();
     log.close()?;

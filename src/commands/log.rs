@@ -7,10 +7,26 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::json;
 use tracevault::ingest::{self, IngestReport};
-use tracevault_core::{Log, LogOptions, SessionInfo};
+use tracevault_core::{KeySource, Log, LogOptions, SessionInfo};
 
-fn open(data: &Path) -> Result<Log> {
-    Log::open(data, LogOptions::default()).with_context(|| {
+/// `--key-dir`, when given (else $TRACEVAULT_KEY_DIR, else the user's config directory).
+pub static KEY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Where the keys are: `--key-dir`, else the environment's default.
+pub fn key_source() -> Result<KeySource> {
+    let mut keys = KeySource::from_env()?;
+    if let Some(dir) = KEY_DIR.get() {
+        keys.dir = dir.clone();
+    }
+    Ok(keys)
+}
+
+pub fn options() -> Result<LogOptions> {
+    Ok(LogOptions { keys: Some(key_source()?), ..LogOptions::default() })
+}
+
+pub fn open(data: &Path) -> Result<Log> {
+    Log::open(data, options()?).with_context(|| {
         format!("opening the log in {} (is another tracevault process using it?)", data.display())
     })
 }
@@ -146,37 +162,4 @@ pub fn stats(data: &Path, json: bool) -> Result<ExitCode> {
         writeln!(out, "bytes per event {per_event:.3}")?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn verify(data: &Path, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
-    let report = log.verify().context("verifying")?;
-    let mut out = std::io::stdout().lock();
-    let problem = report.first_problem.as_ref();
-    if json {
-        let value = json!({
-            "ok": problem.is_none(),
-            "segments": report.segments,
-            "frames": report.frames,
-            "bytes": report.bytes,
-            "first_problem": problem.map(|(file, offset, reason)| json!({
-                "file": data.join(file).display().to_string(),
-                "offset": offset,
-                "reason": reason,
-            })),
-        });
-        writeln!(out, "{value}")?;
-    } else {
-        match problem {
-            None => writeln!(
-                out,
-                "ok: {} segments, {} frames, {} bytes; every checksum and footer verified",
-                report.segments, report.frames, report.bytes
-            )?,
-            Some((file, offset, reason)) => {
-                writeln!(out, "FAILED: {} at offset {offset}: {reason}", data.join(file).display())?
-            }
-        }
-    }
-    Ok(if problem.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -2,6 +2,8 @@
 
 mod demo;
 mod log;
+mod privacy;
 
 pub use demo::demo;
-pub use log::{ingest, sessions, stats, verify};
+pub use log::{KEY_DIR, ingest, sessions, stats};
+pub use privacy::{audit_list, audit_verify, keys_list, keys_rotate, shred, verify};

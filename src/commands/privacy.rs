@@ -1,0 +1,323 @@
+//! The commands that keep people's data private and the log honest: shred, keys, audit, verify.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use tracevault_core::integrity::{self, VerifyReport};
+use tracevault_core::keys::SlotState;
+use tracevault_core::storage::FsStorage;
+use tracevault_core::{Access, Decision, Role, audit};
+
+use super::log::open;
+
+/// The person running the command, as the audit log names them: the OS user.
+pub fn os_user() -> String {
+    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok().filter(|n| !n.is_empty());
+    #[cfg(unix)]
+    let uid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").map(|m| m.uid()).ok()
+    };
+    #[cfg(not(unix))]
+    let uid: Option<u32> = None;
+    match (name, uid) {
+        (Some(n), Some(u)) => format!("{n} (uid {u})"),
+        (Some(n), None) => n,
+        (None, Some(u)) => format!("uid {u}"),
+        (None, None) => "unknown".into(),
+    }
+}
+
+/// The CLI acts as an admin on a data directory it holds the keys of.
+pub fn cli_access(purpose: &str, ticket: Option<&str>) -> Access {
+    let access = Access::new(os_user(), Role::Admin, purpose);
+    match ticket {
+        Some(t) => access.with_ticket(t),
+        None => access,
+    }
+}
+
+pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let done = log.shred(&cli_access(purpose, ticket), user).with_context(|| format!("shredding user {user:?}"))?;
+    log.close().context("closing the log")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = json!({
+            "user": user,
+            "keys_erased": done.keys,
+            "sessions": done.sessions,
+            "audit_seq": done.audit_seq,
+        });
+        writeln!(out, "{value}")?;
+    } else if done.keys.is_empty() {
+        writeln!(out, "user {user:?} has no key in this log: nothing to erase (recorded as audit entry {})", done.audit_seq)?;
+    } else {
+        writeln!(
+            out,
+            "erased key(s) {:?} of user {user:?}: {} session(s) can never be decrypted again ({}); audit entry {}",
+            done.keys,
+            done.sessions.len(),
+            done.sessions.join(", "),
+            done.audit_seq
+        )?;
+        writeln!(out, "not erased by this: exports already made, backups, and copies of the key store under an old master key")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn keys_rotate(data: &Path, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let (old, keys) = log.keys();
+    let new = log.rotate_master_key(&cli_access("rotate the master key", None)).context("rotating the master key")?;
+    log.close().context("closing the log")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", json!({"old_master": old, "new_master": new, "keys_rewrapped": keys.len()}))?;
+    } else {
+        writeln!(out, "master key {old} -> {new}: {} data key(s) re-wrapped, no data rewritten", keys.len())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn keys_list(data: &Path, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let (master, keys) = log.keys();
+    log.close().context("closing the log")?;
+    let state = |s: &SlotState| match s {
+        SlotState::Live => "live".to_owned(),
+        SlotState::Erased => "erased".to_owned(),
+        SlotState::Damaged(r) => format!("damaged: {r}"),
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|k| json!({"id": k.id, "user_hash": hex(&k.user_hash), "state": state(&k.state)}))
+            .collect();
+        writeln!(out, "{}", json!({"master": master, "keys": rows}))?;
+    } else {
+        writeln!(out, "master key {master}; {} data key(s)", keys.len())?;
+        for k in &keys {
+            writeln!(out, "{:>6}  user {}…  {}", k.id, &hex(&k.user_hash)[..16], state(&k.state))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn time(us: u64) -> String {
+    // RFC 3339 in UTC, from the Unix time, without a date library.
+    let secs = (us / 1_000_000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub fn audit_list(data: &Path, json: bool) -> Result<ExitCode> {
+    let scan = audit::scan(&FsStorage::new(data)).context("reading the access audit log")?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for e in &scan.entries {
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:>5} {:<20} {:<24} {:<8} {:<18} {:<24} {:<20} DECISION",
+            "SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "SESSIONS / KEYS", "PURPOSE"
+        )?;
+        for e in &scan.entries {
+            let what = if e.sessions.is_empty() {
+                format!("keys {:?}", e.keys)
+            } else {
+                e.sessions.join(",")
+            };
+            let decision = match &e.decision {
+                Decision::Allowed => "allowed".to_owned(),
+                Decision::Denied(r) => format!("denied: {r}"),
+            };
+            let purpose = match &e.ticket {
+                Some(t) => format!("{} [{t}]", e.purpose),
+                None => e.purpose.clone(),
+            };
+            writeln!(
+                out,
+                "{:>5} {:<20} {:<24} {:<8} {:<18} {:<24} {:<20} {decision}",
+                e.seq,
+                time(e.time_unix_us),
+                e.actor,
+                e.role.as_str(),
+                serde_json::to_value(e.action)?.as_str().unwrap_or("?"),
+                what,
+                purpose
+            )?;
+        }
+    }
+    if let Some((offset, reason)) = scan.problem {
+        eprintln!("warning: the audit log stops at offset {offset}: {reason} (run `tracevault audit verify`)");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The public key to verify with: given (hex or a file holding it), else the log's own.
+fn public_key(data: &Path, given: Option<&str>) -> Result<integrity::PublicKey> {
+    match given {
+        Some(text) => {
+            let text = if Path::new(text).is_file() {
+                std::fs::read_to_string(text).with_context(|| format!("reading the public key {text}"))?
+            } else {
+                text.to_owned()
+            };
+            integrity::parse_public_key(text.trim()).map_err(|e| anyhow::anyhow!("--public-key: {e}"))
+        }
+        None => {
+            let log = open(data)?;
+            let key = log.public_key();
+            log.close().context("closing the log")?;
+            Ok(key)
+        }
+    }
+}
+
+pub fn audit_verify(data: &Path, public: Option<&str>, json: bool) -> Result<ExitCode> {
+    let key = public_key(data, public)?;
+    let report = integrity::verify_audit(&FsStorage::new(data), &key).context("verifying the audit log")?;
+    print_report(data, &report, json, "audit log")
+}
+
+pub fn verify(data: &Path, public: Option<&str>, session: Option<&str>, json: bool) -> Result<ExitCode> {
+    if let Some(id) = session {
+        return verify_session(data, id, json);
+    }
+    let key = public_key(data, public)?;
+    let report = integrity::verify(&FsStorage::new(data), &key).context("verifying")?;
+    print_report(data, &report, json, "log")
+}
+
+fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let problem = report.first_problem.as_ref();
+    if json {
+        let value = json!({
+            "ok": problem.is_none(),
+            "segments": report.segments,
+            "frames": report.frames,
+            "bytes": report.bytes,
+            "signed_heads": report.heads,
+            "signed_frames": report.signed_frames,
+            "audit_entries": report.audit_entries,
+            "public_key": report.public_key,
+            "latest_head": report.latest_head.as_ref().map(|h| json!({
+                "tree_size": h.tree_size,
+                "root": hex(&h.root),
+                "audit_size": h.audit_size,
+                "audit_root": hex(&h.audit_root),
+                "time": time(h.time_unix_us),
+            })),
+            "first_problem": problem.map(|p| json!({
+                "file": data.join(&p.path).display().to_string(),
+                "offset": p.offset,
+                "frame": p.frame,
+                "reason": p.reason,
+            })),
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        match problem {
+            None => {
+                writeln!(
+                    out,
+                    "ok: {what} verified: {} segments, {} frames, {} bytes; {} signed heads (the newest covers {} \
+                     frames and {} audit entries), {} audit entries",
+                    report.segments,
+                    report.frames,
+                    report.bytes,
+                    report.heads,
+                    report.latest_head.as_ref().map_or(0, |h| h.tree_size),
+                    report.latest_head.as_ref().map_or(0, |h| h.audit_size),
+                    report.audit_entries
+                )?;
+                if let Some(h) = &report.latest_head {
+                    writeln!(out, "newest signed head: root {} at {} (public key {})", hex(&h.root), time(h.time_unix_us), report.public_key)?;
+                }
+            }
+            Some(p) => {
+                let mut shown = p.clone();
+                shown.path = data.join(&p.path);
+                writeln!(out, "FAILED: {shown}")?;
+                writeln!(out, "the log is proven intact up to frame {} by a signed head", report.signed_frames)?;
+            }
+        }
+    }
+    Ok(if problem.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn verify_session(data: &Path, id: &str, json: bool) -> Result<ExitCode> {
+    let log = open(data)?;
+    let result = log.verify_session(id);
+    log.close().context("closing the log")?;
+    let mut out = std::io::stdout().lock();
+    match result {
+        Ok(proof) => {
+            if json {
+                let frames: Vec<_> = proof
+                    .frames
+                    .iter()
+                    .map(|f| json!({"frame": f.frame, "block": f.block, "leaf": hex(&f.leaf), "path_hashes": f.path.len()}))
+                    .collect();
+                writeln!(
+                    out,
+                    "{}",
+                    json!({
+                        "ok": true,
+                        "session": proof.session,
+                        "tree_size": proof.head.tree_size,
+                        "root": hex(&proof.head.root),
+                        "events": proof.events,
+                        "unsealed_events": proof.unsealed_events,
+                        "frames": frames,
+                    })
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "ok: session {id}: {} block frame(s), {} events, each proven in the log of {} frames under signed root {}",
+                    proof.frames.len(),
+                    proof.events,
+                    proof.head.tree_size,
+                    hex(&proof.head.root)
+                )?;
+                if proof.unsealed_events > 0 {
+                    writeln!(out, "{} events are not yet sealed into a block and not yet in the tree", proof.unsealed_events)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                writeln!(out, "{}", json!({"ok": false, "session": id, "reason": e.to_string()}))?;
+            } else {
+                writeln!(out, "FAILED: session {id}: {e}")?;
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
