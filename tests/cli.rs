@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracevault"));
     // Keys beside the data directory (never inside it), not in the user's config directory.
     let keys = data.parent().unwrap().join("keys");
-    cmd.env("TRACEVAULT_KEY_DIR", keys).env_remove("TRACEVAULT_MASTER_KEY").env_remove("TRACEVAULT_SIGNING_KEY");
+    cmd.env("TRACEVAULT_KEY_DIR", keys)
+        .env_remove("TRACEVAULT_MASTER_KEY")
+        .env_remove("TRACEVAULT_SIGNING_KEY");
     cmd.arg("--data").arg(data).args(args);
     match stdin {
         None => cmd.output().unwrap(),
@@ -24,14 +26,14 @@ fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     }
 }
 
-fn temp(name: &str) -> PathBuf {
+pub fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tracevault-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-const GOOD: &str = r#"{"type":"session","session":"s-0001","user":"u-17","device":"d-3","screen":{"w":1920,"h":1080},"started_at":"2026-11-27T09:00:00Z","labels":{"team":"search"}}
+pub const GOOD: &str = r#"{"type":"session","session":"s-0001","user":"u-17","device":"d-3","screen":{"w":1920,"h":1080},"started_at":"2026-11-27T09:00:00Z","labels":{"team":"search"}}
 {"session":"s-0001","t":16000,"kind":"move","x":129,"y":337}
 {"session":"s-0001","t":21000,"kind":"down","button":"left","x":130,"y":337}
 {"session":"s-0001","t":95000,"kind":"up","button":"left","x":130,"y":337}
@@ -41,7 +43,7 @@ const GOOD: &str = r#"{"type":"session","session":"s-0001","user":"u-17","device
 {"session":"s-0001","t":400000,"kind":"focus","app":"firefox","title":"Inbox"}
 "#;
 
-fn json(out: &Output) -> serde_json::Value {
+pub fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

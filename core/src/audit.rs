@@ -291,8 +291,10 @@ pub fn scan(storage: &dyn Storage) -> Result<AuditScan, AuditError> {
                 out.leaves.push(merkle::leaf_hash(f.bytes));
             }
             Ok(entry) => {
-                out.problem =
-                    Some((*offset, format!("entry {} found where entry {seq} belongs (removed or moved)", entry.seq)));
+                out.problem = Some((
+                    *offset,
+                    format!("entry {} found where entry {seq} belongs (removed or moved)", entry.seq),
+                ));
                 return Ok(out);
             }
             Err(reason) => {

@@ -47,7 +47,9 @@ pub enum AppendError {
     Conflict { session: String, expected: u64, found: u64 },
     #[error("session {session:?}: {reason}")]
     Invalid { session: String, reason: String },
-    #[error("session {session:?}: its person was erased (key {key_id} crypto-shredded); it takes no more events")]
+    #[error(
+        "session {session:?}: its person was erased (key {key_id} crypto-shredded); it takes no more events"
+    )]
     Erased { session: String, key_id: u32 },
     #[error("keys: {0}")]
     Key(String),
@@ -75,7 +77,9 @@ pub enum ReadError {
     Io { path: PathBuf, source: io::Error },
     #[error("session index: {0}")]
     Index(String),
-    #[error("session {session:?}: its person was erased (key {key_id} crypto-shredded); it can never be read")]
+    #[error(
+        "session {session:?}: its person was erased (key {key_id} crypto-shredded); it can never be read"
+    )]
     Erased { session: String, key_id: u32 },
     #[error("denied: {0}")]
     Denied(String),

@@ -15,9 +15,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 /// The Ed25519 public key signed heads are checked against.
 pub use ed25519_dalek::VerifyingKey as PublicKey;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 use crate::audit;
 use crate::error::ReadError;
@@ -73,7 +73,8 @@ impl SignedHead {
         let time_unix_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let mut head = SignedHead { tree_size, root, time_unix_us, audit_size, audit_root, signature: [0; 64] };
+        let mut head =
+            SignedHead { tree_size, root, time_unix_us, audit_size, audit_root, signature: [0; 64] };
         head.signature = key.sign(&head.signed_bytes()).to_bytes();
         head
     }
@@ -96,7 +97,8 @@ impl SignedHead {
         if b.len() != HEAD_BYTES || b[..8] != HEAD_MAGIC {
             return Err("not a signed tree head".into());
         }
-        if u32::from_le_bytes(b[HEAD_BYTES - 4..].try_into().unwrap()) != crc32c::crc32c(&b[..HEAD_BYTES - 4]) {
+        if u32::from_le_bytes(b[HEAD_BYTES - 4..].try_into().unwrap()) != crc32c::crc32c(&b[..HEAD_BYTES - 4])
+        {
             return Err("signed tree head CRC32C mismatch".into());
         }
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
@@ -111,8 +113,11 @@ impl SignedHead {
     }
 }
 
-/// Every signed head in the heads file, and where reading stopped early (offset, reason).
-pub fn read_heads(storage: &dyn Storage) -> Result<(Vec<SignedHead>, Option<(u64, String)>), ReadError> {
+/// Where and why reading a file stopped early: (offset, reason).
+pub type Damage = (u64, String);
+
+/// Every signed head in the heads file, and where reading stopped early.
+pub fn read_heads(storage: &dyn Storage) -> Result<(Vec<SignedHead>, Option<Damage>), ReadError> {
     let path = Path::new(HEADS_PATH);
     let bytes = storage
         .read_all(path)
@@ -224,7 +229,8 @@ fn problem(path: impl Into<PathBuf>, offset: u64, frame: Option<u64>, reason: im
 /// checked against `public`) commit to.
 pub fn verify_audit(storage: &dyn Storage, public: &VerifyingKey) -> Result<VerifyReport, ReadError> {
     let mut report = VerifyReport::empty(public);
-    let checked = check_heads(storage, public, &mut report)?.and_then(|heads| check_audit(storage, &heads, &mut report));
+    let checked = check_heads(storage, public, &mut report)?
+        .and_then(|heads| check_audit(storage, &heads, &mut report));
     report.first_problem = checked.err();
     Ok(report)
 }
@@ -260,11 +266,19 @@ fn check_heads(
                 HEADS_PATH,
                 offset,
                 None,
-                format!("signed head {k}: the signature does not verify under public key {}", report.public_key),
+                format!(
+                    "signed head {k}: the signature does not verify under public key {}",
+                    report.public_key
+                ),
             )));
         }
         if k > 0 && (head.tree_size < heads[k - 1].tree_size || head.audit_size < heads[k - 1].audit_size) {
-            return Ok(Err(problem(HEADS_PATH, offset, None, format!("signed head {k} is smaller than the one before"))));
+            return Ok(Err(problem(
+                HEADS_PATH,
+                offset,
+                None,
+                format!("signed head {k} is smaller than the one before"),
+            )));
         }
     }
     if let Some((offset, reason)) = damaged {
@@ -315,7 +329,12 @@ fn check_segments(
     let mut next_frame = numbers.first().copied().unwrap_or(0);
     if next_frame != 0 {
         let path = files::SEGMENTS.path(next_frame);
-        return Ok(Err(problem(path, 0, Some(0), format!("the first segment starts at frame {next_frame}, not 0"))));
+        return Ok(Err(problem(
+            path,
+            0,
+            Some(0),
+            format!("the first segment starts at frame {next_frame}, not 0"),
+        )));
     }
     let mut last_end = (PathBuf::from(files::SEGMENTS.dir), 0);
     for (i, &number) in numbers.iter().enumerate() {
@@ -337,7 +356,9 @@ fn check_segments(
                     format!("segment header says it starts at frame {n}, expected {next_frame}"),
                 )));
             }
-            Ok(None) => return Ok(Err(problem(&path, 0, Some(next_frame), "segment shorter than its header"))),
+            Ok(None) => {
+                return Ok(Err(problem(&path, 0, Some(next_frame), "segment shorter than its header")));
+            }
             Err(c) => return Ok(Err(problem(&path, 0, Some(next_frame), c.reason))),
         }
         let scan = files::scan(&bytes, FILE_HEADER_BYTES);
@@ -384,7 +405,12 @@ fn check_segments(
             Stop::Damage(c) => return Ok(Err(problem(&path, scan.end, Some(next_frame), c.reason))),
         }
         if !last && !sealed {
-            return Ok(Err(problem(&path, scan.end, None, "segment is not sealed, but a later segment exists")));
+            return Ok(Err(problem(
+                &path,
+                scan.end,
+                None,
+                "segment is not sealed, but a later segment exists",
+            )));
         }
         last_end = (path, scan.end);
     }
@@ -415,14 +441,22 @@ fn check_segments(
     Ok(Ok(()))
 }
 
-fn check_audit(storage: &dyn Storage, heads: &[SignedHead], report: &mut VerifyReport) -> Result<(), Problem> {
+fn check_audit(
+    storage: &dyn Storage,
+    heads: &[SignedHead],
+    report: &mut VerifyReport,
+) -> Result<(), Problem> {
     let audit = audit::scan(storage).map_err(|e| problem(audit::audit_path(), 0, None, e.to_string()))?;
     report.audit_entries = audit.entries.len() as u64;
     check_audit_scan(&audit, heads, report)
 }
 
 /// The access audit log, against the sizes and roots the heads commit to.
-fn check_audit_scan(audit: &audit::AuditScan, heads: &[SignedHead], _: &mut VerifyReport) -> Result<(), Problem> {
+fn check_audit_scan(
+    audit: &audit::AuditScan,
+    heads: &[SignedHead],
+    _: &mut VerifyReport,
+) -> Result<(), Problem> {
     if let Some((offset, reason)) = &audit.problem {
         return Err(problem(audit::audit_path(), *offset, None, reason.clone()));
     }
@@ -491,7 +525,12 @@ pub struct SessionProof {
 
 /// Checks one frame proof against a signed head: the signature, the frame's bytes hashing to the
 /// leaf, and the audit path from the leaf to the head's root.
-pub fn check_frame(head: &SignedHead, public: &VerifyingKey, proof: &FrameProof, bytes: &[u8]) -> Result<(), String> {
+pub fn check_frame(
+    head: &SignedHead,
+    public: &VerifyingKey,
+    proof: &FrameProof,
+    bytes: &[u8],
+) -> Result<(), String> {
     if !head.verify_signature(public) {
         return Err("the signed head's signature does not verify".into());
     }

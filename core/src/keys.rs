@@ -72,7 +72,10 @@ impl Secret {
                 (Some(hi), Some(lo)) => bytes[i] = (hi * 16 + lo) as u8,
                 _ => {
                     bytes.zeroize();
-                    return Err(format!("expected hex digits, found a non-hex character near digit {}", 2 * i));
+                    return Err(format!(
+                        "expected hex digits, found a non-hex character near digit {}",
+                        2 * i
+                    ));
                 }
             }
         }
@@ -324,7 +327,8 @@ impl MasterKeys {
                     ));
                 }
             };
-            *slot = Some(Secret::from_hex(value).map_err(|r| KeyError::format(path, format!("{name}: {r}")))?);
+            *slot =
+                Some(Secret::from_hex(value).map_err(|r| KeyError::format(path, format!("{name}: {r}")))?);
         }
         let current = current.ok_or_else(|| KeyError::format(path, "no \"current\" key"))?;
         Ok(MasterKeys { current, previous, file: Some(path.to_owned()) })
@@ -466,7 +470,8 @@ impl Slot {
         b[SLOT_OFFSET_USER..SLOT_OFFSET_USER + 32].copy_from_slice(&self.user);
         if self.state == SlotState::Live {
             b[SLOT_OFFSET_NONCE..SLOT_OFFSET_NONCE + NONCE_BYTES].copy_from_slice(&self.nonce);
-            b[SLOT_OFFSET_WRAPPED..SLOT_OFFSET_WRAPPED + KEY_BYTES + TAG_BYTES].copy_from_slice(&self.wrapped);
+            b[SLOT_OFFSET_WRAPPED..SLOT_OFFSET_WRAPPED + KEY_BYTES + TAG_BYTES]
+                .copy_from_slice(&self.wrapped);
         }
         let crc = crc32c::crc32c(&b[..SLOT_OFFSET_CRC]);
         b[SLOT_OFFSET_CRC..].copy_from_slice(&crc.to_le_bytes());
@@ -596,7 +601,9 @@ impl KeyStore {
         let mut unfinished_rotation = false;
         let master = if wrapped_under == keys.current.fingerprint_bytes() {
             keys.current.clone()
-        } else if let Some(previous) = keys.previous.as_ref().filter(|p| p.fingerprint_bytes() == wrapped_under) {
+        } else if let Some(previous) =
+            keys.previous.as_ref().filter(|p| p.fingerprint_bytes() == wrapped_under)
+        {
             unfinished_rotation = true;
             previous.clone()
         } else {
@@ -708,7 +715,8 @@ impl KeyStore {
                 continue;
             }
             let id = i as u32 + 1;
-            let slot = Slot { state: SlotState::Erased, user: hash, nonce: [0; NONCE_BYTES], wrapped: [0; 48] };
+            let slot =
+                Slot { state: SlotState::Erased, user: hash, nonce: [0; NONCE_BYTES], wrapped: [0; 48] };
             let offset = (KEYSTORE_HEADER_BYTES + i * SLOT_BYTES) as u64;
             self.storage
                 .overwrite(path, offset, &slot.to_bytes(id))
@@ -928,6 +936,24 @@ mod tests {
         let err = KeyStore::open(Arc::new(storage.clone()), wrong).unwrap_err();
         assert!(matches!(err, KeyError::WrongMasterKey { .. }), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn no_raw_data_key_or_master_key_is_stored() {
+        let storage = FaultStorage::new();
+        let master = Secret::random().unwrap();
+        let source = KeySource::given(master.clone(), Secret::random().unwrap());
+        let mut ks = store(&storage, &source);
+        for user in ["a", "b", "c"] {
+            ks.key_for_user(user).unwrap();
+        }
+        let raw: Vec<Secret> =
+            (0..3).map(|i| ks.slots[i].unwrap(&ks.master, i as u32 + 1).unwrap()).collect();
+        let bytes = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
+        for key in raw.iter().chain([&master]) {
+            assert!(!bytes.windows(KEY_BYTES).any(|w| w == key.expose()), "a raw key in the key store");
+            assert!(!bytes.windows(2 * KEY_BYTES).any(|w| w == key.to_hex().as_bytes()));
+        }
     }
 
     #[test]

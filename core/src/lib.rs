@@ -57,8 +57,8 @@ pub mod merkle;
 mod records;
 pub mod storage;
 
-pub use error::{AppendError, OpenError, ReadError};
 pub use audit::{Access, Action, AuditEntry, Decision, Role};
+pub use error::{AppendError, OpenError, ReadError};
 pub use integrity::{Problem, SessionProof, SignedHead, VerifyReport};
 pub use keys::{KeySource, Secret};
 pub use log::{Ack, Batch, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats, SyncMode};

@@ -47,7 +47,11 @@ fn sessions_1024_from_8_threads_read_back_complete_and_in_order() {
         for s in 0..SESSIONS {
             let expected: Vec<_> =
                 (0..ROUNDS).flat_map(|round| events(s * 1000 + round, round * 10_000_000, BATCH)).collect();
-            assert_eq!(log.read_session(&reader(), &format!("s-{s}"), 0..=u64::MAX).unwrap(), expected, "session s-{s}");
+            assert_eq!(
+                log.read_session(&reader(), &format!("s-{s}"), 0..=u64::MAX).unwrap(),
+                expected,
+                "session s-{s}"
+            );
         }
     };
     check(&log);

@@ -107,8 +107,8 @@ fn run(iterations: u64) {
             acked[s as usize] = acked[s as usize].max(n + 1);
         }
 
-        let log =
-            Log::open(&dir, kill_options()).unwrap_or_else(|e| panic!("iteration {iteration}: reopening: {e}"));
+        let log = Log::open(&dir, kill_options())
+            .unwrap_or_else(|e| panic!("iteration {iteration}: reopening: {e}"));
         for s in 0..SESSIONS {
             let id = format!("s-{s}");
             let Some(info) = log.session_info(&id) else {

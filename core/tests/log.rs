@@ -244,7 +244,8 @@ fn with_an_intact_index_a_flipped_byte_is_caught_on_read_naming_segment_and_offs
         }
         other => panic!("expected a corruption error, got {:?}", other.map(|v| v.len())),
     }
-    let tracevault_core::Problem { path, .. } = log.verify().unwrap().first_problem.expect("verify names it too");
+    let tracevault_core::Problem { path, .. } =
+        log.verify().unwrap().first_problem.expect("verify names it too");
     assert!(path.ends_with("00000000000000000000.seg"));
     drop(log);
     std::fs::remove_dir_all(&dir).unwrap();

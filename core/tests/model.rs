@@ -162,7 +162,11 @@ impl World {
             Op::Read(s) => {
                 let id = format!("s-{s}");
                 if let Some(model) = self.model.get(&id) {
-                    assert_eq!(&self.log().read_session(&reader(), &id, 0..=u64::MAX).unwrap(), model, "read {id}");
+                    assert_eq!(
+                        &self.log().read_session(&reader(), &id, 0..=u64::MAX).unwrap(),
+                        model,
+                        "read {id}"
+                    );
                 }
             }
             Op::Seal(s) => {

@@ -294,15 +294,22 @@ fn ed25519_dalek_signing_key() -> ed25519_dalek::SigningKey {
 #[test]
 fn key_material_appears_in_no_debug_output_or_error() {
     let master = Secret::random().unwrap();
-    let options = LogOptions { keys: Some(KeySource::given(master.clone(), Secret::from_bytes([0x33; 32]))), ..small_options() };
+    let options = LogOptions {
+        keys: Some(KeySource::given(master.clone(), Secret::from_bytes([0x33; 32]))),
+        ..small_options()
+    };
     let shown = format!("{options:?} {master:?}");
     assert!(!shown.contains("333333"), "{shown}");
     assert!(shown.contains("<redacted>") || shown.contains("given"), "{shown}");
     // A wrong key is named by fingerprint only.
     let storage = FaultStorage::new();
     drop(open_fault(&storage, small_options()));
-    let wrong = LogOptions { keys: Some(KeySource::given(master, Secret::from_bytes([0x22; 32]))), ..small_options() };
-    let err = Log::open_with(Arc::new(storage.clone()) as Arc<dyn Storage>, memory_index(), wrong).err().unwrap();
+    let wrong = LogOptions {
+        keys: Some(KeySource::given(master, Secret::from_bytes([0x22; 32]))),
+        ..small_options()
+    };
+    let err =
+        Log::open_with(Arc::new(storage.clone()) as Arc<dyn Storage>, memory_index(), wrong).err().unwrap();
     let text = format!("{err} {err:?}");
     assert!(!text.contains("1111111111") && !text.contains("2222222222"), "{text}");
     assert!(text.contains("master key"), "{text}");
@@ -471,7 +478,11 @@ fn tampering_with_a_sealed_segment_is_named_to_the_frame_and_older_heads_still_p
     assert!(problem.reason.contains("do not match signed head"), "{problem}");
 
     // A head signed with another key is refused.
-    let report = integrity::verify(&FsStorage::new(&backup), &PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[9; 32]))).unwrap();
+    let report = integrity::verify(
+        &FsStorage::new(&backup),
+        &PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[9; 32])),
+    )
+    .unwrap();
     assert!(report.first_problem.unwrap().reason.contains("signature does not verify"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -106,6 +106,7 @@ pub fn sessions(data: &Path, user: Option<&str>, json: bool) -> Result<ExitCode>
                     "events": s.events,
                     "bytes": s.sealed_bytes,
                     "labels": s.meta.labels,
+                    "erased": s.erased,
                 })
             })
             .collect();
@@ -129,6 +130,13 @@ pub fn sessions(data: &Path, user: Option<&str>, json: bool) -> Result<ExitCode>
             s.events,
             s.sealed_bytes
         )?;
+        if s.erased {
+            writeln!(
+                out,
+                "{:<32} (erased: this person's key was destroyed; the events can never be read)",
+                ""
+            )?;
+        }
     }
     if sessions.is_empty() {
         writeln!(out, "(no sessions{})", user.map(|u| format!(" for user {u:?}")).unwrap_or_default())?;

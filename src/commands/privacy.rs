@@ -42,7 +42,8 @@ pub fn cli_access(purpose: &str, ticket: Option<&str>) -> Access {
 
 pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json: bool) -> Result<ExitCode> {
     let log = open(data)?;
-    let done = log.shred(&cli_access(purpose, ticket), user).with_context(|| format!("shredding user {user:?}"))?;
+    let done =
+        log.shred(&cli_access(purpose, ticket), user).with_context(|| format!("shredding user {user:?}"))?;
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -54,7 +55,11 @@ pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json:
         });
         writeln!(out, "{value}")?;
     } else if done.keys.is_empty() {
-        writeln!(out, "user {user:?} has no key in this log: nothing to erase (recorded as audit entry {})", done.audit_seq)?;
+        writeln!(
+            out,
+            "user {user:?} has no key in this log: nothing to erase (recorded as audit entry {})",
+            done.audit_seq
+        )?;
     } else {
         writeln!(
             out,
@@ -64,7 +69,10 @@ pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json:
             done.sessions.join(", "),
             done.audit_seq
         )?;
-        writeln!(out, "not erased by this: exports already made, backups, and copies of the key store under an old master key")?;
+        writeln!(
+            out,
+            "not erased by this: exports already made, backups, and copies of the key store under an old master key"
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -72,7 +80,9 @@ pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json:
 pub fn keys_rotate(data: &Path, json: bool) -> Result<ExitCode> {
     let log = open(data)?;
     let (old, keys) = log.keys();
-    let new = log.rotate_master_key(&cli_access("rotate the master key", None)).context("rotating the master key")?;
+    let new = log
+        .rotate_master_key(&cli_access("rotate the master key", None))
+        .context("rotating the master key")?;
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -144,11 +154,8 @@ pub fn audit_list(data: &Path, json: bool) -> Result<ExitCode> {
             "SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "SESSIONS / KEYS", "PURPOSE"
         )?;
         for e in &scan.entries {
-            let what = if e.sessions.is_empty() {
-                format!("keys {:?}", e.keys)
-            } else {
-                e.sessions.join(",")
-            };
+            let what =
+                if e.sessions.is_empty() { format!("keys {:?}", e.keys) } else { e.sessions.join(",") };
             let decision = match &e.decision {
                 Decision::Allowed => "allowed".to_owned(),
                 Decision::Denied(r) => format!("denied: {r}"),
@@ -171,7 +178,9 @@ pub fn audit_list(data: &Path, json: bool) -> Result<ExitCode> {
         }
     }
     if let Some((offset, reason)) = scan.problem {
-        eprintln!("warning: the audit log stops at offset {offset}: {reason} (run `tracevault audit verify`)");
+        eprintln!(
+            "warning: the audit log stops at offset {offset}: {reason} (run `tracevault audit verify`)"
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -256,14 +265,24 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
                     report.audit_entries
                 )?;
                 if let Some(h) = &report.latest_head {
-                    writeln!(out, "newest signed head: root {} at {} (public key {})", hex(&h.root), time(h.time_unix_us), report.public_key)?;
+                    writeln!(
+                        out,
+                        "newest signed head: root {} at {} (public key {})",
+                        hex(&h.root),
+                        time(h.time_unix_us),
+                        report.public_key
+                    )?;
                 }
             }
             Some(p) => {
                 let mut shown = p.clone();
                 shown.path = data.join(&p.path);
                 writeln!(out, "FAILED: {shown}")?;
-                writeln!(out, "the log is proven intact up to frame {} by a signed head", report.signed_frames)?;
+                writeln!(
+                    out,
+                    "the log is proven intact up to frame {} by a signed head",
+                    report.signed_frames
+                )?;
             }
         }
     }
@@ -306,7 +325,11 @@ fn verify_session(data: &Path, id: &str, json: bool) -> Result<ExitCode> {
                     hex(&proof.head.root)
                 )?;
                 if proof.unsealed_events > 0 {
-                    writeln!(out, "{} events are not yet sealed into a block and not yet in the tree", proof.unsealed_events)?;
+                    writeln!(
+                        out,
+                        "{} events are not yet sealed into a block and not yet in the tree",
+                        proof.unsealed_events
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -845,7 +845,10 @@ impl Log {
             None
         };
         let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
-        self.inner.vault.record(access, action, ids, keys, decision).map_err(|e| ReadError::Audit(e.to_string()))?;
+        self.inner
+            .vault
+            .record(access, action, ids, keys, decision)
+            .map_err(|e| ReadError::Audit(e.to_string()))?;
         match denied {
             Some(reason) => Err(ReadError::Denied(reason)),
             None => Ok(()),
@@ -930,7 +933,8 @@ impl Log {
         let mut ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
         ids.sort();
         let keys: Vec<u32> = self.inner.vault.key_of(user).map(|(id, _)| id).into_iter().collect();
-        let denied = (access.role != Role::Admin).then(|| format!("role {} may not erase people", access.role.as_str()));
+        let denied = (access.role != Role::Admin)
+            .then(|| format!("role {} may not erase people", access.role.as_str()));
         let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
         let entry = self
             .inner
@@ -958,7 +962,8 @@ impl Log {
     /// Rotates the master key (admins only): every data key is re-wrapped under a new master key,
     /// crash-safely, without touching the data. Returns the new key's fingerprint.
     pub fn rotate_master_key(&self, access: &Access) -> Result<String, AppendError> {
-        let denied = (access.role != Role::Admin).then(|| format!("role {} may not rotate keys", access.role.as_str()));
+        let denied = (access.role != Role::Admin)
+            .then(|| format!("role {} may not rotate keys", access.role.as_str()));
         let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
         self.inner
             .vault
@@ -990,7 +995,11 @@ impl Log {
         let head = heads.last().cloned().ok_or_else(|| ReadError::Index("no signed head yet".into()))?;
         let ledger = integrity::read_ledger(storage)?;
         let leaves = ledger.get(..head.tree_size as usize).ok_or_else(|| {
-            ReadError::Index(format!("the ledger holds {} leaves, the head covers {}", ledger.len(), head.tree_size))
+            ReadError::Index(format!(
+                "the ledger holds {} leaves, the head covers {}",
+                ledger.len(),
+                head.tree_size
+            ))
         })?;
         let (events_total, sealed_blocks) = {
             let state = lock(&session.state);
@@ -1014,7 +1023,13 @@ impl Log {
             });
             events += u64::from(loc.events);
         }
-        Ok(SessionProof { session: id.to_owned(), head, frames, events, unsealed_events: events_total - events })
+        Ok(SessionProof {
+            session: id.to_owned(),
+            head,
+            frames,
+            events,
+            unsealed_events: events_total - events,
+        })
     }
 
     /// Proves a session and checks the proof against the frames on disk and the signing key: each
@@ -1029,8 +1044,11 @@ impl Log {
                 .storage
                 .read_at(&path, f.offset, &mut bytes)
                 .map_err(|source| ReadError::Io { path: path.clone(), source })?;
-            integrity::check_frame(&proof.head, &public, f, &bytes)
-                .map_err(|reason| ReadError::Corrupt { path: path.clone(), offset: f.offset, reason })?;
+            integrity::check_frame(&proof.head, &public, f, &bytes).map_err(|reason| ReadError::Corrupt {
+                path: path.clone(),
+                offset: f.offset,
+                reason,
+            })?;
         }
         Ok(proof)
     }
@@ -1039,9 +1057,9 @@ impl Log {
     /// of its first `new_size`, from the ledger.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ReadError> {
         let ledger = integrity::read_ledger(self.inner.storage.as_ref())?;
-        let leaves = ledger
-            .get(..new_size as usize)
-            .ok_or_else(|| ReadError::Index(format!("the ledger holds {} leaves, not {new_size}", ledger.len())))?;
+        let leaves = ledger.get(..new_size as usize).ok_or_else(|| {
+            ReadError::Index(format!("the ledger holds {} leaves, not {new_size}", ledger.len()))
+        })?;
         merkle::consistency_proof(leaves, old_size as usize)
             .ok_or_else(|| ReadError::Index(format!("no consistency proof from {old_size} to {new_size}")))
     }
@@ -1245,7 +1263,8 @@ impl SessionBlocks {
             KeyError::Erased(key_id) => ReadError::Erased { session: self.id.clone(), key_id },
             other => ReadError::Key(other.to_string()),
         })?;
-        let plain = keys::open(&key, &h, frame.payload, records::BLOCK_PREFIX_BYTES).map_err(|c| corrupt(c.reason))?;
+        let plain = keys::open(&key, &h, frame.payload, records::BLOCK_PREFIX_BYTES)
+            .map_err(|c| corrupt(c.reason))?;
         let mut events = Vec::with_capacity(h.event_count as usize);
         self.decoder.decode_into(&plain, &mut events).map_err(|e| corrupt(e.to_string()))?;
         if events.len() != h.event_count as usize {

@@ -309,8 +309,13 @@ impl Writer {
         let (audit_size, audit_root) = self.inner.vault.audit_head();
         let sizes = (self.state.next_frame, audit_size);
         if self.state.last_head != Some(sizes) {
-            let head =
-                SignedHead::sign(&self.inner.signing, sizes.0, self.state.tree.root(), audit_size, audit_root);
+            let head = SignedHead::sign(
+                &self.inner.signing,
+                sizes.0,
+                self.state.tree.root(),
+                audit_size,
+                audit_root,
+            );
             let heads = &mut self.state.heads;
             heads
                 .append(&head.to_bytes())
