@@ -5,7 +5,7 @@
 //!   `$XDG_CONFIG_HOME/tracevault`, else `~/.config/tracevault`; `$TRACEVAULT_KEY_DIR` overrides
 //!   it), mode 0600 in a 0700 directory, created on first use; or they come from
 //!   `$TRACEVAULT_MASTER_KEY` / `$TRACEVAULT_SIGNING_KEY` (64 hex digits each).
-//! - The key store (`keys/keystore` in the data directory) holds one fixed-size slot per data
+//! - The key store (`keystore/data-keys` in the data directory) holds one fixed-size slot per data
 //!   key: the person it belongs to (as a hash of the user id) and the key, sealed with
 //!   XChaCha20-Poly1305 under the master key. A copy of the data directory without the master key
 //!   decrypts nothing.
@@ -406,8 +406,8 @@ impl DataKey {
 }
 
 // The key store file: a header, then one fixed-size slot per data key (slot i holds key i + 1).
-pub(crate) const KEYSTORE_PATH: &str = "keys/keystore";
-pub(crate) const KEYSTORE_DIR: &str = "keys";
+pub(crate) const KEYSTORE_PATH: &str = "keystore/data-keys";
+pub(crate) const KEYSTORE_DIR: &str = "keystore";
 const KEYSTORE_MAGIC: [u8; 8] = *b"TVKEYSTR";
 const KEYSTORE_VERSION: u32 = 1;
 /// magic, version, reserved u32, master key fingerprint, reserved, crc32c.

@@ -1,0 +1,56 @@
+//! The files a copy of the data directory holds besides segments, read back after someone may
+//! have damaged or forged them: the key store, the access audit log, the signed heads, and a
+//! whole segment under `verify`. None of it may panic; damage is an error or a named problem.
+//! The first byte chooses the file.
+#![no_main]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use libfuzzer_sys::fuzz_target;
+use tracevault_core::storage::{AppendFile, FaultStorage, Storage};
+use tracevault_core::{KeySource, Secret, audit, integrity, keys::KeyStore};
+
+fn keys() -> KeySource {
+    KeySource::given(Secret::from_bytes([0x11; 32]), Secret::from_bytes([0x22; 32]))
+}
+
+fn write(storage: &FaultStorage, path: &str, bytes: &[u8]) {
+    let mut f = storage.open_append(Path::new(path)).unwrap();
+    f.append(bytes).unwrap();
+    f.sync().unwrap();
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else { return };
+    let storage = FaultStorage::new();
+    match which % 4 {
+        0 => {
+            // Slots after a valid header for the fixed master key.
+            drop(KeyStore::open(Arc::new(storage.clone()), keys()).unwrap());
+            write(&storage, "keystore/data-keys", rest);
+            if let Ok(mut ks) = KeyStore::open(Arc::new(storage.clone()), keys()) {
+                for k in ks.keys() {
+                    let _ = ks.check(k.id);
+                }
+                let _ = ks.key_for_user("fuzz");
+                let _ = ks.shred("fuzz");
+            }
+        }
+        1 => {
+            write(&storage, &audit::audit_path().to_string_lossy(), rest);
+            let _ = audit::scan(&storage);
+        }
+        2 => {
+            write(&storage, "integrity/heads", rest);
+            let public = integrity::PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]));
+            let _ = integrity::read_heads(&storage);
+            let _ = integrity::verify_audit(&storage, &public);
+        }
+        _ => {
+            write(&storage, "segments/00000000000000000000.seg", rest);
+            let public = integrity::PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]));
+            let _ = integrity::verify(&storage, &public);
+        }
+    }
+});
