@@ -180,6 +180,12 @@ impl AuditLog {
                 match scan.stop {
                     Stop::End => {}
                     Stop::Torn => storage.truncate(&path, scan.end).map_err(io)?,
+                    // Each entry is synced before the next is written, so a power cut can garble
+                    // only the last one: damage with no frame after it is that entry, never
+                    // acknowledged (its read never ran). Damage anywhere else is kept as evidence.
+                    Stop::Damage(_) if is_garbled_tail(&bytes[scan.end as usize..]) => {
+                        storage.truncate(&path, scan.end).map_err(io)?
+                    }
                     Stop::Damage(c) => {
                         log.broken = Some(format!("{} at offset {}: {c}", path.display(), scan.end));
                         return Ok(log);
@@ -249,6 +255,16 @@ impl AuditLog {
     }
 }
 
+/// The most bytes one entry's frame may take: larger damage is not a torn last entry.
+const ENTRY_BYTES_MAX: usize = 64 << 10;
+
+/// Whether damaged bytes at the end of the audit log can be one entry cut short by a power cut:
+/// small, and with no whole frame anywhere inside.
+fn is_garbled_tail(rest: &[u8]) -> bool {
+    rest.len() <= ENTRY_BYTES_MAX
+        && (1..rest.len()).all(|i| !matches!(frame::parse(&rest[i..]), frame::Parsed::Frame(_)))
+}
+
 /// What the audit log holds, read without opening it for writing.
 pub struct AuditScan {
     pub entries: Vec<AuditEntry>,
@@ -310,4 +326,62 @@ pub fn scan(storage: &dyn Storage) -> Result<AuditScan, AuditError> {
         Stop::Damage(c) => out.problem = Some((scan.end, c.reason)),
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::FaultStorage;
+
+    fn record(log: &mut AuditLog, n: usize) {
+        let who = Access::new("ada", Role::Auditor, "check").with_ticket("T-9");
+        for i in 0..n {
+            log.record(&who, Action::Read, vec![format!("s-{i}")], vec![1], Decision::Allowed).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_garbled_last_entry_is_cut_but_damage_before_it_refuses_every_entry() {
+        let storage = FaultStorage::new();
+        let shared: Arc<dyn Storage> = Arc::new(storage.clone());
+        let mut log = AuditLog::open(shared.clone()).unwrap();
+        record(&mut log, 3);
+        let (size, root) = log.head();
+        assert_eq!(size, 3);
+        drop(log);
+        // A power cut garbled the entry being written: noise where it was, nothing after.
+        let path = audit_path();
+        let mut f = storage.open_append(&path).unwrap();
+        f.append(&[0x5a; 150]).unwrap();
+        f.sync().unwrap();
+        let mut log = AuditLog::open(shared.clone()).unwrap();
+        assert_eq!(log.head(), (size, root));
+        record(&mut log, 1);
+        assert_eq!(scan(&storage).unwrap().entries.len(), 4);
+        drop(log);
+        // Damage to an entry with entries after it: evidence, not a torn tail.
+        let second = FILE_HEADER_BYTES as u64 + 60;
+        storage.corrupt(&path, second, 0x01).unwrap();
+        let mut log = AuditLog::open(shared).unwrap();
+        let who = Access::new("ada", Role::Auditor, "check");
+        let refused = log.record(&who, Action::Read, vec![], vec![], Decision::Allowed);
+        assert!(matches!(refused, Err(AuditError::Broken(_))), "{refused:?}");
+        assert!(scan(&storage).unwrap().problem.is_some());
+    }
+
+    #[test]
+    fn entries_read_back_in_order_with_their_fields() {
+        let storage = FaultStorage::new();
+        let mut log = AuditLog::open(Arc::new(storage.clone())).unwrap();
+        record(&mut log, 2);
+        let denied = Access::new("laptop", Role::Recorder, "peek");
+        log.record(&denied, Action::Read, vec!["s-0".into()], vec![], Decision::Denied("no".into())).unwrap();
+        let got = scan(&storage).unwrap();
+        assert_eq!(got.entries.len(), 3);
+        assert_eq!(got.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(got.entries[1].sessions, ["s-1"]);
+        assert_eq!(got.entries[0].ticket.as_deref(), Some("T-9"));
+        assert_eq!(got.entries[2].decision, Decision::Denied("no".into()));
+        assert_eq!(merkle::root(&got.leaves), log.head().1);
+    }
 }

@@ -8,7 +8,8 @@
 use crate::error::Corruption;
 
 /// The current frame format version.
-pub const FRAME_VERSION: u8 = 1;
+/// Version 2: block and batch payloads are sealed with a data key (version 1 stored them in clear).
+pub const FRAME_VERSION: u8 = 2;
 
 pub(crate) const LEN_BYTES: usize = 4;
 pub(crate) const CRC_BYTES: usize = 4;

@@ -622,7 +622,11 @@ impl KeyStore {
         for (i, chunk) in bytes[KEYSTORE_HEADER_BYTES..end].chunks_exact(SLOT_BYTES).enumerate() {
             let id = i as u32 + 1;
             let slot = Slot::from_bytes(chunk, id);
-            store.by_user.insert(slot.user, id);
+            // A damaged slot names nobody reliably (a power cut may have garbled a slot that was
+            // never used): it stays a hole, and its person gets a new key if they need one.
+            if !matches!(slot.state, SlotState::Damaged(_)) {
+                store.by_user.insert(slot.user, id);
+            }
             store.slots.push(slot);
         }
         if unfinished_rotation {
@@ -936,6 +940,24 @@ mod tests {
         let err = KeyStore::open(Arc::new(storage.clone()), wrong).unwrap_err();
         assert!(matches!(err, KeyError::WrongMasterKey { .. }), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_slot_is_a_hole_and_its_person_can_get_a_new_key() {
+        let storage = FaultStorage::new();
+        let source = KeySource::given(Secret::random().unwrap(), Secret::random().unwrap());
+        let mut ks = store(&storage, &source);
+        ks.key_for_user("a").unwrap();
+        ks.key_for_user("b").unwrap();
+        // A power cut garbled b's slot while it was being written.
+        let at = (KEYSTORE_HEADER_BYTES + SLOT_BYTES + 50) as u64;
+        storage.corrupt(Path::new(KEYSTORE_PATH), at, 0xff).unwrap();
+        let mut ks = store(&storage, &source);
+        assert!(matches!(ks.check(2), Err(KeyError::Damaged { key_id: 2, .. })));
+        assert!(ks.check(1).is_ok(), "the other keys are untouched");
+        let (id, created) = ks.key_for_user("b").unwrap();
+        assert_eq!(id, 3);
+        assert!(created.is_some());
     }
 
     #[test]

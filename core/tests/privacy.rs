@@ -521,3 +521,26 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&f, &target).unwrap();
     }
 }
+
+#[test]
+fn a_signed_head_garbled_by_a_power_cut_is_cut_on_open_and_one_damaged_earlier_is_reported() {
+    let storage = FaultStorage::new();
+    let log = open_fault(&storage, small_options());
+    log.create_session(meta("s", "u")).unwrap();
+    log.append("s", &events(1, 0, 200)).unwrap();
+    log.close().unwrap();
+    let heads = Path::new("integrity/heads");
+    let mut f = storage.open_append(heads).unwrap();
+    f.append(&[0xa5; tracevault_core::integrity::HEAD_BYTES]).unwrap();
+    f.sync().unwrap();
+    drop(f);
+    let log = open_fault(&storage, small_options());
+    let report = log.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.first_problem);
+    log.close().unwrap();
+    // The first head damaged, later ones intact: reported, not cut.
+    storage.corrupt(heads, 20, 0x01).unwrap();
+    let log = open_fault(&storage, small_options());
+    let problem = log.verify().unwrap().first_problem.expect("a damaged head is named");
+    assert!(problem.path.ends_with("heads") && problem.offset == 0, "{problem}");
+}

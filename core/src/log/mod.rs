@@ -189,7 +189,8 @@ pub struct Shredded {
 pub struct Stats {
     pub sessions: u64,
     pub events: u64,
-    /// Every file of the log: segments, journal, index, checkpoint.
+    /// Every file of the log: segments, journal, index, checkpoint, key store, integrity files,
+    /// the audit log.
     pub bytes_on_disk: u64,
     pub segment_bytes: u64,
     pub journal_bytes: u64,
@@ -1084,7 +1085,11 @@ impl Log {
         let segment_bytes = size(SEGMENTS_DIR);
         let journal_bytes = size(JOURNAL_DIR);
         let other =
-            [CHECKPOINT_FILE, INDEX_FILE].iter().filter_map(|f| storage.len(Path::new(f)).ok()).sum::<u64>();
+            [CHECKPOINT_FILE, INDEX_FILE].iter().filter_map(|f| storage.len(Path::new(f)).ok()).sum::<u64>()
+                + [keys::KEYSTORE_DIR, integrity::INTEGRITY_DIR, crate::audit::AUDIT.dir]
+                    .iter()
+                    .map(|d| size(d))
+                    .sum::<u64>();
         Stats {
             sessions: sessions.len() as u64,
             events: sessions.iter().map(|s| s.events).sum(),

@@ -475,12 +475,17 @@ pub(crate) fn recover(
         // A head torn by a crash was never relied on: nothing waits for it.
         storage.truncate(heads_path, whole).map_err(io_error(heads_path))?;
     }
+    let (heads, damage) =
+        integrity::read_heads(storage).map_err(|e| corrupt(heads_path, 0, e.to_string()))?;
+    if let Some((offset, _)) = damage
+        && offset + integrity::HEAD_BYTES as u64 == whole
+    {
+        // The last head was written but its sync never finished (a power cut garbled it): the
+        // checkpoint it belonged to never completed. Damage before the last head is evidence.
+        storage.truncate(heads_path, offset).map_err(io_error(heads_path))?;
+    }
+    let last_head = heads.last().map(|h| (h.tree_size, h.audit_size));
     let heads = storage.open_append(heads_path).map_err(io_error(heads_path))?;
-    let last_head = integrity::read_heads(storage)
-        .map_err(|e| corrupt(heads_path, 0, e.to_string()))?
-        .0
-        .last()
-        .map(|h| (h.tree_size, h.audit_size));
     let (journal, journal_covers) = match current_journal {
         Some(j) => j,
         None => {
