@@ -53,8 +53,6 @@ pub enum AppendError {
     Erased { session: String, key_id: u32 },
     #[error("keys: {0}")]
     Key(String),
-    #[error("{0}")]
-    Audit(String),
     #[error("denied: {0}")]
     Denied(String),
     #[error("the log is poisoned by an earlier write or sync failure ({0}); reopen it to recover")]

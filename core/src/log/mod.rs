@@ -698,7 +698,7 @@ impl Log {
         self.inner.vault.engine_key(key_id, "seal appended events").map_err(|e| match e {
             VaultError::Key(KeyError::Erased(id)) => erased(id),
             VaultError::Key(other) => AppendError::Key(other.to_string()),
-            VaultError::Audit(a) => AppendError::Audit(a.to_string()),
+            VaultError::Audit(a) => self.audit_failed(a),
         })
     }
 
@@ -826,6 +826,13 @@ impl Log {
         Ok(out)
     }
 
+    /// An audit entry could not be made durable: like a failed write of the log's own files, that
+    /// poisons the log (the disk can no longer be trusted), and every read and write fails until
+    /// it is reopened.
+    fn audit_failed(&self, e: crate::audit::AuditError) -> AppendError {
+        writer::poison(&self.inner, format!("access audit log: {e}"))
+    }
+
     /// Records one read of `sessions` by `access` in the audit log, refusing roles that may not
     /// read and reads without a purpose (the refusal is recorded too).
     fn authorize(&self, access: &Access, action: Action, sessions: &[Arc<Session>]) -> Result<(), ReadError> {
@@ -849,7 +856,7 @@ impl Log {
         self.inner
             .vault
             .record(access, action, ids, keys, decision)
-            .map_err(|e| ReadError::Audit(e.to_string()))?;
+            .map_err(|e| ReadError::Audit(self.audit_failed(e).to_string()))?;
         match denied {
             Some(reason) => Err(ReadError::Denied(reason)),
             None => Ok(()),
@@ -941,7 +948,7 @@ impl Log {
             .inner
             .vault
             .record(access, Action::Shred, ids.clone(), keys, decision)
-            .map_err(|e| AppendError::Audit(e.to_string()))?;
+            .map_err(|e| self.audit_failed(e))?;
         if let Some(reason) = denied {
             return Err(AppendError::Denied(reason));
         }
@@ -969,7 +976,7 @@ impl Log {
         self.inner
             .vault
             .record(access, Action::RotateMasterKey, Vec::new(), Vec::new(), decision)
-            .map_err(|e| AppendError::Audit(e.to_string()))?;
+            .map_err(|e| self.audit_failed(e))?;
         if let Some(reason) = denied {
             return Err(AppendError::Denied(reason));
         }

@@ -398,7 +398,8 @@ impl Writer {
     }
 }
 
-fn poison(inner: &Inner, reason: String) -> AppendError {
+/// Poisons the log (the first reason sticks) and returns the error appends get from now on.
+pub(crate) fn poison(inner: &Inner, reason: String) -> AppendError {
     let mut p = lock(&inner.poisoned);
     if p.is_none() {
         *p = Some(reason.clone());
