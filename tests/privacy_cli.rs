@@ -47,7 +47,12 @@ fn an_admin_shreds_a_person_and_an_auditor_verifies_with_the_public_key_alone() 
     // Nothing typed is readable at rest, in the data or in the key directory.
     assert_eq!(files_containing(&data, CANARY.as_bytes()), Vec::<PathBuf>::new());
     assert_eq!(files_containing(&keys, CANARY.as_bytes()), Vec::<PathBuf>::new());
-    assert!(keys.join("master.key").is_file() && keys.join("signing.pub").is_file());
+    let master_files = std::fs::read_dir(&keys)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("master-"))
+        .count();
+    assert_eq!(master_files, 1, "one master key file for the one data directory");
+    assert!(keys.join("signing.pub").is_file());
 
     let verified = json(&tracevault(&data, &["verify", "--json"], None));
     assert_eq!(verified["ok"], true);

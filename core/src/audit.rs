@@ -142,7 +142,11 @@ pub struct AuditEntry {
 pub enum AuditError {
     #[error("access audit log {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("access audit log refuses entries after an earlier failure ({0}); reopen the log to recover")]
+    #[error(
+        "access audit log refuses entries after a failure ({0}): no data is released that cannot be recorded. \
+         A failed write clears on reopening; damage on disk does not: restore audit/ from a backup, or move \
+         the damaged file aside (`tracevault audit verify` can still check it against the signed heads)"
+    )]
     Broken(String),
 }
 

@@ -178,6 +178,9 @@ pub struct VerifyReport {
     /// Frames covered by the largest signed head that matched (a head from before a problem
     /// still proves the log up to its size).
     pub signed_frames: u64,
+    /// Frames after the newest signed head: written since the last checkpoint, not yet signed
+    /// (none once the log was closed cleanly).
+    pub unsigned_frames: u64,
     pub audit_entries: u64,
     /// The newest signed head.
     pub latest_head: Option<SignedHead>,
@@ -194,6 +197,7 @@ impl VerifyReport {
             bytes: 0,
             heads: 0,
             signed_frames: 0,
+            unsigned_frames: 0,
             audit_entries: 0,
             latest_head: None,
             public_key: hex(public.as_bytes()),
@@ -425,6 +429,19 @@ fn check_segments(
             ),
         )));
     }
+    if report.frames > 0 && heads.is_empty() {
+        return Ok(Err(problem(
+            HEADS_PATH,
+            0,
+            None,
+            format!(
+                "the log holds {} frames but no signed head: every open and close signs one, so the heads \
+                 were removed, and nothing here can be proven",
+                report.frames
+            ),
+        )));
+    }
+    report.unsigned_frames = report.frames - heads.last().map_or(0, |h| h.tree_size);
     if ledger.len() as u64 > report.frames {
         return Ok(Err(problem(
             &last_end.0,

@@ -4,7 +4,9 @@
 //! - The master key and the signing key live in a key directory (by default
 //!   `$XDG_CONFIG_HOME/tracevault`, else `~/.config/tracevault`; `$TRACEVAULT_KEY_DIR` overrides
 //!   it), mode 0600 in a 0700 directory, created on first use; or they come from
-//!   `$TRACEVAULT_MASTER_KEY` / `$TRACEVAULT_SIGNING_KEY` (64 hex digits each).
+//!   `$TRACEVAULT_MASTER_KEY` / `$TRACEVAULT_SIGNING_KEY` (64 hex digits each). Each data
+//!   directory (each *store*, named by a random store id in its key store's header) has its own
+//!   master key file, `master-<store id>.key`, so rotating one store's key never touches another.
 //! - The key store (`keystore/data-keys` in the data directory) holds one fixed-size slot per data
 //!   key: the person it belongs to (as a hash of the user id) and the key, sealed with
 //!   XChaCha20-Poly1305 under the master key. A copy of the data directory without the master key
@@ -138,7 +140,12 @@ impl fmt::Debug for KeySource {
     }
 }
 
-pub const MASTER_KEY_FILE: &str = "master.key";
+/// The master key file of a store: `master-<store id in hex>.key` in the key directory.
+pub fn master_key_file(store: &[u8; STORE_ID_BYTES]) -> String {
+    format!("master-{}.key", hex(store))
+}
+/// Bytes of a store id.
+pub const STORE_ID_BYTES: usize = 16;
 pub const SIGNING_KEY_FILE: &str = "signing.key";
 pub const SIGNING_PUB_FILE: &str = "signing.pub";
 pub const ENV_KEY_DIR: &str = "TRACEVAULT_KEY_DIR";
@@ -184,20 +191,66 @@ impl KeySource {
         Ok(KeySource { dir, master: secret(ENV_MASTER_KEY)?, signing: secret(ENV_SIGNING_KEY)? })
     }
 
-    /// The master keys: the current one, and the previous one while a rotation is under way.
-    pub(crate) fn master_keys(&self) -> Result<MasterKeys, KeyError> {
+    /// A store's master keys: the current one, and the previous one while a rotation is under
+    /// way. With `create`, a store without a key file gets a new key (never replacing a file that
+    /// appeared meanwhile).
+    pub(crate) fn master_keys(
+        &self,
+        store: &[u8; STORE_ID_BYTES],
+        create: bool,
+    ) -> Result<MasterKeys, KeyError> {
         if let Some(m) = &self.master {
             return Ok(MasterKeys { current: m.clone(), previous: None, file: None });
         }
-        let path = self.dir.join(MASTER_KEY_FILE);
-        match read_key_file(&path)? {
-            Some(lines) => MasterKeys::parse(&path, &lines),
-            None => {
-                let current = Secret::random()?;
-                let keys = MasterKeys { current, previous: None, file: Some(path) };
-                keys.write()?;
-                Ok(keys)
+        let path = self.dir.join(master_key_file(store));
+        if let Some(lines) = read_key_file(&path)? {
+            return MasterKeys::parse(&path, &lines);
+        }
+        if !create {
+            return Err(KeyError::Config(format!(
+                "no master key for this data directory: {} does not exist (is --key-dir / ${ENV_KEY_DIR} the \
+                 directory its keys were created in, or was the key given in ${ENV_MASTER_KEY}?)",
+                path.display()
+            )));
+        }
+        let keys = MasterKeys { current: Secret::random()?, previous: None, file: Some(path.clone()) };
+        if keys.write_new()? {
+            Ok(keys)
+        } else {
+            // Another process created it first: use theirs.
+            let lines = read_key_file(&path)?.ok_or_else(|| KeyError::format(&path, "vanished"))?;
+            MasterKeys::parse(&path, &lines)
+        }
+    }
+
+    /// The public half of the signing key, without creating anything: from the given key, else
+    /// `signing.pub`, else `signing.key` in the key directory.
+    pub fn public_key(&self) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
+        if let Some(s) = &self.signing {
+            return Ok(ed25519_dalek::SigningKey::from_bytes(s.expose()).verifying_key());
+        }
+        let pub_path = self.dir.join(SIGNING_PUB_FILE);
+        match std::fs::read_to_string(&pub_path) {
+            Ok(text) => {
+                let bytes = Secret::from_hex(text.trim()).map_err(|r| KeyError::format(&pub_path, r))?;
+                return ed25519_dalek::VerifyingKey::from_bytes(bytes.expose())
+                    .map_err(|_| KeyError::format(&pub_path, "not an Ed25519 public key"));
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(KeyError::Io { path: pub_path, source }),
+        }
+        let path = self.dir.join(SIGNING_KEY_FILE);
+        match read_key_file(&path)? {
+            Some(lines) => {
+                let line = lines.first().ok_or_else(|| KeyError::format(&path, "no key in the file"))?;
+                let secret = Secret::from_hex(line).map_err(|r| KeyError::format(&path, r))?;
+                Ok(ed25519_dalek::SigningKey::from_bytes(secret.expose()).verifying_key())
+            }
+            None => Err(KeyError::Config(format!(
+                "no signing key in {}: give the public key (the signing.pub of the key directory the log was \
+                 written with)",
+                self.dir.display()
+            ))),
         }
     }
 
@@ -218,8 +271,12 @@ impl KeySource {
                     "# tracevault signing key (Ed25519). Signs the log's tree heads; keep it secret.\n{}\n",
                     secret.to_hex().as_str()
                 ));
-                write_private(&self.dir, SIGNING_KEY_FILE, text.as_bytes())?;
-                secret
+                if write_private(&self.dir, SIGNING_KEY_FILE, text.as_bytes(), true)? {
+                    secret
+                } else {
+                    // Another process created it first: use theirs.
+                    return self.signing_key();
+                }
             }
         };
         let key = ed25519_dalek::SigningKey::from_bytes(secret.expose());
@@ -227,7 +284,7 @@ impl KeySource {
         let public = format!("{}\n", hex(key.verifying_key().as_bytes()));
         let pub_path = self.dir.join(SIGNING_PUB_FILE);
         if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(public.as_str()) {
-            write_private(&self.dir, SIGNING_PUB_FILE, public.as_bytes())?;
+            write_private(&self.dir, SIGNING_PUB_FILE, public.as_bytes(), false)?;
         }
         Ok(key)
     }
@@ -272,9 +329,10 @@ fn check_private(_: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Writes `name` in `dir` atomically (temp file, fsync, rename, directory fsync), mode 0600, the
-/// directory created mode 0700.
-fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), KeyError> {
+/// Writes `name` in `dir` atomically (a temporary file of its own, fsync, then rename, or with
+/// `create_new` a hard link that fails if the file exists; then a directory fsync), mode 0600,
+/// the directory created mode 0700. Returns false when `create_new` found the file there already.
+fn write_private(dir: &Path, name: &str, bytes: &[u8], create_new: bool) -> Result<bool, KeyError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| KeyError::Io { path, source }
@@ -287,7 +345,9 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), KeyError> {
         builder.create(dir).map_err(io(dir))?;
     }
     let path = dir.join(name);
-    let tmp = dir.join(format!("{name}.tmp"));
+    let mut unique = [0u8; 8];
+    random_fill(&mut unique)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex(&unique)));
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -297,9 +357,20 @@ fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), KeyError> {
         file.write_all(bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
     }
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    let placed = if create_new {
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(io(&path)(e)),
+        }
+    } else {
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        true
+    };
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-    Ok(())
+    Ok(placed)
 }
 
 /// The master key file's keys.
@@ -315,15 +386,21 @@ impl MasterKeys {
     fn parse(path: &Path, lines: &[Zeroizing<String>]) -> Result<MasterKeys, KeyError> {
         let mut current = None;
         let mut previous = None;
-        for line in lines {
+        for (i, line) in lines.iter().enumerate() {
             let (name, value) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             let slot = match name {
                 "current" => &mut current,
                 "previous" => &mut previous,
-                other => {
+                // Never quote the line: it may be a bare key.
+                _ => {
                     return Err(KeyError::format(
                         path,
-                        format!("expected lines \"current <hex>\" or \"previous <hex>\", found {other:?}"),
+                        format!(
+                            "key line {} ({} characters): expected \"current <64 hex digits>\" or \"previous <64 hex \
+                             digits>\"",
+                            i + 1,
+                            line.len()
+                        ),
                     ));
                 }
             };
@@ -334,25 +411,40 @@ impl MasterKeys {
         Ok(MasterKeys { current, previous, file: Some(path.to_owned()) })
     }
 
-    /// Writes the key file (atomically).
-    fn write(&self) -> Result<(), KeyError> {
-        let Some(path) = &self.file else {
-            return Err(KeyError::Config(format!(
-                "the master key was given in ${ENV_MASTER_KEY}; rotation writes the new key to a key file: \
-                 unset ${ENV_MASTER_KEY} and keep the key in the key directory's {MASTER_KEY_FILE} instead"
-            )));
-        };
+    fn text(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(String::from(
-            "# tracevault master key: wraps every person's data key. Keep it secret and backed up:\n\
-             # without it nothing in the data directory can be decrypted.\n",
+            "# tracevault master key of one data directory: wraps every person's data key. Keep it secret\n\
+             # and backed up: without it nothing in that data directory can be decrypted.\n",
         ));
         text.push_str(&format!("current {}\n", self.current.to_hex().as_str()));
         if let Some(p) = &self.previous {
             text.push_str(&format!("previous {}\n", p.to_hex().as_str()));
         }
+        text
+    }
+
+    fn split_path(&self) -> Result<(&Path, &str), KeyError> {
+        let Some(path) = &self.file else {
+            return Err(KeyError::Config(format!(
+                "the master key was given in ${ENV_MASTER_KEY}; rotation writes the new key to a key file: \
+                 unset ${ENV_MASTER_KEY} and keep the key in the key directory instead"
+            )));
+        };
         let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(MASTER_KEY_FILE);
-        write_private(dir, name, text.as_bytes())
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("master.key");
+        Ok((dir, name))
+    }
+
+    /// Creates the key file; false if one appeared meanwhile.
+    fn write_new(&self) -> Result<bool, KeyError> {
+        let (dir, name) = self.split_path()?;
+        write_private(dir, name, self.text().as_bytes(), true)
+    }
+
+    /// Replaces the key file (atomically).
+    fn write(&self) -> Result<(), KeyError> {
+        let (dir, name) = self.split_path()?;
+        write_private(dir, name, self.text().as_bytes(), false).map(|_| ())
     }
 }
 
@@ -410,9 +502,11 @@ pub(crate) const KEYSTORE_PATH: &str = "keystore/data-keys";
 pub(crate) const KEYSTORE_DIR: &str = "keystore";
 const KEYSTORE_MAGIC: [u8; 8] = *b"TVKEYSTR";
 const KEYSTORE_VERSION: u32 = 1;
-/// magic, version, reserved u32, master key fingerprint, reserved, crc32c.
-pub const KEYSTORE_HEADER_BYTES: usize = 8 + 4 + 4 + 32 + 12 + 4;
-const _: () = assert!(KEYSTORE_HEADER_BYTES == 64);
+/// magic, version, reserved u32, store id, master key fingerprint, reserved, crc32c.
+pub const KEYSTORE_HEADER_BYTES: usize = 8 + 4 + 4 + STORE_ID_BYTES + 32 + 28 + 4;
+const _: () = assert!(KEYSTORE_HEADER_BYTES == 96);
+const HEADER_OFFSET_STORE: usize = 16;
+const HEADER_OFFSET_MASTER: usize = HEADER_OFFSET_STORE + STORE_ID_BYTES;
 /// state u8, reserved [3], key id u32, user hash [32], nonce [24], wrapped key + tag [48],
 /// reserved [12], crc32c u32.
 pub const SLOT_BYTES: usize = 1 + 3 + 4 + 32 + NONCE_BYTES + KEY_BYTES + TAG_BYTES + 12 + 4;
@@ -450,6 +544,8 @@ struct Slot {
     user: [u8; 32],
     nonce: [u8; NONCE_BYTES],
     wrapped: [u8; KEY_BYTES + TAG_BYTES],
+    /// A damaged slot's bytes, kept as found (a rotation copies them, it does not judge them).
+    raw: Option<Box<[u8; SLOT_BYTES]>>,
 }
 
 fn wrap_aad(key_id: u32, user: &[u8; 32]) -> Vec<u8> {
@@ -461,6 +557,9 @@ fn wrap_aad(key_id: u32, user: &[u8; 32]) -> Vec<u8> {
 
 impl Slot {
     fn to_bytes(&self, key_id: u32) -> [u8; SLOT_BYTES] {
+        if let Some(raw) = &self.raw {
+            return **raw;
+        }
         let mut b = [0u8; SLOT_BYTES];
         b[0] = match self.state {
             SlotState::Live => SLOT_LIVE,
@@ -484,6 +583,7 @@ impl Slot {
             user: b[SLOT_OFFSET_USER..SLOT_OFFSET_USER + 32].try_into().unwrap(),
             nonce: b[SLOT_OFFSET_NONCE..SLOT_OFFSET_NONCE + NONCE_BYTES].try_into().unwrap(),
             wrapped: b[SLOT_OFFSET_WRAPPED..SLOT_OFFSET_WRAPPED + KEY_BYTES + TAG_BYTES].try_into().unwrap(),
+            raw: None,
         };
         let crc = u32::from_le_bytes(b[SLOT_OFFSET_CRC..].try_into().unwrap());
         let stored_id = u32::from_le_bytes(b[SLOT_OFFSET_KEY_ID..SLOT_OFFSET_KEY_ID + 4].try_into().unwrap());
@@ -498,7 +598,20 @@ impl Slot {
                 other => SlotState::Damaged(format!("unknown slot state {other}")),
             }
         };
+        if matches!(slot.state, SlotState::Damaged(_)) {
+            slot.raw = Some(Box::new(b.try_into().expect("a whole slot")));
+        }
         slot
+    }
+
+    fn erased(user: [u8; 32]) -> Slot {
+        Slot {
+            state: SlotState::Erased,
+            user,
+            nonce: [0; NONCE_BYTES],
+            wrapped: [0; KEY_BYTES + TAG_BYTES],
+            raw: None,
+        }
     }
 
     fn wrap(master: &Secret, key_id: u32, user: [u8; 32], key: &Secret) -> Result<Slot, KeyError> {
@@ -510,7 +623,7 @@ impl Slot {
             .encrypt_in_place(&XNonce::from(nonce), &wrap_aad(key_id, &user), &mut *buf)
             .map_err(|_| KeyError::Config("wrapping a data key failed".into()))?;
         let wrapped = buf.as_slice().try_into().expect("32 bytes of key and a 16-byte tag");
-        Ok(Slot { state: SlotState::Live, user, nonce, wrapped })
+        Ok(Slot { state: SlotState::Live, user, nonce, wrapped, raw: None })
     }
 
     fn unwrap(&self, master: &Secret, key_id: u32) -> Result<Secret, KeyError> {
@@ -531,11 +644,12 @@ impl Slot {
     }
 }
 
-fn keystore_header(master: &Secret) -> [u8; KEYSTORE_HEADER_BYTES] {
+fn keystore_header(store: &[u8; STORE_ID_BYTES], master: &Secret) -> [u8; KEYSTORE_HEADER_BYTES] {
     let mut h = [0u8; KEYSTORE_HEADER_BYTES];
     h[..8].copy_from_slice(&KEYSTORE_MAGIC);
     h[8..12].copy_from_slice(&KEYSTORE_VERSION.to_le_bytes());
-    h[16..48].copy_from_slice(&master.fingerprint_bytes());
+    h[HEADER_OFFSET_STORE..HEADER_OFFSET_MASTER].copy_from_slice(store);
+    h[HEADER_OFFSET_MASTER..HEADER_OFFSET_MASTER + 32].copy_from_slice(&master.fingerprint_bytes());
     let crc = crc32c::crc32c(&h[..KEYSTORE_HEADER_BYTES - 4]);
     h[KEYSTORE_HEADER_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
     h
@@ -545,6 +659,8 @@ fn keystore_header(master: &Secret) -> [u8; KEYSTORE_HEADER_BYTES] {
 pub struct KeyStore {
     storage: Arc<dyn Storage>,
     source: KeySource,
+    /// The store's id: which master key file in the key directory is its own.
+    store: [u8; STORE_ID_BYTES],
     master: Secret,
     /// Slot `i` holds key `i + 1`.
     slots: Vec<Slot>,
@@ -575,14 +691,18 @@ impl KeyStore {
     pub fn open(storage: Arc<dyn Storage>, source: KeySource) -> Result<KeyStore, KeyError> {
         let path = Path::new(KEYSTORE_PATH);
         let io = |source| KeyError::Io { path: path.to_owned(), source };
-        let mut keys = source.master_keys()?;
         storage.create_dir_all(Path::new(KEYSTORE_DIR)).map_err(io)?;
         let bytes = match storage.read_all(path).map_err(io)? {
             Some(b) if b.len() >= KEYSTORE_HEADER_BYTES => b,
-            // Absent, or created just before a crash: a new, empty store.
+            // Absent, or created just before a crash: a new, empty store, with a new id and its
+            // own master key (created first, so a crash leaves at worst an unused key file).
             _ => {
-                storage.write_atomic(path, &keystore_header(&keys.current)).map_err(io)?;
-                keystore_header(&keys.current).to_vec()
+                let mut store = [0u8; STORE_ID_BYTES];
+                random_fill(&mut store)?;
+                let keys = source.master_keys(&store, true)?;
+                let header = keystore_header(&store, &keys.current);
+                storage.write_atomic(path, &header).map_err(io)?;
+                header.to_vec()
             }
         };
         let header = &bytes[..KEYSTORE_HEADER_BYTES];
@@ -597,7 +717,11 @@ impl KeyStore {
                 format!("key store version {version}, this build reads {KEYSTORE_VERSION}"),
             ));
         }
-        let wrapped_under: [u8; 32] = header[16..48].try_into().unwrap();
+        let store_id: [u8; STORE_ID_BYTES] =
+            header[HEADER_OFFSET_STORE..HEADER_OFFSET_MASTER].try_into().unwrap();
+        let wrapped_under: [u8; 32] =
+            header[HEADER_OFFSET_MASTER..HEADER_OFFSET_MASTER + 32].try_into().unwrap();
+        let mut keys = source.master_keys(&store_id, false)?;
         let mut unfinished_rotation = false;
         let master = if wrapped_under == keys.current.fingerprint_bytes() {
             keys.current.clone()
@@ -618,7 +742,8 @@ impl KeyStore {
         if end != bytes.len() {
             storage.truncate(path, end as u64).map_err(io)?;
         }
-        let mut store = KeyStore { storage, source, master, slots: Vec::new(), by_user: HashMap::new() };
+        let mut store =
+            KeyStore { storage, source, store: store_id, master, slots: Vec::new(), by_user: HashMap::new() };
         for (i, chunk) in bytes[KEYSTORE_HEADER_BYTES..end].chunks_exact(SLOT_BYTES).enumerate() {
             let id = i as u32 + 1;
             let slot = Slot::from_bytes(chunk, id);
@@ -708,19 +833,27 @@ impl KeyStore {
         Ok(DataKey::new(id, &key))
     }
 
-    /// Crypto-shreds a person: overwrites each of their slots in place with an erased slot (the
-    /// wrapped key zeroed) and syncs. Returns the key ids erased (empty if they had none).
-    pub fn shred(&mut self, user: &str) -> Result<Vec<u32>, KeyError> {
+    /// Every key id of a person: each slot naming them, live or erased.
+    pub fn keys_of(&self, user: &str) -> Vec<u32> {
+        let hash = user_hash(user);
+        (0..self.slots.len()).filter(|&i| self.slots[i].user == hash).map(|i| i as u32 + 1).collect()
+    }
+
+    /// Crypto-shreds a person: overwrites in place, with an erased slot (the wrapped key zeroed),
+    /// every slot naming them and every slot in `also` (the keys their sessions' frames name: a
+    /// damaged slot may no longer name its person, but must go too), syncing each. Returns the
+    /// key ids erased (empty if there were none left).
+    pub fn shred(&mut self, user: &str, also: &[u32]) -> Result<Vec<u32>, KeyError> {
         let hash = user_hash(user);
         let path = Path::new(KEYSTORE_PATH);
         let mut erased = Vec::new();
         for i in 0..self.slots.len() {
-            if self.slots[i].user != hash || self.slots[i].state == SlotState::Erased {
+            let id = i as u32 + 1;
+            let theirs = self.slots[i].user == hash || also.contains(&id);
+            if !theirs || self.slots[i].state == SlotState::Erased {
                 continue;
             }
-            let id = i as u32 + 1;
-            let slot =
-                Slot { state: SlotState::Erased, user: hash, nonce: [0; NONCE_BYTES], wrapped: [0; 48] };
+            let slot = Slot::erased(hash);
             let offset = (KEYSTORE_HEADER_BYTES + i * SLOT_BYTES) as u64;
             self.storage
                 .overwrite(path, offset, &slot.to_bytes(id))
@@ -739,7 +872,7 @@ impl KeyStore {
     /// wrapped under one of the two keys in the file, and the next open finishes the rotation.
     /// Returns the new key's fingerprint.
     pub fn rotate(&mut self) -> Result<String, KeyError> {
-        let mut keys = self.source.master_keys()?;
+        let mut keys = self.source.master_keys(&self.store, false)?;
         if keys.file.is_none() {
             return keys.write().map(|_| String::new()); // the error explaining why not
         }
@@ -753,8 +886,13 @@ impl KeyStore {
         Ok(new.fingerprint())
     }
 
+    #[cfg(test)]
+    fn rotate_given_for_test(&mut self, new: Secret) -> Result<(), KeyError> {
+        self.rewrite_under(new)
+    }
+
     fn rewrite_under(&mut self, new: Secret) -> Result<(), KeyError> {
-        let mut bytes = keystore_header(&new).to_vec();
+        let mut bytes = keystore_header(&self.store, &new).to_vec();
         let mut slots = Vec::with_capacity(self.slots.len());
         for (i, slot) in self.slots.iter().enumerate() {
             let id = i as u32 + 1;
@@ -895,13 +1033,13 @@ mod tests {
         let ks = store(&storage, &source);
         assert_eq!(ks.master_fingerprint(), new_fp);
         assert_eq!(open(&ks.unwrap(a).unwrap(), &h_a, &sealed_a, 0).unwrap(), b"x");
-        let text = std::fs::read_to_string(dir.join(MASTER_KEY_FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.join(master_key_file(&ks.store))).unwrap();
         assert!(!text.contains("previous"), "the old master key is gone after rotation");
 
         // Shredding: alice's slot zeroed in place, bob untouched.
         let mut ks = ks;
         let before = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
-        assert_eq!(ks.shred("alice").unwrap(), vec![a]);
+        assert_eq!(ks.shred("alice", &[]).unwrap(), vec![a]);
         let after = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
         assert_eq!(before.len(), after.len(), "overwritten in place, not appended");
         let slot = &after[KEYSTORE_HEADER_BYTES..KEYSTORE_HEADER_BYTES + SLOT_BYTES];
@@ -926,14 +1064,14 @@ mod tests {
         let sealed = seal(&ks.unwrap(id).unwrap(), &mut h, b"data".to_vec(), 0).unwrap();
         // Step (1) done, crash before (2): the key file names a new current key, the store is
         // still under the old one.
-        let mut keys = source.master_keys().unwrap();
+        let mut keys = source.master_keys(&ks.store, false).unwrap();
         keys.previous = Some(keys.current.clone());
         keys.current = Secret::random().unwrap();
         keys.write().unwrap();
         let ks = store(&storage, &source);
         assert_eq!(ks.master_fingerprint(), keys.current.fingerprint());
         assert_eq!(open(&ks.unwrap(id).unwrap(), &h, &sealed, 0).unwrap(), b"data");
-        let text = std::fs::read_to_string(dir.join(MASTER_KEY_FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.join(master_key_file(&ks.store))).unwrap();
         assert!(!text.contains("previous"));
         // A wrong master key is named by fingerprint, not opened.
         let wrong = KeySource { master: Some(Secret::random().unwrap()), ..source.clone() };
@@ -958,6 +1096,63 @@ mod tests {
         let (id, created) = ks.key_for_user("b").unwrap();
         assert_eq!(id, 3);
         assert!(created.is_some());
+    }
+
+    #[test]
+    fn each_store_has_its_own_master_key_so_rotating_one_leaves_the_others_readable() {
+        let dir = std::env::temp_dir().join(format!("tracevault-stores-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let source = KeySource::dir(&dir);
+        let (a, b) = (FaultStorage::new(), FaultStorage::new());
+        let mut ka = store(&a, &source);
+        let mut kb = store(&b, &source);
+        assert_ne!(ka.store, kb.store);
+        let id_b = kb.key_for_user("u").unwrap().0;
+        ka.key_for_user("u").unwrap();
+        ka.rotate().unwrap();
+        let kb = store(&b, &source);
+        assert!(kb.unwrap(id_b).is_ok(), "store b is untouched by a's rotation");
+        assert_ne!(ka.master_fingerprint(), kb.master_fingerprint());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_malformed_key_file_is_named_without_quoting_it() {
+        let dir = std::env::temp_dir().join(format!("tracevault-badkey-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let source = KeySource::dir(&dir);
+        let storage = FaultStorage::new();
+        let ks = store(&storage, &source);
+        let path = dir.join(master_key_file(&ks.store));
+        let bare = "ab".repeat(32); // `openssl rand -hex 32 > master.key`
+        std::fs::write(&path, format!("{bare}\n")).unwrap();
+        let err = KeyStore::open(Arc::new(storage.clone()), source.clone()).unwrap_err().to_string();
+        assert!(!err.contains("abab"), "{err}");
+        assert!(err.contains("key line 1"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shredding_erases_a_damaged_slot_of_theirs_and_rotation_keeps_damaged_slots_as_found() {
+        let storage = FaultStorage::new();
+        let source = KeySource::given(Secret::random().unwrap(), Secret::random().unwrap());
+        let mut ks = store(&storage, &source);
+        ks.key_for_user("a").unwrap();
+        ks.key_for_user("b").unwrap();
+        // a's slot garbled where it names them: it no longer says whose it is.
+        let at = (KEYSTORE_HEADER_BYTES + SLOT_OFFSET_USER + 3) as u64;
+        storage.corrupt(Path::new(KEYSTORE_PATH), at, 0x10).unwrap();
+        let mut ks = store(&storage, &source);
+        let before = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
+        let damaged = before[KEYSTORE_HEADER_BYTES..KEYSTORE_HEADER_BYTES + SLOT_BYTES].to_vec();
+        // Rotation carries the damaged slot over byte for byte, neither erased nor repaired.
+        ks.rotate_given_for_test(Secret::random().unwrap()).unwrap();
+        let after = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
+        assert_eq!(&after[KEYSTORE_HEADER_BYTES..KEYSTORE_HEADER_BYTES + SLOT_BYTES], &damaged[..]);
+        // Shredding a, with the key id their sessions name, erases the damaged slot too.
+        assert_eq!(ks.shred("a", &[1]).unwrap(), vec![1]);
+        assert!(matches!(ks.check(1), Err(KeyError::Erased(1))));
+        assert!(ks.check(2).is_ok());
     }
 
     #[test]

@@ -73,6 +73,16 @@ fn find(dirs: &[&Path], needle: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The one master key file in a key directory (one data directory was opened with it).
+fn master_file(keys: &Path) -> PathBuf {
+    let found: Vec<PathBuf> = files_under(keys)
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_str().unwrap().starts_with("master-"))
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
 fn file_options(keys: &Path) -> LogOptions {
     LogOptions { keys: Some(KeySource::dir(keys)), ..small_options() }
 }
@@ -114,7 +124,7 @@ fn nothing_typed_and_no_data_key_is_readable_at_rest() {
         assert_eq!(find(&[&data, &keys], canary(user).as_bytes()), Vec::<PathBuf>::new(), "{user}'s canary");
     }
     // The master key is in its file outside the data directory and nowhere inside it.
-    let master = std::fs::read_to_string(keys.join("master.key")).unwrap();
+    let master = std::fs::read_to_string(master_file(&keys)).unwrap();
     let hex = master.lines().find_map(|l| l.strip_prefix("current ")).unwrap().to_owned();
     let raw: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
     assert_eq!(find(&[&data], &raw), Vec::<PathBuf>::new());
@@ -122,7 +132,7 @@ fn nothing_typed_and_no_data_key_is_readable_at_rest() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(keys.join("master.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(master_file(&keys)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -210,7 +220,7 @@ fn rotating_the_master_key_keeps_every_session_readable_and_retires_the_old_key(
     log.create_session(meta("s", "u")).unwrap();
     let events = typed("u", 200);
     log.append("s", &events).unwrap();
-    let old_master = std::fs::read_to_string(keys.join("master.key")).unwrap();
+    let old_master = std::fs::read_to_string(master_file(&keys)).unwrap();
     let old_hex = old_master.lines().find_map(|l| l.strip_prefix("current ")).unwrap().to_owned();
     let (old_fp, _) = log.keys();
     let segments_before = std::fs::read(data.join("segments/00000000000000000000.seg")).unwrap();
@@ -484,6 +494,10 @@ fn tampering_with_a_sealed_segment_is_named_to_the_frame_and_older_heads_still_p
     )
     .unwrap();
     assert!(report.first_problem.unwrap().reason.contains("signature does not verify"));
+    // Removing the heads does not make an altered log pass unproven.
+    std::fs::remove_file(backup.join("integrity/heads")).unwrap();
+    let report = integrity::verify(&FsStorage::new(&backup), &public).unwrap();
+    assert!(report.first_problem.unwrap().reason.contains("no signed head"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

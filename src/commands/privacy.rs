@@ -186,8 +186,10 @@ pub fn audit_list(data: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The public key to verify with: given (hex or a file holding it), else the log's own.
-fn public_key(data: &Path, given: Option<&str>) -> Result<integrity::PublicKey> {
+/// The public key to verify with: given (hex or a file holding it), else the key directory's
+/// (`signing.pub`). Verification never opens the log: opening runs recovery, which could cut away
+/// the very damage an auditor is looking for, and would create keys on an auditor's machine.
+fn public_key(given: Option<&str>) -> Result<integrity::PublicKey> {
     match given {
         Some(text) => {
             let text = if Path::new(text).is_file() {
@@ -197,17 +199,12 @@ fn public_key(data: &Path, given: Option<&str>) -> Result<integrity::PublicKey> 
             };
             integrity::parse_public_key(text.trim()).map_err(|e| anyhow::anyhow!("--public-key: {e}"))
         }
-        None => {
-            let log = open(data)?;
-            let key = log.public_key();
-            log.close().context("closing the log")?;
-            Ok(key)
-        }
+        None => Ok(super::log::key_source()?.public_key()?),
     }
 }
 
 pub fn audit_verify(data: &Path, public: Option<&str>, json: bool) -> Result<ExitCode> {
-    let key = public_key(data, public)?;
+    let key = public_key(public)?;
     let report = integrity::verify_audit(&FsStorage::new(data), &key).context("verifying the audit log")?;
     print_report(data, &report, json, "audit log")
 }
@@ -216,7 +213,7 @@ pub fn verify(data: &Path, public: Option<&str>, session: Option<&str>, json: bo
     if let Some(id) = session {
         return verify_session(data, id, json);
     }
-    let key = public_key(data, public)?;
+    let key = public_key(public)?;
     let report = integrity::verify(&FsStorage::new(data), &key).context("verifying")?;
     print_report(data, &report, json, "log")
 }
@@ -232,6 +229,7 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
             "bytes": report.bytes,
             "signed_heads": report.heads,
             "signed_frames": report.signed_frames,
+            "unsigned_frames": report.unsigned_frames,
             "audit_entries": report.audit_entries,
             "public_key": report.public_key,
             "latest_head": report.latest_head.as_ref().map(|h| json!({
@@ -264,6 +262,14 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
                     report.latest_head.as_ref().map_or(0, |h| h.audit_size),
                     report.audit_entries
                 )?;
+                if report.unsigned_frames > 0 {
+                    writeln!(
+                        out,
+                        "note: the last {} frames were written after the newest signed head (the log was not closed \
+                         since): they are checked, not yet signed",
+                        report.unsigned_frames
+                    )?;
+                }
                 if let Some(h) = &report.latest_head {
                     writeln!(
                         out,

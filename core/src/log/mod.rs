@@ -940,7 +940,13 @@ impl Log {
             .collect();
         let mut ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
         ids.sort();
-        let keys: Vec<u32> = self.inner.vault.key_of(user).map(|(id, _)| id).into_iter().collect();
+        // Every key of theirs: the slots naming them, and the keys their sessions seal with (a
+        // damaged slot may no longer name its person).
+        let session_keys: Vec<u32> = sessions.iter().filter_map(|s| lock(&s.state).key_id).collect();
+        let mut keys = self.inner.vault.keys_of(user);
+        keys.extend(&session_keys);
+        keys.sort_unstable();
+        keys.dedup();
         let denied = (access.role != Role::Admin)
             .then(|| format!("role {} may not erase people", access.role.as_str()));
         let decision = denied.clone().map_or(Decision::Allowed, Decision::Denied);
@@ -952,7 +958,10 @@ impl Log {
         if let Some(reason) = denied {
             return Err(AppendError::Denied(reason));
         }
-        let erased = self.inner.vault.shred(user).map_err(|e| AppendError::Key(e.to_string()))?;
+        let erased =
+            self.inner.vault.shred(user, &session_keys).map_err(|e| AppendError::Key(e.to_string()))?;
+        // From here the erasure has happened: what follows tidies up, and its failure (which
+        // poisons the log) does not undo or hide it.
         let key_id = erased.first().copied().unwrap_or(0);
         for session in &sessions {
             let mut state = lock(&session.state);
@@ -961,9 +970,10 @@ impl Log {
             state.erased = Some(state.key_id.unwrap_or(key_id));
             self.inner.track_open(&session.id, &mut state, before, true);
         }
-        self.send(Request::Erase(sessions.iter().map(|s| s.number).collect()))?;
         // Retire the journal files that held their open blocks.
-        self.checkpoint()?;
+        if self.send(Request::Erase(sessions.iter().map(|s| s.number).collect())).is_ok() {
+            let _ = self.checkpoint();
+        }
         Ok(Shredded { keys: erased, sessions: ids, audit_seq: entry.seq })
     }
 
@@ -1036,7 +1046,7 @@ impl Log {
             head,
             frames,
             events,
-            unsealed_events: events_total - events,
+            unsealed_events: events_total.saturating_sub(events),
         })
     }
 

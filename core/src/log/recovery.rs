@@ -400,7 +400,9 @@ pub(crate) fn recover(
                     }
                     let key = match vault.engine_key(h.key_id, "recover unsealed events from the journal") {
                         Ok(key) => key,
-                        Err(VaultError::Key(KeyError::Erased(id))) => {
+                        // Erased, or a slot torn by a power cut during a shred (or damaged on disk):
+                        // these events can never be read, and the log opens without them.
+                        Err(VaultError::Key(KeyError::Erased(id) | KeyError::Damaged { key_id: id, .. })) => {
                             s.erased = Some(id);
                             continue;
                         }
@@ -471,6 +473,8 @@ pub(crate) fn recover(
     let heads_file = storage.open_append(heads_path).map_err(io_error(heads_path))?;
     let whole = heads_file.len() / integrity::HEAD_BYTES as u64 * integrity::HEAD_BYTES as u64;
     drop(heads_file);
+    // The two files may have just been created: their names must survive a crash too.
+    storage.sync_dir(Path::new(INTEGRITY_DIR)).map_err(io_error(Path::new(INTEGRITY_DIR)))?;
     if whole != storage.len(heads_path).map_err(io_error(heads_path))? {
         // A head torn by a crash was never relied on: nothing waits for it.
         storage.truncate(heads_path, whole).map_err(io_error(heads_path))?;

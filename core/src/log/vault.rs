@@ -70,6 +70,10 @@ impl Vault {
             return Ok(key.clone());
         }
         let store = lock(&self.store);
+        // Another thread may have unwrapped it while this one waited for the store.
+        if let Some(key) = lock(&self.cache).get(&id) {
+            return Ok(key.clone());
+        }
         // The store says erased or damaged without unwrapping: no entry for a key never released.
         store.check(id)?;
         self.record(&engine(purpose), Action::Unwrap, Vec::new(), vec![id], Decision::Allowed)?;
@@ -83,7 +87,10 @@ impl Vault {
         if let Some(key) = lock(&self.cache).get(&id) {
             return Ok(key.clone());
         }
-        let key = Arc::new(lock(&self.store).unwrap(id)?);
+        // Cached while the store is locked, so a shred cannot slip between the unwrap and the
+        // cache and leave an erased key in memory.
+        let store = lock(&self.store);
+        let key = Arc::new(store.unwrap(id)?);
         lock(&self.cache).insert(id, key.clone());
         Ok(key)
     }
@@ -102,11 +109,18 @@ impl Vault {
         lock(&self.store).key_of(user)
     }
 
-    /// Erases the person's keys (in place, synced) and forgets any unwrapped copy.
-    pub fn shred(&self, user: &str) -> Result<Vec<u32>, KeyError> {
-        let erased = lock(&self.store).shred(user)?;
+    /// Every key id of the person, live or erased.
+    pub fn keys_of(&self, user: &str) -> Vec<u32> {
+        lock(&self.store).keys_of(user)
+    }
+
+    /// Erases the person's keys and the keys in `also` (in place, synced) and forgets any
+    /// unwrapped copy, under the store's lock so no unwrap can race it.
+    pub fn shred(&self, user: &str, also: &[u32]) -> Result<Vec<u32>, KeyError> {
+        let mut store = lock(&self.store);
+        let erased = store.shred(user, also)?;
         let mut cache = lock(&self.cache);
-        for id in &erased {
+        for id in erased.iter().chain(also) {
             cache.remove(id);
         }
         Ok(erased)
