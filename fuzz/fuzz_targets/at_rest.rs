@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use tracevault_core::storage::{AppendFile, FaultStorage, Storage};
+use tracevault_core::storage::{FaultStorage, Storage};
 use tracevault_core::{KeySource, Secret, audit, integrity, keys::KeyStore};
 
 fn keys() -> KeySource {
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = ks.check(k.id);
                 }
                 let _ = ks.key_for_user("fuzz");
-                let _ = ks.shred("fuzz");
+                let _ = ks.shred("fuzz", &[1]);
             }
         }
         1 => {
