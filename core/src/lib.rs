@@ -61,5 +61,7 @@ pub use audit::{Access, Action, AuditEntry, Decision, Role};
 pub use error::{AppendError, OpenError, ReadError};
 pub use integrity::{Problem, SessionProof, SignedHead, VerifyReport};
 pub use keys::{KeySource, Secret};
-pub use log::{Ack, Batch, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats, SyncMode};
+pub use log::{
+    Ack, Batch, BlockEvents, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats, SyncMode,
+};
 pub use tracevault_codecs as codecs;

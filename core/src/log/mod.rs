@@ -20,7 +20,7 @@ mod recovery;
 mod vault;
 mod writer;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -902,14 +902,18 @@ impl Log {
         let next_block = state.progress.next_block;
         locs.retain(|b, l| *b < next_block && l.t_max_us >= *t_range.start() && l.t_min_us <= *t_range.end());
         let open: Vec<Vec<u8>> = state.open.chunks.iter().map(|(b, _)| b.clone()).collect();
+        let (open_block, open_seq) = (state.progress.next_block, state.progress.sealed_events);
         drop(state);
         Ok(SessionBlocks {
             inner: self.inner.clone(),
             id: session.id.clone(),
             number: session.number,
             sealed: locs.into_iter().collect(),
-            open: Some(open),
-            decoder: BlockDecoder::new(),
+            open,
+            open_block,
+            open_seq,
+            next: 0,
+            decoder: Mutex::new(BlockDecoder::new()),
         })
     }
 
@@ -1243,15 +1247,31 @@ pub(crate) fn segment_path(number: u64) -> PathBuf {
     crate::files::SEGMENTS.path(number)
 }
 
-/// Reads a session's blocks one at a time; see [`Log::session_blocks`].
+/// One block of a session's events, with where it sits in the session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockEvents {
+    /// The block's number in the session (for the open block: the number it will get when sealed).
+    pub block: u32,
+    /// The session-wide index of its first event.
+    pub seq_first: u64,
+    pub events: Vec<Event>,
+}
+
+/// A session's blocks, read after the access was recorded; see [`Log::session_blocks`] and
+/// [`Log::read_sessions`]. Iterate for one block after another, or read blocks by position from
+/// several threads at once ([`SessionBlocks::read_sealed`] takes `&self`), as replay does.
 pub struct SessionBlocks {
     inner: Arc<Inner>,
     id: String,
     number: u64,
-    sealed: VecDeque<(u32, BlockLoc)>,
+    sealed: Vec<(u32, BlockLoc)>,
     /// The open block's encoded chunks, read last.
-    open: Option<Vec<Vec<u8>>>,
-    decoder: BlockDecoder,
+    open: Vec<Vec<u8>>,
+    open_block: u32,
+    open_seq: u64,
+    /// The iterator's position: sealed blocks first, then the open block.
+    next: usize,
+    decoder: Mutex<BlockDecoder>,
 }
 
 impl SessionBlocks {
@@ -1260,7 +1280,19 @@ impl SessionBlocks {
         &self.id
     }
 
-    fn read(&mut self, block: u32, loc: BlockLoc) -> Result<Vec<Event>, ReadError> {
+    /// How many sealed blocks there are to read (the open block comes after them).
+    pub fn sealed_count(&self) -> usize {
+        self.sealed.len()
+    }
+
+    /// Events in the sealed blocks, as the index knows them (without reading them).
+    pub fn sealed_events(&self) -> u64 {
+        self.sealed.iter().map(|(_, l)| u64::from(l.events)).sum()
+    }
+
+    /// Reads, authenticates, decrypts and decodes sealed block `i` (0-based, in session order).
+    pub fn read_sealed(&self, i: usize, decoder: &mut BlockDecoder) -> Result<BlockEvents, ReadError> {
+        let (block, loc) = self.sealed[i];
         let path = segment_path(loc.segment);
         let corrupt = |reason: String| ReadError::Corrupt { path: path.clone(), offset: loc.offset, reason };
         let mut bytes = vec![0u8; loc.frame_bytes as usize];
@@ -1287,8 +1319,9 @@ impl SessionBlocks {
         })?;
         let plain = keys::open(&key, &h, frame.payload, records::BLOCK_PREFIX_BYTES)
             .map_err(|c| corrupt(c.reason))?;
+        let seq_first = records::parse_block(frame.payload).map_err(|c| corrupt(c.reason))?.0;
         let mut events = Vec::with_capacity(h.event_count as usize);
-        self.decoder.decode_into(&plain, &mut events).map_err(|e| corrupt(e.to_string()))?;
+        decoder.decode_into(&plain, &mut events).map_err(|e| corrupt(e.to_string()))?;
         if events.len() != h.event_count as usize {
             return Err(corrupt(format!(
                 "block holds {} events, its frame says {}",
@@ -1296,7 +1329,38 @@ impl SessionBlocks {
                 h.event_count
             )));
         }
-        Ok(events)
+        Ok(BlockEvents { block, seq_first, events })
+    }
+
+    /// The open block (events appended but not yet sealed), if it holds any.
+    pub fn read_open(&self, decoder: &mut BlockDecoder) -> Result<Option<BlockEvents>, ReadError> {
+        let mut events = Vec::new();
+        for chunk in &self.open {
+            decoder
+                .decode_into(chunk, &mut events)
+                .map_err(|e| ReadError::Index(format!("session {}: open block: {e}", self.number)))?;
+        }
+        Ok((!events.is_empty()).then_some(BlockEvents {
+            block: self.open_block,
+            seq_first: self.open_seq,
+            events,
+        }))
+    }
+
+    /// The next block in session order, with its position.
+    pub fn next_block(&mut self) -> Option<Result<BlockEvents, ReadError>> {
+        let i = self.next;
+        self.next += 1;
+        let mut decoder = std::mem::take(&mut *lock(&self.decoder));
+        let out = if i < self.sealed.len() {
+            Some(self.read_sealed(i, &mut decoder))
+        } else if i == self.sealed.len() {
+            self.read_open(&mut decoder).transpose()
+        } else {
+            None
+        };
+        *lock(&self.decoder) = decoder;
+        out
     }
 }
 
@@ -1304,17 +1368,7 @@ impl Iterator for SessionBlocks {
     type Item = Result<Vec<Event>, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if let Some((block, loc)) = self.sealed.pop_front() {
-            return Some(self.read(block, loc));
-        }
-        let chunks = self.open.take()?;
-        let mut events = Vec::new();
-        for chunk in &chunks {
-            if let Err(e) = self.decoder.decode_into(chunk, &mut events) {
-                return Some(Err(ReadError::Index(format!("session {}: open block: {e}", self.number))));
-            }
-        }
-        (!events.is_empty()).then_some(Ok(events))
+        self.next_block().map(|r| r.map(|b| b.events))
     }
 }
 

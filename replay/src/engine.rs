@@ -1,0 +1,264 @@
+//! The replay engine: selects sessions, reads them (one audited access for the whole selection),
+//! decodes their blocks in parallel and reduces them in order, and streams the steps to sinks.
+//!
+//! Parallel across sessions (a window of sessions at a time) and, within a session, across
+//! blocks (a window of blocks decoded at once, reduced in order). The steps a sink sees, and so
+//! every byte written, do not depend on the number of threads: sessions are taken in id order,
+//! each session's steps come from one sequential reduction, and sinks receive sessions in order.
+//! Memory is bounded by the windows, not by the data: a window of sessions' steps and a window of
+//! decoded blocks.
+
+use std::ops::RangeInclusive;
+
+use rayon::prelude::*;
+use tracevault_codecs::block::BlockDecoder;
+use tracevault_codecs::{Event, SessionMeta};
+use tracevault_core::{Access, Action as AuditAction, Log, ReadError, SessionBlocks, SessionInfo};
+
+use crate::reduce::{ReduceConfig, Reducer};
+use crate::step::{Absorbed, Step};
+
+/// Why a replay or export failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("parquet: {0}")]
+    Parquet(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which sessions to replay. Empty fields select everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// These sessions only.
+    pub sessions: Vec<String>,
+    /// This person's sessions only.
+    pub user: Option<String>,
+    /// Sessions that started at or after this RFC 3339 time (compared as written, so use UTC).
+    pub started_from: Option<String>,
+    /// Sessions that started before this RFC 3339 time.
+    pub started_before: Option<String>,
+    /// Sessions carrying every one of these labels.
+    pub labels: Vec<(String, String)>,
+}
+
+impl Selection {
+    fn matches(&self, s: &SessionInfo) -> bool {
+        let m = &s.meta;
+        (self.sessions.is_empty() || self.sessions.iter().any(|id| *id == m.session))
+            && self.user.as_ref().is_none_or(|u| *u == m.user)
+            && self.started_from.as_ref().is_none_or(|f| m.started_at.as_ref().is_some_and(|t| t >= f))
+            && self.started_before.as_ref().is_none_or(|b| m.started_at.as_ref().is_some_and(|t| t < b))
+            && self.labels.iter().all(|(k, v)| m.labels.get(k) == Some(v))
+    }
+}
+
+/// One session, replayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSteps {
+    pub meta: SessionMeta,
+    pub steps: Vec<Step>,
+    pub absorbed: Option<Absorbed>,
+    pub events: u64,
+}
+
+/// Where steps go, one session at a time, in session order.
+pub trait StepSink {
+    fn session(&mut self, session: &SessionSteps) -> Result<(), ReplayError>;
+}
+
+/// What a pass over the selection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub sessions: u64,
+    pub events: u64,
+    pub steps: u64,
+    pub episodes: u64,
+    /// Events belonging to no step (sessions with no action at all).
+    pub absorbed_events: u64,
+    /// Sessions selected but not readable: (session, reason), such as a crypto-shredded person's.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The replay engine over a log.
+pub struct Engine<'a> {
+    log: &'a Log,
+    config: ReduceConfig,
+    pool: rayon::ThreadPool,
+    threads: usize,
+}
+
+/// Blocks of one session decoded at once, per thread.
+const BLOCK_WINDOW_PER_THREAD: usize = 4;
+/// Sessions replayed at once, per thread.
+const SESSION_WINDOW_PER_THREAD: usize = 4;
+
+impl<'a> Engine<'a> {
+    /// An engine on `threads` threads (0: one per core).
+    pub fn new(log: &'a Log, config: ReduceConfig, threads: usize) -> Result<Engine<'a>, ReplayError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tracevault-replay-{i}"))
+            .build()
+            .map_err(|e| ReplayError::Invalid(format!("starting {threads} replay threads: {e}")))?;
+        let threads = pool.current_num_threads();
+        Ok(Engine { log, config, pool, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The reduction's thresholds.
+    pub fn config(&self) -> &ReduceConfig {
+        &self.config
+    }
+
+    /// The selected sessions, in id order.
+    pub fn select(&self, selection: &Selection) -> Result<Vec<SessionInfo>, ReplayError> {
+        for id in &selection.sessions {
+            if !self.log.has_session(id) {
+                return Err(ReplayError::Read(ReadError::UnknownSession(id.clone())));
+            }
+        }
+        Ok(self.log.sessions().into_iter().filter(|s| selection.matches(s)).collect())
+    }
+
+    /// Reads every block of a session (in parallel windows) and hands each, in order, to `f`.
+    fn for_each_block(
+        &self,
+        blocks: &SessionBlocks,
+        mut f: impl FnMut(u32, u64, &[Event]),
+    ) -> Result<u64, ReplayError> {
+        let window = (self.threads * BLOCK_WINDOW_PER_THREAD).max(1);
+        let n = blocks.sealed_count();
+        let mut events = 0u64;
+        let mut start = 0;
+        while start < n {
+            let end = (start + window).min(n);
+            let decoded: Vec<Result<_, ReadError>> = (start..end)
+                .into_par_iter()
+                .map_init(BlockDecoder::new, |decoder, i| blocks.read_sealed(i, decoder))
+                .collect();
+            for block in decoded {
+                let block = block?;
+                events += block.events.len() as u64;
+                f(block.block, block.seq_first, &block.events);
+            }
+            start = end;
+        }
+        if let Some(open) = blocks.read_open(&mut BlockDecoder::new())? {
+            events += open.events.len() as u64;
+            f(open.block, open.seq_first, &open.events);
+        }
+        Ok(events)
+    }
+
+    fn reduce_blocks(&self, meta: &SessionMeta, blocks: &SessionBlocks) -> Result<SessionSteps, ReplayError> {
+        let mut reducer = Reducer::new(self.config.clone(), meta.screen);
+        let mut steps = Vec::new();
+        let events = self.for_each_block(blocks, |block, seq_first, events| {
+            reducer.push_block(block, seq_first, events);
+            steps.extend(reducer.drain());
+        })?;
+        let (rest, absorbed) = reducer.finish();
+        steps.extend(rest);
+        Ok(SessionSteps { meta: meta.clone(), steps, absorbed, events })
+    }
+
+    /// Replays the selection into `sink`, recording the access (one audit entry for all the
+    /// sessions, `action` as given) before anything is read. `progress` is told (sessions done,
+    /// sessions selected) after each window.
+    pub fn run(
+        &self,
+        access: &Access,
+        action: AuditAction,
+        selection: &Selection,
+        sink: &mut dyn StepSink,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<PassReport, ReplayError> {
+        let selected = self.select(selection)?;
+        let mut report = PassReport::default();
+        let (readable, erased): (Vec<&SessionInfo>, Vec<&SessionInfo>) =
+            selected.iter().partition(|s| !s.erased);
+        for s in erased {
+            report.skipped.push((s.meta.session.clone(), "its person was erased (crypto-shredded)".into()));
+        }
+        let ids: Vec<&str> = readable.iter().map(|s| s.meta.session.as_str()).collect();
+        let readers = self.log.read_sessions(access, action, &ids)?;
+        let total = readers.len() as u64;
+        let window = (self.threads * SESSION_WINDOW_PER_THREAD).max(1);
+        let mut done = 0u64;
+        for (infos, blocks) in readable.chunks(window).zip(readers.chunks(window)) {
+            let results: Vec<Result<SessionSteps, ReplayError>> = self.pool.install(|| {
+                infos
+                    .par_iter()
+                    .zip(blocks.par_iter())
+                    .map(|(info, b)| self.reduce_blocks(&info.meta, b))
+                    .collect()
+            });
+            for result in results {
+                let session = result?;
+                report.sessions += 1;
+                report.events += session.events;
+                report.steps += session.steps.len() as u64;
+                report.episodes += session.steps.last().map_or(0, |s| u64::from(s.episode) + 1);
+                report.absorbed_events += session.absorbed.map_or(0, |a| a.last_event - a.first_event + 1);
+                sink.session(&session)?;
+            }
+            done += infos.len() as u64;
+            progress(done, total);
+        }
+        Ok(report)
+    }
+
+    /// Reads and decodes the selection without reducing it (the benchmark's baseline); returns
+    /// the events read.
+    pub fn decode_only(&self, access: &Access, selection: &Selection) -> Result<u64, ReplayError> {
+        let selected = self.select(selection)?;
+        let ids: Vec<&str> = selected.iter().filter(|s| !s.erased).map(|s| s.meta.session.as_str()).collect();
+        let readers = self.log.read_sessions(access, AuditAction::Read, &ids)?;
+        let window = (self.threads * SESSION_WINDOW_PER_THREAD).max(1);
+        let mut total = 0;
+        for blocks in readers.chunks(window) {
+            let counts: Vec<Result<u64, ReplayError>> = self
+                .pool
+                .install(|| blocks.par_iter().map(|b| self.for_each_block(b, |_, _, _| {})).collect());
+            for c in counts {
+                total += c?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// An auditor's replay of one session: its raw events in `t_range` and the steps they reduce
+    /// to (from the whole session, so steps keep their context), recorded as one read.
+    pub fn replay_session(
+        &self,
+        access: &Access,
+        id: &str,
+        t_range: RangeInclusive<u64>,
+    ) -> Result<(SessionSteps, Vec<Event>), ReplayError> {
+        let info = self.log.session_info(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
+        let blocks = self.log.session_blocks(access, id, 0..=u64::MAX)?;
+        let mut reducer = Reducer::new(self.config.clone(), info.meta.screen);
+        let mut steps = Vec::new();
+        let mut raw = Vec::new();
+        let events = self.pool.install(|| {
+            self.for_each_block(&blocks, |block, seq_first, events| {
+                raw.extend(events.iter().filter(|e| t_range.contains(&e.t_us)).cloned());
+                reducer.push_block(block, seq_first, events);
+                steps.extend(reducer.drain());
+            })
+        })?;
+        let (rest, absorbed) = reducer.finish();
+        steps.extend(rest);
+        steps.retain(|s| s.t_end_us >= *t_range.start() && s.t_start_us <= *t_range.end());
+        Ok((SessionSteps { meta: info.meta, steps, absorbed, events }, raw))
+    }
+}

@@ -1,0 +1,362 @@
+//! Exports: steps as JSON Lines or Parquet, redacted before anything is written, with
+//! `meta/info.json` describing the export. docs/ACTIONS.md ("Exports") documents the schema.
+//!
+//! ```text
+//! <out>/steps.jsonl or <out>/steps.parquet
+//! <out>/meta/info.json
+//! ```
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, Int32Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::json;
+use tracevault_core::{Access, Action as AuditAction, Log, Role};
+
+use crate::engine::{Engine, PassReport, ReplayError, Selection, SessionSteps, StepSink};
+use crate::redact::{Policy, Redactor};
+use crate::step::{Action, Step};
+
+/// The version of the export's layout (file names, JSON fields, Parquet columns).
+pub const EXPORT_SCHEMA_VERSION: u32 = 1;
+/// Rows per Parquet row group (and per Arrow batch), fixed so the file does not depend on how
+/// the sessions were split among threads.
+pub const PARQUET_ROWS_PER_GROUP: usize = 65_536;
+
+/// The export's file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Parquet,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "steps.jsonl",
+            Format::Parquet => "steps.parquet",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "jsonl" => Ok(Format::Jsonl),
+            "parquet" => Ok(Format::Parquet),
+            other => Err(format!("unknown format {other:?}, expected parquet or jsonl")),
+        }
+    }
+}
+
+/// The user id a step's session belongs to, as the export shows it.
+fn export_user(redactor: &Redactor, session: &SessionSteps) -> String {
+    redactor.user(&session.meta.user)
+}
+
+/// One step, redacted, as a JSON object with the session and the (hashed) user.
+pub fn step_json(redactor: &Redactor, session: &SessionSteps, step: &Step) -> serde_json::Value {
+    let mut step = step.clone();
+    redactor.step(&mut step);
+    let mut v = step.to_json(&session.meta.session);
+    v["user"] = json!(export_user(redactor, session));
+    v
+}
+
+struct JsonlSink<'r> {
+    out: BufWriter<File>,
+    redactor: &'r Redactor,
+}
+
+impl StepSink for JsonlSink<'_> {
+    fn session(&mut self, session: &SessionSteps) -> Result<(), ReplayError> {
+        for step in &session.steps {
+            serde_json::to_writer(&mut self.out, &step_json(self.redactor, session, step))
+                .map_err(|e| ReplayError::Io(e.into()))?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// The Parquet schema of `steps.parquet` (docs/ACTIONS.md "Exports").
+pub fn parquet_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("session", DataType::Utf8, false),
+        Field::new("user", DataType::Utf8, false),
+        Field::new("episode", DataType::UInt32, false),
+        Field::new("step", DataType::UInt32, false),
+        Field::new("t_start_us", DataType::UInt64, false),
+        Field::new("t_end_us", DataType::UInt64, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("app", DataType::Utf8, true),
+        Field::new("x", DataType::Int32, true),
+        Field::new("y", DataType::Int32, true),
+        Field::new("nx", DataType::Float64, true),
+        Field::new("ny", DataType::Float64, true),
+        Field::new("text", DataType::Utf8, true),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("args", DataType::Utf8, false),
+        Field::new("pyautogui", DataType::Utf8, false),
+        Field::new("block", DataType::UInt32, false),
+        Field::new("first_event", DataType::UInt64, false),
+        Field::new("last_event", DataType::UInt64, false),
+        Field::new("events", DataType::UInt64, false),
+    ])
+}
+
+#[derive(Default)]
+struct Columns {
+    session: StringBuilder,
+    user: StringBuilder,
+    episode: UInt32Builder,
+    step: UInt32Builder,
+    t_start: UInt64Builder,
+    t_end: UInt64Builder,
+    action: StringBuilder,
+    app: StringBuilder,
+    x: Int32Builder,
+    y: Int32Builder,
+    nx: Float64Builder,
+    ny: Float64Builder,
+    text: StringBuilder,
+    key: StringBuilder,
+    args: StringBuilder,
+    pyautogui: StringBuilder,
+    block: UInt32Builder,
+    first: UInt64Builder,
+    last: UInt64Builder,
+    events: UInt64Builder,
+    rows: usize,
+}
+
+impl Columns {
+    fn push(&mut self, session: &str, user: &str, step: &Step, json: &serde_json::Value) {
+        self.session.append_value(session);
+        self.user.append_value(user);
+        self.episode.append_value(step.episode);
+        self.step.append_value(step.step);
+        self.t_start.append_value(step.t_start_us);
+        self.t_end.append_value(step.t_end_us);
+        self.action.append_value(step.action.name());
+        self.app.append_option(step.app.as_deref());
+        let args = &json["args"];
+        let (x, y) = match (&step.action, step.redacted) {
+            (_, true) => (None, None),
+            (Action::Click { x, y, .. } | Action::Scroll { x, y, .. }, _) => (Some(*x), Some(*y)),
+            (Action::Drag { to, .. }, _) => (Some(to.0), Some(to.1)),
+            (Action::Move { path }, _) => path.last().map_or((None, None), |p| (Some(p.0), Some(p.1))),
+            _ => (None, None),
+        };
+        self.x.append_option(x);
+        self.y.append_option(y);
+        self.nx.append_option(args["nx"].as_f64());
+        self.ny.append_option(args["ny"].as_f64());
+        self.text.append_option(args["text"].as_str());
+        let key = match &args["keys"] {
+            serde_json::Value::Array(keys) => {
+                Some(keys.iter().filter_map(|k| k.as_str()).collect::<Vec<_>>().join("+"))
+            }
+            _ => args["key"].as_str().map(str::to_owned),
+        };
+        self.key.append_option(key);
+        self.args.append_value(args.to_string());
+        self.pyautogui.append_value(json["pyautogui"].as_str().unwrap_or_default());
+        self.block.append_value(step.lineage.block);
+        self.first.append_value(step.lineage.first_event);
+        self.last.append_value(step.lineage.last_event);
+        self.events.append_value(step.lineage.events);
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &Arc<Schema>) -> Result<RecordBatch, ReplayError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.session.finish()),
+            Arc::new(self.user.finish()),
+            Arc::new(self.episode.finish()),
+            Arc::new(self.step.finish()),
+            Arc::new(self.t_start.finish()),
+            Arc::new(self.t_end.finish()),
+            Arc::new(self.action.finish()),
+            Arc::new(self.app.finish()),
+            Arc::new(self.x.finish()),
+            Arc::new(self.y.finish()),
+            Arc::new(self.nx.finish()),
+            Arc::new(self.ny.finish()),
+            Arc::new(self.text.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.args.finish()),
+            Arc::new(self.pyautogui.finish()),
+            Arc::new(self.block.finish()),
+            Arc::new(self.first.finish()),
+            Arc::new(self.last.finish()),
+            Arc::new(self.events.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| ReplayError::Parquet(e.to_string()))
+    }
+}
+
+struct ParquetSink<'r> {
+    writer: ArrowWriter<File>,
+    schema: Arc<Schema>,
+    columns: Columns,
+    redactor: &'r Redactor,
+}
+
+impl ParquetSink<'_> {
+    fn flush(&mut self) -> Result<(), ReplayError> {
+        if self.columns.rows == 0 {
+            return Ok(());
+        }
+        let batch = self.columns.finish(&self.schema)?;
+        self.writer.write(&batch).map_err(|e| ReplayError::Parquet(e.to_string()))?;
+        self.writer.flush().map_err(|e| ReplayError::Parquet(e.to_string()))
+    }
+}
+
+impl StepSink for ParquetSink<'_> {
+    fn session(&mut self, session: &SessionSteps) -> Result<(), ReplayError> {
+        let user = export_user(self.redactor, session);
+        for step in &session.steps {
+            let json = step_json(self.redactor, session, step);
+            let mut redacted = step.clone();
+            self.redactor.step(&mut redacted);
+            self.columns.push(&session.meta.session, &user, &redacted, &json);
+            if self.columns.rows == PARQUET_ROWS_PER_GROUP {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What to export, and how.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub out: PathBuf,
+    pub format: Format,
+    pub policy: Policy,
+    /// Apps whose steps keep only kinds and timing under the default policy.
+    pub sensitive_apps: Vec<String>,
+    /// The key user ids are hashed with; `None`: a fresh random one (exports cannot be joined).
+    pub user_key: Option<[u8; 32]>,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportReport {
+    pub pass: PassReport,
+    pub files: Vec<PathBuf>,
+}
+
+/// Exports the selection. `--redaction none` is for auditors and admins only; the access is
+/// recorded (one audit entry, action `export`) before any event is read.
+pub fn export(
+    log: &Log,
+    engine: &Engine<'_>,
+    access: &Access,
+    selection: &Selection,
+    options: &ExportOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ExportReport, ReplayError> {
+    if options.policy == Policy::None && !matches!(access.role, Role::Auditor | Role::Admin) {
+        return Err(ReplayError::Invalid(format!(
+            "an export without redaction is for auditors and admins; role {} exports with --redaction default",
+            access.role.as_str()
+        )));
+    }
+    let redactor = Redactor::new(options.policy, &options.sensitive_apps, options.user_key)
+        .map_err(ReplayError::Invalid)?;
+    std::fs::create_dir_all(options.out.join("meta"))?;
+    let head = log.signed_heads()?.last().cloned();
+    let steps_path = options.out.join(options.format.file_name());
+    let file = File::create(&steps_path)?;
+    let pass = match options.format {
+        Format::Jsonl => {
+            let mut sink = JsonlSink { out: BufWriter::new(file), redactor: &redactor };
+            let pass = engine.run(access, AuditAction::Export, selection, &mut sink, progress)?;
+            sink.out.flush()?;
+            sink.out.get_ref().sync_all()?;
+            pass
+        }
+        Format::Parquet => {
+            let schema = Arc::new(parquet_schema());
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")))
+                .set_max_row_group_row_count(Some(PARQUET_ROWS_PER_GROUP))
+                .set_created_by(format!("tracevault {}", env!("CARGO_PKG_VERSION")))
+                .build();
+            let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+                .map_err(|e| ReplayError::Parquet(e.to_string()))?;
+            let mut sink = ParquetSink { writer, schema, columns: Columns::default(), redactor: &redactor };
+            let pass = engine.run(access, AuditAction::Export, selection, &mut sink, progress)?;
+            sink.flush()?;
+            let file = sink.writer.into_inner().map_err(|e| ReplayError::Parquet(e.to_string()))?;
+            file.sync_all()?;
+            pass
+        }
+    };
+    let info = json!({
+        "schema_version": EXPORT_SCHEMA_VERSION,
+        "format": options.format.name(),
+        "file": options.format.file_name(),
+        "redaction": options.policy.name(),
+        "user_ids": match (options.policy, options.user_key) {
+            (Policy::None, _) => "as recorded",
+            (Policy::Default, Some(_)) => "HMAC-SHA256 under the given export key, first 16 bytes, hex",
+            (Policy::Default, None) => "HMAC-SHA256 under a random key of this export, first 16 bytes, hex",
+        },
+        "sensitive_apps": options.sensitive_apps,
+        "sessions": pass.sessions,
+        "events": pass.events,
+        "episodes": pass.episodes,
+        "steps": pass.steps,
+        "absorbed_events": pass.absorbed_events,
+        "skipped_sessions": pass.skipped.iter().map(|(s, r)| json!({"session": s, "reason": r})).collect::<Vec<_>>(),
+        "read_at": head.map(|h| json!({
+            "tree_size": h.tree_size,
+            "root": h.root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        })),
+        "reduce": engine_config_json(engine),
+    });
+    let info_path = options.out.join("meta").join("info.json");
+    write_synced(&info_path, format!("{}\n", serde_json::to_string_pretty(&info).expect("JSON")).as_bytes())?;
+    Ok(ExportReport { pass, files: vec![steps_path, info_path] })
+}
+
+fn engine_config_json(engine: &Engine<'_>) -> serde_json::Value {
+    let c = engine.config();
+    json!({
+        "click_slop_px": c.click_slop_px,
+        "multi_click_ms": c.multi_click_ms,
+        "scroll_gap_ms": c.scroll_gap_ms,
+        "wait_min_ms": c.wait_min_ms,
+        "episode_gap_ms": c.episode_gap_ms,
+        "split_on_focus": c.split_on_focus,
+        "path_sample_ms": c.path_sample_ms,
+        "path_points_max": c.path_points_max,
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

@@ -1,0 +1,266 @@
+//! Redaction: what of a step may leave tracevault in an export. Applied to every step before
+//! anything is written. docs/ACTIONS.md ("Redaction") lists the detectors and their placeholders.
+//!
+//! - `default`: secure fields hold nothing (the log never stored them); typed text and window
+//!   titles matching a PII detector become a typed placeholder (`<EMAIL>`, `<CARD>`, ...); steps in
+//!   apps on the sensitive list keep only their action kind and timing; user ids become
+//!   HMAC-SHA256(export key, user id), a fresh random key per export unless one is given, so two
+//!   exports cannot be joined on the person.
+//! - `none`: everything as recorded, for auditors only.
+
+use std::sync::OnceLock;
+
+use hmac::{Hmac, KeyInit, Mac};
+use regex::Regex;
+use sha2::Sha256;
+
+use crate::step::{Action, Step};
+
+/// Which redaction an export applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Default,
+    None,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Default => "default",
+            Policy::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Policy, String> {
+        match s {
+            "default" => Ok(Policy::Default),
+            "none" => Ok(Policy::None),
+            other => Err(format!("unknown redaction {other:?}, expected default or none")),
+        }
+    }
+}
+
+/// Apps whose steps keep only action kinds and timing, by default (matched case-insensitively
+/// against the focused app's name, as a substring).
+pub const SENSITIVE_APPS: &[&str] = &[
+    "1password",
+    "bitwarden",
+    "keepass",
+    "lastpass",
+    "keychain",
+    "dashlane",
+    "signal",
+    "whatsapp",
+    "telegram",
+    "messages",
+    "banking",
+];
+
+/// The kinds of personal data the detectors find, with their placeholders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pii {
+    Jwt,
+    ApiKey,
+    Email,
+    Iban,
+    Card,
+    Ipv4,
+    Phone,
+}
+
+impl Pii {
+    pub const ALL: [Pii; 7] =
+        [Pii::Jwt, Pii::ApiKey, Pii::Email, Pii::Iban, Pii::Card, Pii::Ipv4, Pii::Phone];
+
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Pii::Jwt => "<JWT>",
+            Pii::ApiKey => "<API_KEY>",
+            Pii::Email => "<EMAIL>",
+            Pii::Iban => "<IBAN>",
+            Pii::Card => "<CARD>",
+            Pii::Ipv4 => "<IPV4>",
+            Pii::Phone => "<PHONE>",
+        }
+    }
+
+    fn pattern(self) -> &'static str {
+        match self {
+            Pii::Jwt => r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
+            Pii::ApiKey => concat!(
+                r"(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
+                r"|gh[pousr]_[A-Za-z0-9]{30,}",
+                r"|github_pat_[A-Za-z0-9_]{30,}",
+                r"|xox[abposr]-[A-Za-z0-9-]{10,}",
+                r"|AKIA[0-9A-Z]{16}",
+                r"|AIza[0-9A-Za-z_-]{35}",
+                r"|sk-[A-Za-z0-9_-]{20,}",
+                r"|glpat-[A-Za-z0-9_-]{20,})"
+            ),
+            Pii::Email => r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+            Pii::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
+            Pii::Card => r"\b[0-9](?:[ -]?[0-9]){12,18}\b",
+            Pii::Ipv4 => {
+                r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b"
+            }
+            Pii::Phone => r"(?:\+|\b)[0-9][0-9 ().-]{6,}[0-9]\b",
+        }
+    }
+
+    /// Whether a match is really of this kind (checksums, digit counts).
+    fn accepts(self, found: &str) -> bool {
+        match self {
+            Pii::Card => luhn(found),
+            Pii::Iban => iban_ok(found),
+            Pii::Phone => (8..=15).contains(&found.chars().filter(char::is_ascii_digit).count()),
+            _ => true,
+        }
+    }
+}
+
+fn detectors() -> &'static [(Pii, Regex)] {
+    static DETECTORS: OnceLock<Vec<(Pii, Regex)>> = OnceLock::new();
+    DETECTORS.get_or_init(|| {
+        Pii::ALL
+            .iter()
+            .map(|&p| (p, Regex::new(p.pattern()).expect("the detectors' patterns are valid")))
+            .collect()
+    })
+}
+
+/// The Luhn check of a card number (spaces and dashes ignored).
+pub fn luhn(s: &str) -> bool {
+    let digits: Vec<u32> = s.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .sum();
+    sum % 10 == 0
+}
+
+/// The ISO 13616 mod-97 check of an IBAN (spaces ignored).
+pub fn iban_ok(s: &str) -> bool {
+    let compact: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(15..=34).contains(&compact.len()) {
+        return false;
+    }
+    let rearranged = compact[4..].iter().chain(&compact[..4]);
+    let mut rem: u32 = 0;
+    for c in rearranged {
+        let v = match c.to_digit(36) {
+            Some(v) => v,
+            None => return false,
+        };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+    }
+    rem == 1
+}
+
+/// `text` with every detected piece of personal data replaced by its placeholder, and whether
+/// anything was.
+pub fn scrub(text: &str) -> (String, bool) {
+    let mut out = text.to_owned();
+    let mut changed = false;
+    for (pii, re) in detectors() {
+        if !re.is_match(&out) {
+            continue;
+        }
+        let mut next = String::with_capacity(out.len());
+        let mut at = 0;
+        for m in re.find_iter(&out) {
+            if pii.accepts(m.as_str()) {
+                next.push_str(&out[at..m.start()]);
+                next.push_str(pii.placeholder());
+                at = m.end();
+                changed = true;
+            }
+        }
+        next.push_str(&out[at..]);
+        out = next;
+    }
+    (out, changed)
+}
+
+/// What an export applies to each step and each user id.
+pub struct Redactor {
+    policy: Policy,
+    sensitive: Vec<String>,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").field("policy", &self.policy).field("sensitive", &self.sensitive).finish()
+    }
+}
+
+impl Redactor {
+    /// `key`: the export key user ids are hashed with (random when `None`: unlinkable exports).
+    pub fn new(policy: Policy, sensitive: &[String], key: Option<[u8; 32]>) -> Result<Redactor, String> {
+        let key = match key {
+            Some(k) => k,
+            None => {
+                let mut k = [0u8; 32];
+                getrandom_fill(&mut k)?;
+                k
+            }
+        };
+        Ok(Redactor { policy, sensitive: sensitive.iter().map(|s| s.to_lowercase()).collect(), key })
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The user id as the export shows it.
+    pub fn user(&self, user: &str) -> String {
+        match self.policy {
+            Policy::None => user.to_owned(),
+            Policy::Default => {
+                let mut mac =
+                    <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+                mac.update(user.as_bytes());
+                let tag = mac.finalize().into_bytes();
+                tag[..16].iter().map(|b| format!("{b:02x}")).collect()
+            }
+        }
+    }
+
+    fn sensitive_app(&self, app: Option<&str>) -> bool {
+        app.is_some_and(|a| {
+            let a = a.to_lowercase();
+            self.sensitive.iter().any(|s| a.contains(s.as_str()))
+        })
+    }
+
+    /// Redacts one step in place.
+    pub fn step(&self, step: &mut Step) {
+        if self.policy == Policy::None {
+            return;
+        }
+        let sensitive = self.sensitive_app(step.app.as_deref())
+            || matches!(&step.action, Action::Focus { app, .. } if self.sensitive_app(Some(app)));
+        if sensitive {
+            step.redacted = true;
+            return;
+        }
+        match &mut step.action {
+            Action::Type { text, .. } => *text = scrub(text).0,
+            Action::Focus { title: Some(title), .. } => *title = scrub(title).0,
+            _ => {}
+        }
+    }
+}
+
+fn getrandom_fill(out: &mut [u8]) -> Result<(), String> {
+    getrandom::fill(out).map_err(|e| format!("no random bytes from the operating system: {e}"))
+}

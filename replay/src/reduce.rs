@@ -1,0 +1,609 @@
+//! Action reduction: a state machine that turns a session's events, in order, into steps.
+//! docs/ACTIONS.md states every rule; the names of [`ReduceConfig`]'s fields are the thresholds
+//! it refers to.
+//!
+//! Every event is accounted for exactly once: each step's lineage is a contiguous range of event
+//! indices, the ranges of consecutive steps meet, and events that are no action of their own (key
+//! releases, a lone modifier, jitter while a click waits for its second click, screen changes,
+//! markers) fall into the range of the step they come with. A `wait` covers no event. Only a
+//! session with no step at all reports its events as [`Absorbed`].
+
+use tracevault_codecs::{Button, Event, EventKind, Key, Screen};
+
+use crate::step::{Absorbed, Action, Lineage, PathPoint, Step, pyautogui_key};
+
+/// The thresholds of the rules, with their defaults (docs/ACTIONS.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReduceConfig {
+    /// The farthest (in pixels, per axis) a press may move before its release and still be a
+    /// click; farther, it is a drag. Also how near the presses of a double click must be.
+    pub click_slop_px: i32,
+    /// The longest from a release to the next press for the presses to be one double (or triple)
+    /// click.
+    pub multi_click_ms: u64,
+    /// Wheel events closer than this merge into one scroll.
+    pub scroll_gap_ms: u64,
+    /// An idle gap at least this long is a `wait` step.
+    pub wait_min_ms: u64,
+    /// An idle gap at least this long ends the episode (and is no `wait`).
+    pub episode_gap_ms: u64,
+    /// Whether a focus change starts a new episode.
+    pub split_on_focus: bool,
+    /// A pointer path keeps at most one point per this many milliseconds (and always the last).
+    pub path_sample_ms: u64,
+    /// The most points a move or drag path keeps (evenly thinned beyond it).
+    pub path_points_max: usize,
+}
+
+impl Default for ReduceConfig {
+    fn default() -> Self {
+        ReduceConfig {
+            click_slop_px: 6,
+            multi_click_ms: 500,
+            scroll_gap_ms: 300,
+            wait_min_ms: 1_000,
+            episode_gap_ms: 60_000,
+            split_on_focus: false,
+            path_sample_ms: 50,
+            path_points_max: 32,
+        }
+    }
+}
+
+const SHIFT: u8 = 1;
+const CTRL: u8 = 2;
+const ALT: u8 = 4;
+const META: u8 = 8;
+
+fn modifier(code: &str) -> Option<u8> {
+    Some(match code {
+        "ShiftLeft" | "ShiftRight" => SHIFT,
+        "ControlLeft" | "ControlRight" => CTRL,
+        "AltLeft" | "AltRight" | "AltGraph" => ALT,
+        "MetaLeft" | "MetaRight" | "OSLeft" | "OSRight" => META,
+        _ => return None,
+    })
+}
+
+/// The modifiers held, as PyAutoGUI names them, in a fixed order.
+fn modifier_names(mods: u8) -> Vec<&'static str> {
+    [(CTRL, "ctrl"), (ALT, "alt"), (SHIFT, "shift"), (META, "win")]
+        .into_iter()
+        .filter(|(bit, _)| mods & bit != 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// Text a key produced that is typing: non-empty, no control characters (Enter's "\r" and Tab's
+/// "\t" are presses).
+fn typed(key: &Key) -> Option<&str> {
+    key.text.as_deref().filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
+}
+
+fn near(a: (i32, i32), b: (i32, i32), slop: i32) -> bool {
+    (a.0 - b.0).abs() <= slop && (a.1 - b.1).abs() <= slop
+}
+
+/// A gesture that is not finished yet: the next events decide what it is.
+enum Pending {
+    Move {
+        path: Vec<PathPoint>,
+        t_start: u64,
+        t_last: u64,
+        last: u64,
+    },
+    /// A click waiting for a possible next click of a double or triple click.
+    Click {
+        button: Button,
+        at: (i32, i32),
+        count: u8,
+        t_start: u64,
+        t_up: u64,
+        last: u64,
+        modifiers: u8,
+    },
+    Scroll {
+        dx: i32,
+        dy: i32,
+        at: (i32, i32),
+        t_start: u64,
+        t_last: u64,
+        last: u64,
+    },
+    Type {
+        text: String,
+        secure: bool,
+        t_start: u64,
+        t_last: u64,
+        last: u64,
+    },
+}
+
+impl Pending {
+    fn last_mut(&mut self) -> &mut u64 {
+        match self {
+            Pending::Move { last, .. }
+            | Pending::Click { last, .. }
+            | Pending::Scroll { last, .. }
+            | Pending::Type { last, .. } => last,
+        }
+    }
+}
+
+/// A button held down.
+struct Press {
+    button: Button,
+    at: (i32, i32),
+    /// Clicks before this press in the same double/triple click (0 for a first press).
+    chain: u8,
+    t_start: u64,
+    dragging: bool,
+    path: Vec<PathPoint>,
+    last: u64,
+    modifiers: u8,
+}
+
+/// Reduces one session. Feed it the session's blocks in order ([`Reducer::push_block`]), take
+/// the finished steps as they come ([`Reducer::drain`]), and [`Reducer::finish`] at the end.
+pub struct Reducer {
+    config: ReduceConfig,
+    screen: Option<Screen>,
+    app: Option<String>,
+    /// Steps finished and final.
+    out: Vec<Step>,
+    /// The newest step with events, and the waits after it: trailing events that belong to no
+    /// step yet may still join that step's range.
+    held: Vec<Step>,
+    episode: u32,
+    step: u32,
+    /// The first event index not yet in any step.
+    unassigned_from: u64,
+    prev: Option<(u64, u64)>,
+    /// (first event index, block number) of each block fed.
+    blocks: Vec<(u64, u32)>,
+    pending: Option<Pending>,
+    press: Option<Press>,
+    mods: u8,
+    emitted: bool,
+}
+
+impl Reducer {
+    pub fn new(config: ReduceConfig, screen: Option<Screen>) -> Reducer {
+        Reducer {
+            config,
+            screen,
+            app: None,
+            out: Vec::new(),
+            held: Vec::new(),
+            episode: 0,
+            step: 0,
+            unassigned_from: 0,
+            prev: None,
+            blocks: Vec::new(),
+            pending: None,
+            press: None,
+            mods: 0,
+            emitted: false,
+        }
+    }
+
+    /// Feeds one block: its number, the session-wide index of its first event, its events.
+    pub fn push_block(&mut self, block: u32, seq_first: u64, events: &[Event]) {
+        if self.blocks.is_empty() {
+            self.unassigned_from = seq_first;
+        }
+        self.blocks.push((seq_first, block));
+        for (i, e) in events.iter().enumerate() {
+            self.push(seq_first + i as u64, e);
+        }
+    }
+
+    /// The steps finished so far (the newest is held back until the next one, or the end).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Step> {
+        self.out.drain(..)
+    }
+
+    /// Ends the session: flushes what is pending and returns the last steps, and the events that
+    /// belong to no step when there is none.
+    pub fn finish(mut self) -> (Vec<Step>, Option<Absorbed>) {
+        if let Some(p) = self.press.take() {
+            let t_end = self.prev.map_or(p.t_start, |(t, _)| t);
+            self.finish_press(p, t_end, None);
+        }
+        self.flush();
+        let last_seq = self.prev.map(|(_, s)| s);
+        let absorbed = match last_seq {
+            Some(last) if self.unassigned_from <= last => {
+                self.extend_held(last);
+                (self.unassigned_from <= last)
+                    .then_some(Absorbed { first_event: self.unassigned_from, last_event: last })
+            }
+            _ => None,
+        };
+        self.out.append(&mut self.held);
+        (self.out, absorbed)
+    }
+
+    fn block_of(&self, seq: u64) -> u32 {
+        match self.blocks.partition_point(|&(first, _)| first <= seq) {
+            0 => self.blocks.first().map_or(0, |b| b.1),
+            i => self.blocks[i - 1].1,
+        }
+    }
+
+    /// Emits a step accounting for every unassigned event up to `last`.
+    fn emit(&mut self, action: Action, t_start: u64, t_end: u64, last: u64) {
+        let first = self.unassigned_from.min(last);
+        let lineage = Lineage {
+            block: self.block_of(first),
+            first_event: first,
+            last_event: last,
+            events: last - first + 1,
+        };
+        self.unassigned_from = last + 1;
+        self.push_step(action, t_start, t_end, lineage);
+    }
+
+    fn push_step(&mut self, action: Action, t_start: u64, t_end: u64, lineage: Lineage) {
+        let step = Step {
+            episode: self.episode,
+            step: self.step,
+            t_start_us: t_start,
+            t_end_us: t_end,
+            action,
+            app: self.app.clone(),
+            screen: self.screen,
+            lineage,
+            redacted: false,
+        };
+        self.step += 1;
+        self.emitted = true;
+        if step.lineage.events > 0 {
+            self.out.append(&mut self.held);
+        }
+        self.held.push(step);
+    }
+
+    /// Gives the events up to `last` that belong to no step to the newest step with events (no
+    /// step with events can have come after it, only waits).
+    fn extend_held(&mut self, last: u64) {
+        if let Some(held) = self.held.first_mut().filter(|s| s.lineage.events > 0)
+            && self.unassigned_from <= last
+        {
+            held.lineage.last_event = last;
+            held.lineage.events = last - held.lineage.first_event + 1;
+            self.unassigned_from = last + 1;
+        }
+    }
+
+    fn thin(&self, mut path: Vec<PathPoint>) -> Vec<PathPoint> {
+        let max = self.config.path_points_max.max(2);
+        if path.len() > max {
+            let n = path.len();
+            path = (0..max).map(|i| path[i * (n - 1) / (max - 1)]).collect();
+        }
+        path
+    }
+
+    /// Finishes the pending gesture as its step.
+    fn flush(&mut self) {
+        let Some(pending) = self.pending.take() else { return };
+        match pending {
+            Pending::Move { path, t_start, t_last, last } => {
+                let path = self.thin(path);
+                self.emit(Action::Move { path }, t_start, t_last, last);
+            }
+            Pending::Click { button, at, count, t_start, t_up, last, modifiers } => {
+                let action =
+                    Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
+                self.emit(action, t_start, t_up, last);
+            }
+            Pending::Scroll { dx, dy, at, t_start, t_last, last } => {
+                self.emit(Action::Scroll { dx, dy, x: at.0, y: at.1 }, t_start, t_last, last);
+            }
+            Pending::Type { text, secure, t_start, t_last, last } => {
+                self.emit(Action::Type { text, secure }, t_start, t_last, last);
+            }
+        }
+    }
+
+    /// An event that is no action of its own joins the gesture under way, if any.
+    fn absorb(&mut self, seq: u64) {
+        if let Some(p) = &mut self.press {
+            p.last = seq;
+        } else if let Some(p) = &mut self.pending {
+            *p.last_mut() = seq;
+        }
+    }
+
+    fn new_episode(&mut self) {
+        self.out.append(&mut self.held);
+        // An episode with no step yet is simply continued: numbers have no gaps.
+        if self.step > 0 {
+            self.episode += 1;
+            self.step = 0;
+        }
+    }
+
+    fn push(&mut self, seq: u64, e: &Event) {
+        let t = e.t_us;
+        if let Some((prev_t, prev_seq)) = self.prev
+            && t > prev_t
+            && self.press.is_none()
+        {
+            let gap_us = t - prev_t;
+            if gap_us >= self.config.wait_min_ms.saturating_mul(1000) {
+                self.flush();
+                self.extend_held(prev_seq);
+                if gap_us >= self.config.episode_gap_ms.saturating_mul(1000) {
+                    self.new_episode();
+                } else {
+                    let lineage = Lineage {
+                        block: self.block_of(prev_seq),
+                        first_event: prev_seq,
+                        last_event: seq,
+                        events: 0,
+                    };
+                    self.push_step(Action::Wait { ms: gap_us / 1000 }, prev_t, t, lineage);
+                }
+            }
+        }
+        self.prev = Some((t, seq));
+        match &e.kind {
+            EventKind::Move { x, y } => self.on_move(seq, t, (*x, *y)),
+            EventKind::Down { button, x, y } => self.on_down(seq, t, *button, (*x, *y)),
+            EventKind::Up { button, x, y } => self.on_up(seq, t, *button, (*x, *y)),
+            EventKind::Wheel { dx, dy, x, y } => self.on_wheel(seq, t, *dx, *dy, (*x, *y)),
+            EventKind::KeyDown(k) => self.on_key_down(seq, t, k),
+            EventKind::KeyUp(k) => {
+                if let Some(m) = modifier(&k.code) {
+                    self.mods &= !m;
+                }
+                self.absorb(seq);
+            }
+            EventKind::Text { text } => {
+                if self.press.is_some() {
+                    self.absorb(seq);
+                } else {
+                    self.type_push(seq, t, text, false);
+                }
+            }
+            EventKind::Focus { app, title } => {
+                if self.press.is_some() {
+                    self.app = Some(app.clone());
+                    self.absorb(seq);
+                    return;
+                }
+                self.flush();
+                if self.config.split_on_focus && self.emitted {
+                    self.extend_held(seq.saturating_sub(1));
+                    self.new_episode();
+                }
+                self.app = Some(app.clone());
+                self.emit(Action::Focus { app: app.clone(), title: title.clone() }, t, t, seq);
+            }
+            EventKind::Screen { w, h } => {
+                self.screen = Some(Screen { w: *w, h: *h });
+                self.absorb(seq);
+            }
+            EventKind::Marker { .. } => self.absorb(seq),
+        }
+    }
+
+    fn sample(&self, path: &mut Vec<PathPoint>, point: PathPoint) {
+        // Kept points are at least the sample period apart; the newest point rides at the end,
+        // replacing the previous newest, until it is a period past the last kept one.
+        let n = path.len();
+        if n >= 2 && point.2.saturating_sub(path[n - 2].2) < self.config.path_sample_ms * 1000 {
+            path[n - 1] = point;
+        } else {
+            path.push(point);
+        }
+    }
+
+    fn on_move(&mut self, seq: u64, t: u64, at: (i32, i32)) {
+        let slop = self.config.click_slop_px;
+        if let Some(mut p) = self.press.take() {
+            if !p.dragging && !near(p.at, at, slop) {
+                p.dragging = true;
+            }
+            self.sample(&mut p.path, (at.0, at.1, t));
+            p.last = seq;
+            self.press = Some(p);
+            return;
+        }
+        match &mut self.pending {
+            Some(Pending::Click { at: c, t_up, last, .. })
+                if near(*c, at, slop) && t.saturating_sub(*t_up) <= self.config.multi_click_ms * 1000 =>
+            {
+                *last = seq; // jitter while a second click may follow
+            }
+            Some(Pending::Move { .. }) => {
+                let Some(Pending::Move { mut path, t_start, last: _, .. }) = self.pending.take() else {
+                    unreachable!()
+                };
+                self.sample(&mut path, (at.0, at.1, t));
+                self.pending = Some(Pending::Move { path, t_start, t_last: t, last: seq });
+            }
+            _ => {
+                self.flush();
+                self.pending =
+                    Some(Pending::Move { path: vec![(at.0, at.1, t)], t_start: t, t_last: t, last: seq });
+            }
+        }
+    }
+
+    fn on_down(&mut self, seq: u64, t: u64, button: Button, at: (i32, i32)) {
+        if self.press.is_some() {
+            self.absorb(seq); // a second button while one is held
+            return;
+        }
+        let mut chain = 0;
+        let mut t_start = t;
+        let mut press_at = at;
+        if let Some(Pending::Click { button: b, at: c, count, t_start: t0, t_up, .. }) = &self.pending
+            && *b == button
+            && button == Button::Left
+            && *count < 3
+            && near(*c, at, self.config.click_slop_px)
+            && t.saturating_sub(*t_up) <= self.config.multi_click_ms * 1000
+        {
+            chain = *count;
+            t_start = *t0;
+            press_at = *c; // a double click is where its first click was
+            self.pending = None; // continued by this press: its events stay unassigned until then
+        } else {
+            self.flush();
+        }
+        self.press = Some(Press {
+            button,
+            at: press_at,
+            chain,
+            t_start,
+            dragging: false,
+            path: vec![(at.0, at.1, t)],
+            last: seq,
+            modifiers: self.mods,
+        });
+    }
+
+    fn finish_press(&mut self, p: Press, t_end: u64, release: Option<(u64, (i32, i32))>) {
+        let last = release.map_or(p.last, |(seq, _)| seq);
+        if p.dragging {
+            let to = release.map_or_else(|| p.path.last().map_or(p.at, |q| (q.0, q.1)), |(_, at)| at);
+            let mut path = p.path;
+            if let Some((_, at)) = release {
+                self.sample(&mut path, (at.0, at.1, t_end));
+            }
+            let path = self.thin(path);
+            let action = Action::Drag {
+                button: p.button,
+                from: p.at,
+                to,
+                path,
+                modifiers: modifier_names(p.modifiers),
+            };
+            self.emit(action, p.t_start, t_end, last);
+            return;
+        }
+        let count = p.chain + 1;
+        if p.button == Button::Left && count < 3 && release.is_some() {
+            self.pending = Some(Pending::Click {
+                button: p.button,
+                at: p.at,
+                count,
+                t_start: p.t_start,
+                t_up: t_end,
+                last,
+                modifiers: p.modifiers,
+            });
+        } else {
+            let action = Action::Click {
+                button: p.button,
+                x: p.at.0,
+                y: p.at.1,
+                count,
+                modifiers: modifier_names(p.modifiers),
+            };
+            self.emit(action, p.t_start, t_end, last);
+        }
+    }
+
+    fn on_up(&mut self, seq: u64, t: u64, button: Button, at: (i32, i32)) {
+        match self.press.take() {
+            Some(p) if p.button == button => self.finish_press(p, t, Some((seq, at))),
+            Some(p) => {
+                self.press = Some(p);
+                self.absorb(seq);
+            }
+            None => self.absorb(seq), // a release whose press came before the recording
+        }
+    }
+
+    fn on_wheel(&mut self, seq: u64, t: u64, dx: i32, dy: i32, at: (i32, i32)) {
+        if self.press.is_some() {
+            self.absorb(seq);
+            return;
+        }
+        if let Some(Pending::Scroll { dx: sx, dy: sy, t_last, last, .. }) = &mut self.pending
+            && t.saturating_sub(*t_last) <= self.config.scroll_gap_ms * 1000
+        {
+            *sx = sx.saturating_add(dx);
+            *sy = sy.saturating_add(dy);
+            *t_last = t;
+            *last = seq;
+            return;
+        }
+        self.flush();
+        self.pending = Some(Pending::Scroll { dx, dy, at, t_start: t, t_last: t, last: seq });
+    }
+
+    fn type_push(&mut self, seq: u64, t: u64, text: &str, secure: bool) {
+        if let Some(Pending::Type { text: pending, secure: s, t_last, last, .. }) = &mut self.pending
+            && *s == secure
+        {
+            pending.push_str(text);
+            *t_last = t;
+            *last = seq;
+            return;
+        }
+        self.flush();
+        self.pending =
+            Some(Pending::Type { text: text.to_owned(), secure, t_start: t, t_last: t, last: seq });
+    }
+
+    fn on_key_down(&mut self, seq: u64, t: u64, key: &Key) {
+        if let Some(m) = modifier(&key.code) {
+            self.mods |= m;
+            self.absorb(seq);
+            return;
+        }
+        if self.press.is_some() || matches!(key.code.as_str(), "CapsLock" | "NumLock" | "ScrollLock") {
+            // Keys while a button is held belong to that gesture; locks show in the text typed.
+            self.absorb(seq);
+            return;
+        }
+        // Ctrl or Meta with a key is a hotkey; Alt only when the key types nothing (AltGr and
+        // macOS Option produce characters: that is typing).
+        let text = typed(key);
+        let chord = self.mods & (CTRL | META) != 0 || (self.mods & ALT != 0 && text.is_none());
+        if !chord {
+            if let Some(text) = text {
+                self.type_push(seq, t, text, false);
+                return;
+            }
+            if key.secure && key.code == "Unidentified" {
+                self.type_push(seq, t, "", true);
+                return;
+            }
+            if key.code == "Backspace"
+                && let Some(Pending::Type { text, secure: false, t_last, last, .. }) = &mut self.pending
+                && text.pop().is_some()
+            {
+                *t_last = t;
+                *last = seq;
+                return;
+            }
+        }
+        self.flush();
+        let action = if self.mods != 0 {
+            let mut keys: Vec<String> = modifier_names(self.mods).into_iter().map(str::to_owned).collect();
+            keys.push(pyautogui_key(&key.code));
+            Action::Hotkey { keys }
+        } else {
+            Action::Press { key: key.code.clone() }
+        };
+        self.emit(action, t, t, seq);
+    }
+}
+
+/// Reduces a whole session held in memory (tests, and short auditor replays).
+pub fn reduce(
+    config: &ReduceConfig,
+    screen: Option<Screen>,
+    events: &[Event],
+) -> (Vec<Step>, Option<Absorbed>) {
+    let mut r = Reducer::new(config.clone(), screen);
+    r.push_block(0, 0, events);
+    r.finish()
+}

@@ -1,0 +1,436 @@
+//! Golden tests: hand-written event sequences for every rule of docs/ACTIONS.md, with the steps
+//! they must reduce to; the lineage property; typed text with typos, Shift, Caps Lock and
+//! Backspace.
+
+use proptest::prelude::*;
+use tracevault_codecs::{Button, Event, EventKind, Key, Screen};
+use tracevault_replay::step::pyautogui_key;
+use tracevault_replay::{Absorbed, Action, ReduceConfig, Step, reduce};
+
+const MS: u64 = 1000;
+
+/// Builds a session's events with a running clock.
+#[derive(Default)]
+struct Script {
+    t: u64,
+    events: Vec<Event>,
+}
+
+impl Script {
+    fn at(&mut self, dt_ms: u64, kind: EventKind) -> &mut Self {
+        self.t += dt_ms * MS;
+        self.events.push(Event { t_us: self.t, kind });
+        self
+    }
+    fn mv(&mut self, dt: u64, x: i32, y: i32) -> &mut Self {
+        self.at(dt, EventKind::Move { x, y })
+    }
+    fn down(&mut self, dt: u64, b: Button, x: i32, y: i32) -> &mut Self {
+        self.at(dt, EventKind::Down { button: b, x, y })
+    }
+    fn up(&mut self, dt: u64, b: Button, x: i32, y: i32) -> &mut Self {
+        self.at(dt, EventKind::Up { button: b, x, y })
+    }
+    fn click(&mut self, dt: u64, b: Button, x: i32, y: i32) -> &mut Self {
+        self.down(dt, b, x, y).up(80, b, x, y)
+    }
+    fn key(&mut self, dt: u64, code: &str, text: Option<&str>) -> &mut Self {
+        let k = Key { code: code.into(), text: text.map(Into::into), secure: false };
+        self.at(dt, EventKind::KeyDown(k.clone())).at(40, EventKind::KeyUp(Key { text: None, ..k }))
+    }
+    fn key_down(&mut self, dt: u64, code: &str) -> &mut Self {
+        self.at(dt, EventKind::KeyDown(Key { code: code.into(), text: None, secure: false }))
+    }
+    fn key_up(&mut self, dt: u64, code: &str) -> &mut Self {
+        self.at(dt, EventKind::KeyUp(Key { code: code.into(), text: None, secure: false }))
+    }
+    fn wheel(&mut self, dt: u64, dy: i32) -> &mut Self {
+        self.at(dt, EventKind::Wheel { dx: 0, dy, x: 500, y: 400 })
+    }
+    /// Types `s` as a recorder would see it: Shift around capitals and shifted symbols.
+    fn type_str(&mut self, s: &str) -> &mut Self {
+        for c in s.chars() {
+            let shifted = c.is_ascii_uppercase() || "!@#$%^&*()_+{}|:\"<>?".contains(c);
+            if shifted {
+                self.key_down(60, "ShiftLeft");
+            }
+            self.key(90, &code_of(c), Some(&c.to_string()));
+            if shifted {
+                self.key_up(30, "ShiftLeft");
+            }
+        }
+        self
+    }
+    fn reduce(&self) -> (Vec<Step>, Option<Absorbed>) {
+        reduce(&ReduceConfig::default(), Some(Screen { w: 1000, h: 800 }), &self.events)
+    }
+    fn actions(&self) -> Vec<Action> {
+        self.reduce().0.into_iter().map(|s| s.action).collect()
+    }
+}
+
+fn code_of(c: char) -> String {
+    match c {
+        'a'..='z' | 'A'..='Z' => format!("Key{}", c.to_ascii_uppercase()),
+        '0'..='9' => format!("Digit{c}"),
+        ' ' => "Space".into(),
+        '.' => "Period".into(),
+        ',' => "Comma".into(),
+        '@' => "Digit2".into(),
+        '!' => "Digit1".into(),
+        '-' => "Minus".into(),
+        _ => "Unidentified".into(),
+    }
+}
+
+fn click(button: Button, x: i32, y: i32, count: u8) -> Action {
+    Action::Click { button, x, y, count, modifiers: vec![] }
+}
+
+#[test]
+fn clicks_double_and_triple_clicks_right_and_middle_clicks() {
+    let mut s = Script::default();
+    s.mv(0, 100, 100).click(200, Button::Left, 100, 100);
+    s.mv(800, 300, 300).click(100, Button::Left, 300, 300).click(120, Button::Left, 301, 299);
+    s.mv(800, 500, 500).click(100, Button::Left, 500, 500).click(100, Button::Left, 500, 500).click(
+        100,
+        Button::Left,
+        500,
+        500,
+    );
+    s.mv(800, 50, 60).click(100, Button::Right, 50, 60).click(600, Button::Middle, 70, 80);
+    let got = s.actions();
+    let moves: Vec<_> = got.iter().filter(|a| matches!(a, Action::Move { .. })).collect();
+    assert_eq!(moves.len(), 4, "{got:#?}");
+    let clicks: Vec<Action> = got.into_iter().filter(|a| !matches!(a, Action::Move { .. })).collect();
+    assert_eq!(
+        clicks,
+        vec![
+            click(Button::Left, 100, 100, 1),
+            click(Button::Left, 300, 300, 2),
+            click(Button::Left, 500, 500, 3),
+            click(Button::Right, 50, 60, 1),
+            click(Button::Middle, 70, 80, 1),
+        ]
+    );
+    let names: Vec<&str> = s.reduce().0.iter().map(|s| s.action.name()).collect();
+    assert!(
+        names.contains(&"double_click") && names.contains(&"triple_click") && names.contains(&"right_click")
+    );
+}
+
+#[test]
+fn two_clicks_too_far_apart_in_time_or_space_are_two_clicks() {
+    let mut s = Script::default();
+    s.click(0, Button::Left, 10, 10).click(700, Button::Left, 10, 10); // too slow
+    s.click(900, Button::Left, 10, 10).click(100, Button::Left, 40, 10); // too far
+    let clicks: Vec<Action> = s.actions().into_iter().filter(|a| matches!(a, Action::Click { .. })).collect();
+    assert_eq!(clicks.len(), 4, "{clicks:#?}");
+    assert!(clicks.iter().all(|a| matches!(a, Action::Click { count: 1, .. })));
+}
+
+#[test]
+fn a_press_moved_beyond_the_click_distance_is_a_drag_with_its_path() {
+    let mut s = Script::default();
+    s.down(0, Button::Left, 100, 100);
+    for i in 1..=20 {
+        s.mv(20, 100 + 10 * i, 100 + 5 * i);
+    }
+    s.up(20, Button::Left, 300, 200);
+    let steps = s.reduce().0;
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    let Action::Drag { from, to, path, button, .. } = &steps[0].action else { panic!("{steps:#?}") };
+    assert_eq!((*from, *to, *button), ((100, 100), (300, 200), Button::Left));
+    assert!(path.len() >= 3 && path.len() <= ReduceConfig::default().path_points_max, "{path:?}");
+    assert_eq!(path.first().map(|p| (p.0, p.1)), Some((100, 100)));
+    assert_eq!(path.last().map(|p| (p.0, p.1)), Some((300, 200)));
+    assert!(path.windows(2).all(|w| w[0].2 < w[1].2), "a path goes forward in time");
+    assert!(steps[0].action.pyautogui(420_000).contains("dragTo(300, 200, duration=0.420"));
+}
+
+#[test]
+fn a_small_wobble_while_pressed_is_still_a_click() {
+    let mut s = Script::default();
+    s.down(0, Button::Left, 100, 100).mv(30, 103, 98).mv(30, 104, 101).up(30, Button::Left, 104, 101);
+    assert_eq!(s.actions(), vec![click(Button::Left, 100, 100, 1)]);
+}
+
+#[test]
+fn wheel_events_merge_across_short_gaps_only() {
+    let mut s = Script::default();
+    s.wheel(0, 120).wheel(100, 120).wheel(100, 240).wheel(900, -120);
+    assert_eq!(
+        s.actions(),
+        vec![
+            Action::Scroll { dx: 0, dy: 480, x: 500, y: 400 },
+            Action::Scroll { dx: 0, dy: -120, x: 500, y: 400 }
+        ]
+    );
+    assert_eq!(s.reduce().0[0].action.pyautogui(0), "pyautogui.scroll(-4, x=500, y=400)");
+}
+
+#[test]
+fn typing_presses_and_hotkeys() {
+    let mut s = Script::default();
+    s.type_str("Hi there");
+    s.key(100, "Enter", Some("\r"));
+    s.key_down(100, "ControlLeft").key_down(50, "ShiftLeft").key(50, "KeyT", Some("T"));
+    s.key_up(30, "ShiftLeft").key_up(30, "ControlLeft");
+    s.key(100, "ArrowLeft", None);
+    s.key_down(100, "ShiftLeft").key(40, "Tab", Some("\t")).key_up(40, "ShiftLeft");
+    s.key(100, "F5", None);
+    assert_eq!(
+        s.actions(),
+        vec![
+            Action::Type { text: "Hi there".into(), secure: false },
+            Action::Press { key: "Enter".into() },
+            Action::Hotkey { keys: vec!["ctrl".into(), "shift".into(), "t".into()] },
+            Action::Press { key: "ArrowLeft".into() },
+            Action::Hotkey { keys: vec!["shift".into(), "tab".into()] },
+            Action::Press { key: "F5".into() },
+        ]
+    );
+    let steps = s.reduce().0;
+    assert_eq!(steps[0].action.pyautogui(0), "pyautogui.typewrite('Hi there')");
+    assert_eq!(steps[2].action.pyautogui(0), "pyautogui.hotkey('ctrl', 'shift', 't')");
+    assert_eq!(steps[1].action.pyautogui(0), "pyautogui.press('enter')");
+    assert_eq!(pyautogui_key("ArrowLeft"), "left");
+}
+
+#[test]
+fn a_lone_modifier_press_is_no_action_and_joins_a_neighbouring_step() {
+    let mut s = Script::default();
+    s.key(0, "KeyA", Some("a")).key_down(300, "ShiftLeft").key_up(100, "ShiftLeft").key(
+        300,
+        "KeyB",
+        Some("b"),
+    );
+    let (steps, absorbed) = s.reduce();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].action, Action::Type { text: "ab".into(), secure: false });
+    assert_eq!((steps[0].lineage.first_event, steps[0].lineage.last_event), (0, 5));
+    assert!(absorbed.is_none());
+    // Nothing but a lone modifier: no step, and its events reported as absorbed.
+    let mut lone = Script::default();
+    lone.key_down(0, "AltLeft").key_up(100, "AltLeft");
+    assert_eq!(lone.reduce(), (vec![], Some(Absorbed { first_event: 0, last_event: 1 })));
+}
+
+#[test]
+fn secure_keys_type_nothing() {
+    let mut s = Script::default();
+    for _ in 0..6 {
+        let k = Key { code: "Unidentified".into(), text: None, secure: true };
+        s.at(100, EventKind::KeyDown(k.clone())).at(40, EventKind::KeyUp(k));
+    }
+    let steps = s.reduce().0;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].action, Action::Type { text: String::new(), secure: true });
+    assert!(steps[0].action.pyautogui(0).starts_with('#'));
+}
+
+#[test]
+fn moves_between_actions_are_one_downsampled_path_and_idle_gaps_are_waits() {
+    let mut s = Script::default();
+    for i in 0..100 {
+        s.mv(8, i * 5, 300); // 125 Hz
+    }
+    s.click(30, Button::Left, 495, 300);
+    s.mv(2500, 10, 10); // 2.5 s idle
+    let steps = s.reduce().0;
+    let names: Vec<&str> = steps.iter().map(|s| s.action.name()).collect();
+    assert_eq!(names, ["move", "click", "wait", "move"]);
+    let Action::Move { path } = &steps[0].action else { unreachable!() };
+    assert!(path.len() <= 32 && path.len() >= 10, "{} points", path.len());
+    assert_eq!(path.last().map(|p| (p.0, p.1)), Some((495, 300)));
+    assert_eq!(steps[2].action, Action::Wait { ms: 2500 });
+    assert_eq!(steps[2].lineage.events, 0);
+    assert_eq!(steps[1].args_for_test()["nx"], 0.495);
+}
+
+trait ArgsForTest {
+    fn args_for_test(&self) -> serde_json::Value;
+}
+
+impl ArgsForTest for Step {
+    fn args_for_test(&self) -> serde_json::Value {
+        self.action.args(self.screen)
+    }
+}
+
+#[test]
+fn focus_changes_are_steps_and_long_gaps_or_focus_start_episodes() {
+    let mut s = Script::default();
+    s.at(0, EventKind::Focus { app: "firefox".into(), title: Some("Inbox".into()) });
+    s.click(100, Button::Left, 10, 10);
+    s.mv(61_000, 20, 20); // a minute and more: a new episode, no wait
+    s.at(100, EventKind::Focus { app: "terminal".into(), title: None });
+    s.key(100, "KeyL", Some("l"));
+    let steps = s.reduce().0;
+    let summary: Vec<(u32, u32, &str, Option<&str>)> =
+        steps.iter().map(|s| (s.episode, s.step, s.action.name(), s.app.as_deref())).collect();
+    assert_eq!(
+        summary,
+        [
+            (0, 0, "focus", Some("firefox")),
+            (0, 1, "click", Some("firefox")),
+            (1, 0, "move", Some("firefox")),
+            (1, 1, "focus", Some("terminal")),
+            (1, 2, "type", Some("terminal")),
+        ]
+    );
+    let split = ReduceConfig { split_on_focus: true, ..ReduceConfig::default() };
+    let steps = reduce(&split, None, &s.events).0;
+    let episodes: Vec<u32> = steps.iter().map(|s| s.episode).collect();
+    assert_eq!(episodes, [0, 0, 1, 2, 2]);
+}
+
+#[test]
+fn a_shift_click_carries_its_modifier() {
+    let mut s = Script::default();
+    s.key_down(0, "ShiftLeft").click(50, Button::Left, 10, 10).key_up(50, "ShiftLeft");
+    let steps = s.reduce().0;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        steps[0].action,
+        Action::Click { button: Button::Left, x: 10, y: 10, count: 1, modifiers: vec!["shift"] }
+    );
+    assert_eq!(
+        steps[0].action.pyautogui(0),
+        "pyautogui.keyDown('shift'); pyautogui.click(x=10, y=10); pyautogui.keyUp('shift')"
+    );
+}
+
+/// Sentences typed as people type them: typos fixed with Backspace, Shift for capitals, Caps
+/// Lock for a shouted word.
+#[test]
+fn typed_sentences_with_typos_shift_caps_lock_and_backspace_read_as_the_final_sentence() {
+    let sentences = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Meeting moved to Thursday, 10 AM.",
+        "Please send the report by Friday!",
+    ];
+    for (n, sentence) in sentences.iter().enumerate() {
+        let mut s = Script::default();
+        let mut caps = false;
+        for (i, c) in sentence.chars().enumerate() {
+            // A typo every seven characters, noticed and fixed.
+            if i % 7 == 3 && c.is_ascii_lowercase() {
+                s.key(80, "KeyQ", Some("q")).key(150, "Backspace", None);
+            }
+            // "AM" typed with Caps Lock.
+            let want_caps = sentence[..i].ends_with("10 ") && c.is_ascii_uppercase();
+            if want_caps != caps && (want_caps || !c.is_ascii_uppercase()) {
+                s.key(80, "CapsLock", None);
+                caps = want_caps;
+            }
+            if caps {
+                s.key(90, &code_of(c), Some(&c.to_string()));
+            } else {
+                s.type_str(&c.to_string());
+            }
+        }
+        let steps = s.reduce().0;
+        assert_eq!(steps.len(), 1, "sentence {n}: {steps:#?}");
+        assert_eq!(steps[0].action, Action::Type { text: (*sentence).into(), secure: false }, "sentence {n}");
+    }
+}
+
+#[test]
+fn backspace_with_nothing_pending_is_a_press() {
+    let mut s = Script::default();
+    s.key(0, "Backspace", None).key(100, "Backspace", None);
+    assert_eq!(
+        s.actions(),
+        vec![Action::Press { key: "Backspace".into() }, Action::Press { key: "Backspace".into() }]
+    );
+}
+
+fn any_event() -> impl Strategy<Value = (u64, EventKind)> {
+    let key = prop_oneof![
+        Just(("KeyA", Some("a"))),
+        Just(("KeyB", Some("B"))),
+        Just(("Space", Some(" "))),
+        Just(("Backspace", None)),
+        Just(("Enter", Some("\r"))),
+        Just(("ShiftLeft", None)),
+        Just(("ControlLeft", None)),
+        Just(("AltLeft", None)),
+        Just(("ArrowUp", None)),
+        Just(("CapsLock", None)),
+        Just(("Unidentified", None)),
+    ];
+    let button = prop_oneof![Just(Button::Left), Just(Button::Right), Just(Button::Middle)];
+    let kind = prop_oneof![
+        6 => (0i32..60, 0i32..60).prop_map(|(x, y)| EventKind::Move { x, y }),
+        2 => (button.clone(), 0i32..60, 0i32..60).prop_map(|(button, x, y)| EventKind::Down { button, x, y }),
+        2 => (button, 0i32..60, 0i32..60).prop_map(|(button, x, y)| EventKind::Up { button, x, y }),
+        1 => (-240i32..240).prop_map(|dy| EventKind::Wheel { dx: 0, dy, x: 1, y: 1 }),
+        2 => (key.clone(), any::<bool>()).prop_map(|((code, text), secure)| EventKind::KeyDown(Key {
+            code: code.into(),
+            text: if secure { None } else { text.map(Into::into) },
+            secure,
+        })),
+        2 => key.prop_map(|(code, _)| EventKind::KeyUp(Key { code: code.into(), text: None, secure: false })),
+        1 => Just(EventKind::Text { text: "héllo".into() }),
+        1 => Just(EventKind::Focus { app: "app".into(), title: None }),
+        1 => Just(EventKind::Screen { w: 800, h: 600 }),
+        1 => Just(EventKind::Marker { label: "m".into() }),
+    ];
+    // Gaps from none to past the episode gap, and sometimes time going backwards.
+    let dt = prop_oneof![4 => 0u64..200_000, 1 => 900_000u64..3_000_000, 1 => Just(70_000_000u64)];
+    (dt, kind)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
+
+    /// Every event is accounted for by exactly one step, or by the one absorbed record: ranges
+    /// of consecutive steps meet, and together cover every event.
+    #[test]
+    fn every_event_is_accounted_for_exactly_once(
+        input in prop::collection::vec(any_event(), 0..300),
+        back in prop::collection::vec(any::<bool>(), 300),
+        split in any::<bool>(),
+    ) {
+        let mut t = 1_000_000u64;
+        let events: Vec<Event> = input
+            .into_iter()
+            .enumerate()
+            .map(|(i, (dt, kind))| {
+                t = if back[i] && dt < 100_000 { t.saturating_sub(dt) } else { t + dt };
+                Event { t_us: t, kind }
+            })
+            .collect();
+        let config = ReduceConfig { split_on_focus: split, ..ReduceConfig::default() };
+        let (steps, absorbed) = reduce(&config, None, &events);
+        let mut next = 0u64;
+        for s in steps.iter().filter(|s| s.lineage.events > 0) {
+            prop_assert_eq!(s.lineage.first_event, next, "step {:?}", s);
+            prop_assert_eq!(s.lineage.events, s.lineage.last_event - s.lineage.first_event + 1);
+            next = s.lineage.last_event + 1;
+        }
+        if let Some(a) = absorbed {
+            // Trailing events no step took (an episode of nothing but, say, key releases).
+            prop_assert_eq!(a.first_event, next);
+            next = a.last_event + 1;
+        }
+        prop_assert_eq!(next, events.len() as u64);
+        for s in steps.iter().filter(|s| s.lineage.events == 0) {
+            prop_assert!(matches!(s.action, Action::Wait { .. }), "only waits cover no event");
+        }
+        // Steps are numbered from 0 within each episode, episodes from 0 without gaps.
+        let mut expected = (0u32, 0u32);
+        for s in &steps {
+            if s.episode != expected.0 {
+                prop_assert_eq!(s.episode, expected.0 + 1);
+                expected = (s.episode, 0);
+            }
+            prop_assert_eq!(s.step, expected.1);
+            expected.1 += 1;
+        }
+    }
+}
