@@ -82,6 +82,62 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// An auditor's replay of one session, with its integrity proven first and the read recorded
+    /// in the access audit log: the reduced actions as a timeline (or JSONL steps), or with
+    /// --raw the stored events as interchange JSONL.
+    Replay {
+        session: String,
+        /// Why the session is read (recorded in the access audit log).
+        #[arg(long)]
+        purpose: String,
+        /// The request this read answers (recorded).
+        #[arg(long)]
+        ticket: Option<String>,
+        /// From this time in the session: seconds, or with a unit (1500ms, 2m).
+        #[arg(long, value_parser = commands::parse_time)]
+        from: Option<u64>,
+        /// Up to this time in the session.
+        #[arg(long, value_parser = commands::parse_time)]
+        to: Option<u64>,
+        /// The stored events themselves, as the interchange JSON Lines.
+        #[arg(long)]
+        raw: bool,
+        /// Steps as a readable timeline or as JSON Lines.
+        #[arg(long, default_value = "text", value_parser = ["text", "jsonl"])]
+        format: String,
+    },
+    /// Exports ML trajectories (steps grouped in episodes) to Parquet or JSON Lines, redacted by
+    /// default, with meta/info.json describing the export.
+    Export {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value = "parquet", value_parser = ["parquet", "jsonl"])]
+        format: String,
+        /// default: PII in typed text replaced, sensitive apps timing-only, user ids hashed;
+        /// none: as recorded (an auditor's export).
+        #[arg(long, default_value = "default", value_parser = ["default", "none"])]
+        redaction: String,
+        /// These sessions only.
+        #[arg(long, num_args = 1.., value_name = "SESSION")]
+        sessions: Vec<String>,
+        /// This person's sessions only.
+        #[arg(long)]
+        user: Option<String>,
+        /// Why (recorded in the access audit log).
+        #[arg(long, default_value = "export trajectories for model training")]
+        purpose: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Replay threads (0: one per core). The output is the same for any number.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// The key user ids are hashed with (64 hex digits); default: a random key per export,
+        /// so two exports cannot be joined on the person.
+        #[arg(long, value_name = "HEX")]
+        user_key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Crypto-erases one person: destroys their data key, so their events can never be decrypted
     /// again, by anyone. Recorded in the access audit log.
     Shred {
@@ -158,6 +214,51 @@ fn main() -> ExitCode {
         Command::Verify { public_key, session, json } => {
             commands::verify(&data, public_key.as_deref(), session.as_deref(), json)
         }
+        Command::Replay { session, purpose, ticket, from, to, raw, format } => commands::replay(
+            &data,
+            commands::ReplayArgs {
+                session: &session,
+                purpose: &purpose,
+                ticket: ticket.as_deref(),
+                from,
+                to,
+                raw,
+                format: if format == "jsonl" {
+                    commands::ReplayFormat::Jsonl
+                } else {
+                    commands::ReplayFormat::Text
+                },
+            },
+        ),
+        Command::Export {
+            out,
+            format,
+            redaction,
+            sessions,
+            user,
+            purpose,
+            ticket,
+            threads,
+            user_key,
+            json,
+        } => commands::export(
+            &data,
+            commands::ExportArgs {
+                out,
+                format: format
+                    .parse()
+                    .map_err(anyhow::Error::msg)
+                    .unwrap_or(tracevault_replay::Format::Parquet),
+                policy: redaction.parse().unwrap_or(tracevault_replay::Policy::Default),
+                sessions,
+                user,
+                purpose,
+                ticket,
+                threads,
+                user_key,
+                json,
+            },
+        ),
         Command::Shred { user, purpose, ticket, json } => {
             commands::shred(&data, &user, &purpose, ticket.as_deref(), json)
         }

@@ -1,5 +1,6 @@
 //! End-to-end tests of the tracevault package, one file per scenario.
 
 mod cli;
+mod export;
 mod privacy_cli;
 mod sapimouse_round_trip;

@@ -50,7 +50,7 @@ pub struct Selection {
 impl Selection {
     fn matches(&self, s: &SessionInfo) -> bool {
         let m = &s.meta;
-        (self.sessions.is_empty() || self.sessions.iter().any(|id| *id == m.session))
+        (self.sessions.is_empty() || self.sessions.contains(&m.session))
             && self.user.as_ref().is_none_or(|u| *u == m.user)
             && self.started_from.as_ref().is_none_or(|f| m.started_at.as_ref().is_some_and(|t| t >= f))
             && self.started_before.as_ref().is_none_or(|b| m.started_at.as_ref().is_some_and(|t| t < b))

@@ -102,12 +102,12 @@ impl Pii {
                 r"|glpat-[A-Za-z0-9_-]{20,})"
             ),
             Pii::Email => r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-            Pii::Iban => r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
-            Pii::Card => r"\b[0-9](?:[ -]?[0-9]){12,18}\b",
+            Pii::Iban => r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?-u:\b)",
+            Pii::Card => r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)",
             Pii::Ipv4 => {
-                r"\b(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\b"
+                r"(?-u:\b)(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?-u:\b)"
             }
-            Pii::Phone => r"(?:\+|\b)[0-9][0-9 ().-]{6,}[0-9]\b",
+            Pii::Phone => r"(?:\+|(?-u:\b))[0-9][0-9 ().-]{6,}[0-9](?-u:\b)",
         }
     }
 
@@ -144,7 +144,7 @@ pub fn luhn(s: &str) -> bool {
         .enumerate()
         .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The ISO 13616 mod-97 check of an IBAN (spaces ignored).
@@ -263,4 +263,58 @@ impl Redactor {
 
 fn getrandom_fill(out: &mut [u8]) -> Result<(), String> {
     getrandom::fill(out).map_err(|e| format!("no random bytes from the operating system: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A canary of every kind the detectors know, as someone would type it.
+    pub const CANARIES: [(Pii, &str); 9] = [
+        (Pii::Email, "ada.lovelace@example.com"),
+        (Pii::Phone, "+44 20 7946 0958"),
+        (Pii::Card, "4111 1111 1111 1111"),
+        (Pii::Iban, "GB82 WEST 1234 5698 7654 32"),
+        (Pii::Ipv4, "192.168.10.42"),
+        (Pii::ApiKey, "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+        (Pii::ApiKey, "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+        (Pii::ApiKey, "AKIAIOSFODNN7EXAMPLE"),
+        (
+            Pii::Jwt,
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ),
+    ];
+
+    #[test]
+    fn every_kind_of_canary_becomes_its_placeholder() {
+        for (pii, canary) in CANARIES {
+            let text = format!("note: {canary} (call me)");
+            let (out, changed) = scrub(&text);
+            assert!(changed && !out.contains(canary), "{pii:?}: {out}");
+            assert!(out.contains(pii.placeholder()), "{pii:?}: {out}");
+            assert!(out.starts_with("note: ") && out.ends_with(" (call me)"), "{out}");
+        }
+    }
+
+    #[test]
+    fn checksums_keep_ordinary_numbers_ordinary() {
+        assert!(luhn("4111 1111 1111 1111") && !luhn("4111 1111 1111 1112"));
+        assert!(iban_ok("GB82 WEST 1234 5698 7654 32") && !iban_ok("GB82 WEST 1234 5698 7654 33"));
+        // Sixteen digits failing Luhn: no card, and too many digits for a phone number.
+        assert_eq!(scrub("order 4111 1111 1111 1112 shipped").0, "order 4111 1111 1111 1112 shipped");
+        assert_eq!(scrub("meet at 10:30 in room 4").0, "meet at 10:30 in room 4");
+        assert_eq!(scrub("version 1.2.3").0, "version 1.2.3");
+    }
+
+    #[test]
+    fn user_ids_are_keyed_hashes_that_differ_between_exports() {
+        let a = Redactor::new(Policy::Default, &[], Some([1; 32])).unwrap();
+        let b = Redactor::new(Policy::Default, &[], Some([2; 32])).unwrap();
+        assert_eq!(a.user("u-17"), a.user("u-17"));
+        assert_ne!(a.user("u-17"), b.user("u-17"));
+        assert_ne!(a.user("u-17"), a.user("u-18"));
+        assert_eq!(a.user("u-17").len(), 32);
+        let none = Redactor::new(Policy::None, &[], None).unwrap();
+        assert_eq!(none.user("u-17"), "u-17");
+    }
 }

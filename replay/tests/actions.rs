@@ -313,7 +313,7 @@ fn typed_sentences_with_typos_shift_caps_lock_and_backspace_read_as_the_final_se
     for (n, sentence) in sentences.iter().enumerate() {
         let mut s = Script::default();
         let mut caps = false;
-        for (i, c) in sentence.chars().enumerate() {
+        for (i, c) in sentence.char_indices() {
             // A typo every seven characters, noticed and fixed.
             if i % 7 == 3 && c.is_ascii_lowercase() {
                 s.key(80, "KeyQ", Some("q")).key(150, "Backspace", None);

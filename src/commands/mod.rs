@@ -3,7 +3,9 @@
 mod demo;
 mod log;
 mod privacy;
+mod replay;
 
 pub use demo::demo;
 pub use log::{KEY_DIR, ingest, sessions, stats};
 pub use privacy::{audit_list, audit_verify, keys_list, keys_rotate, shred, verify};
+pub use replay::{ExportArgs, ReplayArgs, ReplayFormat, export, parse_time, replay};

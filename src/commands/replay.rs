@@ -1,0 +1,239 @@
+//! `tracevault replay` (an auditor's view of one session) and `tracevault export` (ML
+//! trajectories, redacted by default).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tracevault_codecs::{Record, jsonl};
+use tracevault_core::{Access, Role};
+use tracevault_replay::export::{ExportOptions, Format};
+use tracevault_replay::timeline;
+use tracevault_replay::{Engine, Policy, ReduceConfig, Selection};
+
+use super::log::open;
+use super::privacy::os_user;
+
+/// A time since the session started: plain numbers are seconds; `us`, `ms`, `s`, `m`, `h`
+/// suffixes say otherwise (`1500ms`, `2m`, `1.5s`).
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 =
+        number.parse().map_err(|_| format!("{text:?}: expected a time such as 90, 1500ms or 2m"))?;
+    let scale = match unit {
+        "" | "s" => 1e6,
+        "us" => 1.0,
+        "ms" => 1e3,
+        "m" | "min" => 60e6,
+        "h" => 3600e6,
+        other => return Err(format!("{text:?}: unknown unit {other:?}, expected us, ms, s, m or h")),
+    };
+    Ok((value * scale).round() as u64)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFormat {
+    Text,
+    Jsonl,
+}
+
+pub struct ReplayArgs<'a> {
+    pub session: &'a str,
+    pub purpose: &'a str,
+    pub ticket: Option<&'a str>,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+    pub raw: bool,
+    pub format: ReplayFormat,
+}
+
+/// An auditor replays one session: its integrity proven first, the access recorded, then the raw
+/// events (interchange JSONL) or the steps (JSONL or a timeline).
+pub fn replay(data: &Path, args: ReplayArgs<'_>) -> Result<ExitCode> {
+    if args.purpose.trim().is_empty() {
+        bail!("--purpose must say why this session is read (it is recorded in the access audit log)");
+    }
+    let log = open(data)?;
+    // Every sealed block of the session, hashed and checked against the newest signed head.
+    let proof =
+        log.verify_session(args.session).with_context(|| format!("verifying session {}", args.session))?;
+    let mut access = Access::new(os_user(), Role::Auditor, args.purpose);
+    if let Some(t) = args.ticket {
+        access = access.with_ticket(t);
+    }
+    let engine = Engine::new(&log, ReduceConfig::default(), 0)?;
+    let range = args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX);
+    let (session, raw) = engine.replay_session(&access, args.session, range)?;
+    drop(engine);
+    log.close().context("closing the log")?;
+    let mut out = std::io::stdout().lock();
+    if args.raw {
+        // Exactly what was stored, as the recorder would have sent it: re-ingestable.
+        let mut line = Vec::new();
+        jsonl::write_record(&mut line, &Record::Session(session.meta.clone()))?;
+        out.write_all(&line)?;
+        for event in raw {
+            line.clear();
+            jsonl::write_record(&mut line, &Record::Event { session: session.meta.session.clone(), event })?;
+            out.write_all(&line)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match args.format {
+        ReplayFormat::Jsonl => {
+            for step in &session.steps {
+                writeln!(out, "{}", step.to_json(&session.meta.session))?;
+            }
+        }
+        ReplayFormat::Text => {
+            let m = &session.meta;
+            writeln!(
+                out,
+                "session {} of {} on {}, started {}: {} events, {} steps",
+                m.session,
+                m.user,
+                m.device.as_deref().unwrap_or("an unknown device"),
+                m.started_at.as_deref().unwrap_or("at an unknown time"),
+                session.events,
+                session.steps.len()
+            )?;
+            writeln!(
+                out,
+                "integrity: {} sealed block(s) proven under the signed head of {} frames{}",
+                proof.frames.len(),
+                proof.head.tree_size,
+                if proof.unsealed_events > 0 {
+                    format!(" ({} newest events not yet sealed)", proof.unsealed_events)
+                } else {
+                    String::new()
+                }
+            )?;
+            for step in &session.steps {
+                writeln!(out, "{}", timeline::line(step))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub struct ExportArgs {
+    pub out: PathBuf,
+    pub format: Format,
+    pub policy: Policy,
+    pub sessions: Vec<String>,
+    pub user: Option<String>,
+    pub purpose: String,
+    pub ticket: Option<String>,
+    pub threads: usize,
+    pub user_key: Option<String>,
+    pub json: bool,
+}
+
+/// Exports trajectories for ML: redacted by default; without redaction only for an auditor's
+/// stated purpose.
+pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
+    let role = match args.policy {
+        Policy::Default => Role::Ml,
+        Policy::None => Role::Auditor,
+    };
+    let mut access = Access::new(os_user(), role, args.purpose.clone());
+    if let Some(t) = &args.ticket {
+        access = access.with_ticket(t.clone());
+    }
+    let user_key = match &args.user_key {
+        None => None,
+        Some(hex) => Some(parse_key(hex).map_err(|e| anyhow::anyhow!("--user-key: {e}"))?),
+    };
+    let log = open(data)?;
+    let engine = Engine::new(&log, ReduceConfig::default(), args.threads)?;
+    let selection =
+        Selection { sessions: args.sessions.clone(), user: args.user.clone(), ..Selection::default() };
+    let options = ExportOptions {
+        out: args.out.clone(),
+        format: args.format,
+        policy: args.policy,
+        sensitive_apps: tracevault_replay::redact::SENSITIVE_APPS.iter().map(|s| (*s).to_owned()).collect(),
+        user_key,
+    };
+    let started = std::time::Instant::now();
+    // Progress only for a person watching a terminal.
+    let quiet = args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress = |done: u64, total: u64| {
+        if !quiet && total > 0 {
+            eprint!("\rexporting: {done}/{total} sessions");
+        }
+    };
+    let report = tracevault_replay::export(&log, &engine, &access, &selection, &options, &mut progress)?;
+    if !quiet {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    drop(engine);
+    log.close().context("closing the log")?;
+    let pass = &report.pass;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let value = json!({
+            "out": args.out.display().to_string(),
+            "format": args.format.name(),
+            "redaction": args.policy.name(),
+            "sessions": pass.sessions,
+            "events": pass.events,
+            "episodes": pass.episodes,
+            "steps": pass.steps,
+            "skipped_sessions": pass.skipped.len(),
+            "files": report.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(
+            out,
+            "exported {} sessions ({} events) as {} steps in {} episodes to {} ({}, redaction {}) in {:.2} s",
+            pass.sessions,
+            pass.events,
+            pass.steps,
+            pass.episodes,
+            report.files[0].display(),
+            args.format.name(),
+            args.policy.name(),
+            secs
+        )?;
+        for (session, reason) in &pass.skipped {
+            writeln!(out, "skipped {session}: {reason}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 64 hex digits as 32 bytes (never quoting the input back).
+fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("expected 64 hex digits, found {} characters", text.len()));
+    }
+    let mut key = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+        let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+        key[i] = digit(pair[0]) * 16 + digit(pair[1]);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_take_units_and_default_to_seconds() {
+        assert_eq!(parse_time("90"), Ok(90_000_000));
+        assert_eq!(parse_time("1500ms"), Ok(1_500_000));
+        assert_eq!(parse_time("1.5s"), Ok(1_500_000));
+        assert_eq!(parse_time("2m"), Ok(120_000_000));
+        assert_eq!(parse_time("250us"), Ok(250));
+        assert!(parse_time("soon").is_err() && parse_time("3d").is_err());
+    }
+}
