@@ -1,0 +1,179 @@
+//! Replay: events/s for decode only (read, authenticate, decrypt, decode), decode + reduce, and
+//! decode + reduce + Parquet export, on 1 and 2 threads, from a durable log of SapiMouse sessions
+//! (every session copied `COPIES` times under new ids, so there is enough to measure), with the
+//! 2-thread speedup over 1 thread in the same run. Then the peak RSS of an export of every copy.
+//!
+//! `cargo bench --bench replay`; `cargo test` runs a tiny version of it on the fixtures.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use tracevault::sapimouse;
+use tracevault_core::{Access, Action as AuditAction, KeySource, Log, LogOptions, Role};
+use tracevault_replay::export::{ExportOptions, Format};
+use tracevault_replay::{Engine, Policy, ReduceConfig, ReplayError, Selection, SessionSteps, StepSink};
+
+/// A sink that keeps nothing: reduction alone.
+struct Count(u64);
+
+impl StepSink for Count {
+    fn session(&mut self, s: &SessionSteps) -> Result<(), ReplayError> {
+        self.0 += s.steps.len() as u64;
+        Ok(())
+    }
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn build(dir: &Path, copies: usize, source: &Path) -> (Log, u64) {
+    let _ = std::fs::remove_dir_all(dir);
+    let options = LogOptions { keys: Some(KeySource::dir(dir.with_extension("keys"))), ..LogOptions::default() };
+    let log = Log::open(dir, options).unwrap();
+    let recordings = sapimouse::load_dir(source).unwrap();
+    let mut events = 0;
+    for copy in 0..copies {
+        std::thread::scope(|scope| {
+            for r in &recordings {
+                let log = &log;
+                scope.spawn(move || {
+                    let mut meta = r.meta.clone();
+                    meta.session = format!("{}-c{copy}", meta.session);
+                    log.create_session(meta.clone()).unwrap();
+                    for batch in r.events.chunks(4096) {
+                        log.append(&meta.session, batch).unwrap();
+                    }
+                    log.seal_session(&meta.session).unwrap();
+                });
+            }
+        });
+        events += recordings.iter().map(|r| r.events.len() as u64).sum::<u64>();
+    }
+    log.checkpoint().unwrap();
+    (log, events)
+}
+
+/// The best of `rounds` runs of `f`, as events/s.
+fn best(rounds: usize, events: u64, mut f: impl FnMut()) -> f64 {
+    let mut fastest = Duration::MAX;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        f();
+        fastest = fastest.min(started.elapsed());
+    }
+    events as f64 / fastest.as_secs_f64()
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let source = if smoke {
+        sapimouse::fixtures_dir()
+    } else {
+        sapimouse::shared_dir().unwrap_or_else(sapimouse::fixtures_dir)
+    };
+    let copies = if smoke { 1 } else { 8 };
+    let rounds = if smoke { 1 } else { 5 };
+    let root = std::env::var_os("TRACEVAULT_BENCH_DIR")
+        .map_or_else(|| std::env::temp_dir().join("tracevault-bench-replay"), PathBuf::from);
+    let (log, events) = build(&root.join("log"), copies, &source);
+    println!(
+        "replay: {events} events ({} copies of SapiMouse from {}) in {} sessions, sealed in 4096-event blocks, encrypted",
+        copies,
+        source.display(),
+        log.sessions().len()
+    );
+    let access = Access::new("bench", Role::Auditor, "benchmark");
+    let all = Selection::default();
+    println!();
+    println!("{:<34} {:>14} {:>14} {:>9}", "stage", "1 thread ev/s", "2 threads ev/s", "speedup");
+    let mut rates = Vec::new();
+    for stage in ["decode only", "decode + reduce", "decode + reduce + Parquet"] {
+        let mut per_threads = Vec::new();
+        for threads in [1, 2] {
+            let engine = Engine::new(&log, ReduceConfig::default(), threads).unwrap();
+            let rate = best(rounds, events, || match stage {
+                "decode only" => {
+                    assert_eq!(engine.decode_only(&access, &all).unwrap(), events);
+                }
+                "decode + reduce" => {
+                    let mut sink = Count(0);
+                    let r = engine.run(&access, AuditAction::Read, &all, &mut sink, &mut |_, _| {}).unwrap();
+                    assert_eq!(r.events, events);
+                }
+                _ => {
+                    let out = root.join(format!("export-{threads}"));
+                    let options = ExportOptions {
+                        out,
+                        format: Format::Parquet,
+                        policy: Policy::Default,
+                        sensitive_apps: vec![],
+                        user_key: Some([1; 32]),
+                    };
+                    let r = tracevault_replay::export(&log, &engine, &access, &all, &options, &mut |_, _| {})
+                        .unwrap();
+                    assert_eq!(r.pass.events, events);
+                }
+            });
+            per_threads.push(rate);
+        }
+        println!(
+            "{stage:<34} {:>14.0} {:>14.0} {:>8.2}x",
+            per_threads[0],
+            per_threads[1],
+            per_threads[1] / per_threads[0]
+        );
+        rates.push(per_threads);
+    }
+    println!();
+    println!(
+        "targets: decode + reduce at least 15 M events/s on 2 threads ({:.1} M), speedup at least 1.8 ({:.2}x)",
+        rates[1][1] / 1e6,
+        rates[1][1] / rates[1][0]
+    );
+    let same = std::fs::read(root.join("export-1/steps.parquet")).unwrap()
+        == std::fs::read(root.join("export-2/steps.parquet")).unwrap();
+    println!("Parquet from 1 and 2 threads byte-identical: {same}");
+    assert!(same, "the export must not depend on the thread count");
+
+    // Memory: an export of everything, against the data it holds.
+    let before = rss_kib("VmHWM:");
+    let engine = Engine::new(&log, ReduceConfig::default(), 2).unwrap();
+    let options = ExportOptions {
+        out: root.join("export-rss"),
+        format: Format::Parquet,
+        policy: Policy::Default,
+        sensitive_apps: vec![],
+        user_key: None,
+    };
+    tracevault_replay::export(&log, &engine, &access, &all, &options, &mut |_, _| {}).unwrap();
+    let decoded_mib = events * std::mem::size_of::<tracevault_codecs::Event>() as u64 >> 20;
+    println!(
+        "peak RSS {} MiB after exporting {events} events (they would take {decoded_mib} MiB decoded at once; peak before the export {} MiB)",
+        rss_kib("VmHWM:") >> 10,
+        before >> 10
+    );
+    println!();
+    drop(engine);
+
+    let mut criterion =
+        Criterion::default().configure_from_args().sample_size(10).measurement_time(Duration::from_secs(3));
+    let mut group = criterion.benchmark_group("replay");
+    group.throughput(Throughput::Elements(events));
+    let engine = Engine::new(&log, ReduceConfig::default(), 2).unwrap();
+    group.bench_function("decode + reduce, 2 threads", |b| {
+        b.iter(|| engine.run(&access, AuditAction::Read, &all, &mut Count(0), &mut |_, _| {}).unwrap())
+    });
+    group.finish();
+    drop(engine);
+    criterion.final_summary();
+    drop(log);
+    let _ = std::fs::remove_dir_all(&root);
+}
