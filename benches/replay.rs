@@ -18,8 +18,14 @@ use tracevault_replay::{Engine, Policy, ReduceConfig, ReplayError, Selection, Se
 struct Count(u64);
 
 impl StepSink for Count {
-    fn session(&mut self, s: &SessionSteps) -> Result<(), ReplayError> {
-        self.0 += s.steps.len() as u64;
+    type Rendered = u64;
+
+    fn render(&self, s: &SessionSteps) -> Result<u64, ReplayError> {
+        Ok(s.steps.len() as u64)
+    }
+
+    fn write(&mut self, steps: u64) -> Result<(), ReplayError> {
+        self.0 += steps;
         Ok(())
     }
 }
@@ -36,7 +42,8 @@ fn rss_kib(field: &str) -> u64 {
 
 fn build(dir: &Path, copies: usize, source: &Path) -> (Log, u64) {
     let _ = std::fs::remove_dir_all(dir);
-    let options = LogOptions { keys: Some(KeySource::dir(dir.with_extension("keys"))), ..LogOptions::default() };
+    let options =
+        LogOptions { keys: Some(KeySource::dir(dir.with_extension("keys"))), ..LogOptions::default() };
     let log = Log::open(dir, options).unwrap();
     let recordings = sapimouse::load_dir(source).unwrap();
     let mut events = 0;

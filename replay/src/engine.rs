@@ -67,9 +67,12 @@ pub struct SessionSteps {
     pub events: u64,
 }
 
-/// Where steps go, one session at a time, in session order.
-pub trait StepSink {
-    fn session(&mut self, session: &SessionSteps) -> Result<(), ReplayError>;
+/// Where steps go. A session's steps are first *rendered* (redacted, serialised: on the replay
+/// threads, sessions in parallel), then *written*, one session at a time, in session order.
+pub trait StepSink: Sync {
+    type Rendered: Send;
+    fn render(&self, session: &SessionSteps) -> Result<Self::Rendered, ReplayError>;
+    fn write(&mut self, rendered: Self::Rendered) -> Result<(), ReplayError>;
 }
 
 /// What a pass over the selection did.
@@ -174,12 +177,12 @@ impl<'a> Engine<'a> {
     /// Replays the selection into `sink`, recording the access (one audit entry for all the
     /// sessions, `action` as given) before anything is read. `progress` is told (sessions done,
     /// sessions selected) after each window.
-    pub fn run(
+    pub fn run<S: StepSink>(
         &self,
         access: &Access,
         action: AuditAction,
         selection: &Selection,
-        sink: &mut dyn StepSink,
+        sink: &mut S,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PassReport, ReplayError> {
         let selected = self.select(selection)?;
@@ -195,21 +198,33 @@ impl<'a> Engine<'a> {
         let window = (self.threads * SESSION_WINDOW_PER_THREAD).max(1);
         let mut done = 0u64;
         for (infos, blocks) in readable.chunks(window).zip(readers.chunks(window)) {
-            let results: Vec<Result<SessionSteps, ReplayError>> = self.pool.install(|| {
+            let shared: &S = sink;
+            let results: Vec<Result<(PassReport, S::Rendered), ReplayError>> = self.pool.install(|| {
                 infos
                     .par_iter()
                     .zip(blocks.par_iter())
-                    .map(|(info, b)| self.reduce_blocks(&info.meta, b))
+                    .map(|(info, b)| {
+                        let session = self.reduce_blocks(&info.meta, b)?;
+                        let counts = PassReport {
+                            sessions: 1,
+                            events: session.events,
+                            steps: session.steps.len() as u64,
+                            episodes: session.steps.last().map_or(0, |s| u64::from(s.episode) + 1),
+                            absorbed_events: session.absorbed.map_or(0, |a| a.last_event - a.first_event + 1),
+                            skipped: Vec::new(),
+                        };
+                        Ok((counts, shared.render(&session)?))
+                    })
                     .collect()
             });
             for result in results {
-                let session = result?;
-                report.sessions += 1;
-                report.events += session.events;
-                report.steps += session.steps.len() as u64;
-                report.episodes += session.steps.last().map_or(0, |s| u64::from(s.episode) + 1);
-                report.absorbed_events += session.absorbed.map_or(0, |a| a.last_event - a.first_event + 1);
-                sink.session(&session)?;
+                let (counts, rendered) = result?;
+                report.sessions += counts.sessions;
+                report.events += counts.events;
+                report.steps += counts.steps;
+                report.episodes += counts.episodes;
+                report.absorbed_events += counts.absorbed_events;
+                sink.write(rendered)?;
             }
             done += infos.len() as u64;
             progress(done, total);

@@ -85,12 +85,20 @@ struct JsonlSink<'r> {
 }
 
 impl StepSink for JsonlSink<'_> {
-    fn session(&mut self, session: &SessionSteps) -> Result<(), ReplayError> {
+    type Rendered = Vec<u8>;
+
+    fn render(&self, session: &SessionSteps) -> Result<Vec<u8>, ReplayError> {
+        let mut out = Vec::new();
         for step in &session.steps {
-            serde_json::to_writer(&mut self.out, &step_json(self.redactor, session, step))
+            serde_json::to_writer(&mut out, &step_json(self.redactor, session, step))
                 .map_err(|e| ReplayError::Io(e.into()))?;
-            self.out.write_all(b"\n")?;
+            out.push(b'\n');
         }
+        Ok(out)
+    }
+
+    fn write(&mut self, rendered: Vec<u8>) -> Result<(), ReplayError> {
+        self.out.write_all(&rendered)?;
         Ok(())
     }
 }
@@ -121,6 +129,74 @@ pub fn parquet_schema() -> Schema {
     ])
 }
 
+/// One step as the Parquet columns hold it, rendered on a replay thread.
+struct Row {
+    session: String,
+    user: String,
+    episode: u32,
+    step: u32,
+    t_start: u64,
+    t_end: u64,
+    action: &'static str,
+    app: Option<String>,
+    x: Option<i32>,
+    y: Option<i32>,
+    nx: Option<f64>,
+    ny: Option<f64>,
+    text: Option<String>,
+    key: Option<String>,
+    args: String,
+    pyautogui: String,
+    block: u32,
+    first: u64,
+    last: u64,
+    events: u64,
+}
+
+impl Row {
+    fn new(redactor: &Redactor, session: &SessionSteps, user: &str, step: &Step) -> Row {
+        let mut step = step.clone();
+        redactor.step(&mut step);
+        let json = step.to_json(&session.meta.session);
+        let args = &json["args"];
+        let (x, y) = match (&step.action, step.redacted) {
+            (_, true) => (None, None),
+            (Action::Click { x, y, .. } | Action::Scroll { x, y, .. }, _) => (Some(*x), Some(*y)),
+            (Action::Drag { to, .. }, _) => (Some(to.0), Some(to.1)),
+            (Action::Move { path }, _) => path.last().map_or((None, None), |p| (Some(p.0), Some(p.1))),
+            _ => (None, None),
+        };
+        let key = match &args["keys"] {
+            serde_json::Value::Array(keys) => {
+                Some(keys.iter().filter_map(|k| k.as_str()).collect::<Vec<_>>().join("+"))
+            }
+            _ => args["key"].as_str().map(str::to_owned),
+        };
+        Row {
+            session: session.meta.session.clone(),
+            user: user.to_owned(),
+            episode: step.episode,
+            step: step.step,
+            t_start: step.t_start_us,
+            t_end: step.t_end_us,
+            action: step.action.name(),
+            app: step.app.clone(),
+            x,
+            y,
+            nx: args["nx"].as_f64(),
+            ny: args["ny"].as_f64(),
+            text: args["text"].as_str().map(str::to_owned),
+            key,
+            args: args.to_string(),
+            pyautogui: json["pyautogui"].as_str().unwrap_or_default().to_owned(),
+            block: step.lineage.block,
+            first: step.lineage.first_event,
+            last: step.lineage.last_event,
+            events: step.lineage.events,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Columns {
     session: StringBuilder,
@@ -147,41 +223,27 @@ struct Columns {
 }
 
 impl Columns {
-    fn push(&mut self, session: &str, user: &str, step: &Step, json: &serde_json::Value) {
-        self.session.append_value(session);
-        self.user.append_value(user);
-        self.episode.append_value(step.episode);
-        self.step.append_value(step.step);
-        self.t_start.append_value(step.t_start_us);
-        self.t_end.append_value(step.t_end_us);
-        self.action.append_value(step.action.name());
-        self.app.append_option(step.app.as_deref());
-        let args = &json["args"];
-        let (x, y) = match (&step.action, step.redacted) {
-            (_, true) => (None, None),
-            (Action::Click { x, y, .. } | Action::Scroll { x, y, .. }, _) => (Some(*x), Some(*y)),
-            (Action::Drag { to, .. }, _) => (Some(to.0), Some(to.1)),
-            (Action::Move { path }, _) => path.last().map_or((None, None), |p| (Some(p.0), Some(p.1))),
-            _ => (None, None),
-        };
-        self.x.append_option(x);
-        self.y.append_option(y);
-        self.nx.append_option(args["nx"].as_f64());
-        self.ny.append_option(args["ny"].as_f64());
-        self.text.append_option(args["text"].as_str());
-        let key = match &args["keys"] {
-            serde_json::Value::Array(keys) => {
-                Some(keys.iter().filter_map(|k| k.as_str()).collect::<Vec<_>>().join("+"))
-            }
-            _ => args["key"].as_str().map(str::to_owned),
-        };
-        self.key.append_option(key);
-        self.args.append_value(args.to_string());
-        self.pyautogui.append_value(json["pyautogui"].as_str().unwrap_or_default());
-        self.block.append_value(step.lineage.block);
-        self.first.append_value(step.lineage.first_event);
-        self.last.append_value(step.lineage.last_event);
-        self.events.append_value(step.lineage.events);
+    fn push(&mut self, r: Row) {
+        self.session.append_value(r.session);
+        self.user.append_value(r.user);
+        self.episode.append_value(r.episode);
+        self.step.append_value(r.step);
+        self.t_start.append_value(r.t_start);
+        self.t_end.append_value(r.t_end);
+        self.action.append_value(r.action);
+        self.app.append_option(r.app);
+        self.x.append_option(r.x);
+        self.y.append_option(r.y);
+        self.nx.append_option(r.nx);
+        self.ny.append_option(r.ny);
+        self.text.append_option(r.text);
+        self.key.append_option(r.key);
+        self.args.append_value(r.args);
+        self.pyautogui.append_value(r.pyautogui);
+        self.block.append_value(r.block);
+        self.first.append_value(r.first);
+        self.last.append_value(r.last);
+        self.events.append_value(r.events);
         self.rows += 1;
     }
 
@@ -214,7 +276,9 @@ impl Columns {
 }
 
 struct ParquetSink<'r> {
-    writer: ArrowWriter<File>,
+    /// Behind a mutex only so the sink can be shared with the rendering threads (which never
+    /// touch it); writing goes through `&mut self`, without locking.
+    writer: std::sync::Mutex<ArrowWriter<File>>,
     schema: Arc<Schema>,
     columns: Columns,
     redactor: &'r Redactor,
@@ -226,19 +290,23 @@ impl ParquetSink<'_> {
             return Ok(());
         }
         let batch = self.columns.finish(&self.schema)?;
-        self.writer.write(&batch).map_err(|e| ReplayError::Parquet(e.to_string()))?;
-        self.writer.flush().map_err(|e| ReplayError::Parquet(e.to_string()))
+        let writer = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+        writer.write(&batch).map_err(|e| ReplayError::Parquet(e.to_string()))?;
+        writer.flush().map_err(|e| ReplayError::Parquet(e.to_string()))
     }
 }
 
 impl StepSink for ParquetSink<'_> {
-    fn session(&mut self, session: &SessionSteps) -> Result<(), ReplayError> {
+    type Rendered = Vec<Row>;
+
+    fn render(&self, session: &SessionSteps) -> Result<Vec<Row>, ReplayError> {
         let user = export_user(self.redactor, session);
-        for step in &session.steps {
-            let json = step_json(self.redactor, session, step);
-            let mut redacted = step.clone();
-            self.redactor.step(&mut redacted);
-            self.columns.push(&session.meta.session, &user, &redacted, &json);
+        Ok(session.steps.iter().map(|step| Row::new(self.redactor, session, &user, step)).collect())
+    }
+
+    fn write(&mut self, rows: Vec<Row>) -> Result<(), ReplayError> {
+        for row in rows {
+            self.columns.push(row);
             if self.columns.rows == PARQUET_ROWS_PER_GROUP {
                 self.flush()?;
             }
@@ -305,10 +373,16 @@ pub fn export(
                 .build();
             let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                 .map_err(|e| ReplayError::Parquet(e.to_string()))?;
-            let mut sink = ParquetSink { writer, schema, columns: Columns::default(), redactor: &redactor };
+            let mut sink = ParquetSink {
+                writer: std::sync::Mutex::new(writer),
+                schema,
+                columns: Columns::default(),
+                redactor: &redactor,
+            };
             let pass = engine.run(access, AuditAction::Export, selection, &mut sink, progress)?;
             sink.flush()?;
-            let file = sink.writer.into_inner().map_err(|e| ReplayError::Parquet(e.to_string()))?;
+            let writer = sink.writer.into_inner().unwrap_or_else(|e| e.into_inner());
+            let file = writer.into_inner().map_err(|e| ReplayError::Parquet(e.to_string()))?;
             file.sync_all()?;
             pass
         }
