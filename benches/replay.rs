@@ -161,7 +161,7 @@ fn main() {
         user_key: None,
     };
     tracevault_replay::export(&log, &engine, &access, &all, &options, &mut |_, _| {}).unwrap();
-    let decoded_mib = events * std::mem::size_of::<tracevault_codecs::Event>() as u64 >> 20;
+    let decoded_mib = (events * std::mem::size_of::<tracevault_codecs::Event>() as u64) >> 20;
     println!(
         "peak RSS {} MiB after exporting {events} events (they would take {decoded_mib} MiB decoded at once; peak before the export {} MiB)",
         rss_kib("VmHWM:") >> 10,
