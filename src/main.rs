@@ -123,9 +123,9 @@ enum Command {
         /// This person's sessions only.
         #[arg(long)]
         user: Option<String>,
-        /// Why (recorded in the access audit log).
-        #[arg(long, default_value = "export trajectories for model training")]
-        purpose: String,
+        /// Why (recorded in the access audit log); required with --redaction none.
+        #[arg(long)]
+        purpose: Option<String>,
         #[arg(long)]
         ticket: Option<String>,
         /// Replay threads (0: one per core). The output is the same for any number.

@@ -253,20 +253,25 @@ impl<'a> Engine<'a> {
 
     /// An auditor's replay of one session: its raw events in `t_range` and the steps they reduce
     /// to (from the whole session, so steps keep their context), recorded as one read.
+    /// With `raw`, the events in `t_range` are returned too (else an empty list: a long session's
+    /// events are not held in memory for nothing).
     pub fn replay_session(
         &self,
         access: &Access,
         id: &str,
         t_range: RangeInclusive<u64>,
+        raw: bool,
     ) -> Result<(SessionSteps, Vec<Event>), ReplayError> {
         let info = self.log.session_info(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
         let blocks = self.log.session_blocks(access, id, 0..=u64::MAX)?;
         let mut reducer = Reducer::new(self.config.clone(), info.meta.screen);
         let mut steps = Vec::new();
-        let mut raw = Vec::new();
+        let mut events_out = Vec::new();
         let events = self.pool.install(|| {
             self.for_each_block(&blocks, |block, seq_first, events| {
-                raw.extend(events.iter().filter(|e| t_range.contains(&e.t_us)).cloned());
+                if raw {
+                    events_out.extend(events.iter().filter(|e| t_range.contains(&e.t_us)).cloned());
+                }
                 reducer.push_block(block, seq_first, events);
                 steps.extend(reducer.drain());
             })
@@ -274,6 +279,6 @@ impl<'a> Engine<'a> {
         let (rest, absorbed) = reducer.finish();
         steps.extend(rest);
         steps.retain(|s| s.t_end_us >= *t_range.start() && s.t_start_us <= *t_range.end());
-        Ok((SessionSteps { meta: info.meta, steps, absorbed, events }, raw))
+        Ok((SessionSteps { meta: info.meta, steps, absorbed, events }, events_out))
     }
 }

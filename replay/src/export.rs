@@ -70,12 +70,18 @@ fn export_user(redactor: &Redactor, session: &SessionSteps) -> String {
     redactor.user(&session.meta.user)
 }
 
-/// One step, redacted, as a JSON object with the session and the (hashed) user.
-pub fn step_json(redactor: &Redactor, session: &SessionSteps, step: &Step) -> serde_json::Value {
-    let mut step = step.clone();
-    redactor.step(&mut step);
-    let mut v = step.to_json(&session.meta.session);
-    v["user"] = json!(export_user(redactor, session));
+/// A session's steps as the export holds them: redacted (typed text scrubbed across its pieces),
+/// with the session id and user id as the export shows them.
+pub fn redacted(redactor: &Redactor, session: &SessionSteps) -> (String, String, Vec<Step>) {
+    let mut steps = session.steps.clone();
+    redactor.steps(&mut steps);
+    (redactor.session(&session.meta.session), export_user(redactor, session), steps)
+}
+
+/// One redacted step as a JSON object, with the session and user as the export shows them.
+fn step_json(session: &str, user: &str, step: &Step) -> serde_json::Value {
+    let mut v = step.to_json(session);
+    v["user"] = json!(user);
     v
 }
 
@@ -88,9 +94,10 @@ impl StepSink for JsonlSink<'_> {
     type Rendered = Vec<u8>;
 
     fn render(&self, session: &SessionSteps) -> Result<Vec<u8>, ReplayError> {
+        let (id, user, steps) = redacted(self.redactor, session);
         let mut out = Vec::new();
-        for step in &session.steps {
-            serde_json::to_writer(&mut out, &step_json(self.redactor, session, step))
+        for step in &steps {
+            serde_json::to_writer(&mut out, &step_json(&id, &user, step))
                 .map_err(|e| ReplayError::Io(e.into()))?;
             out.push(b'\n');
         }
@@ -154,10 +161,9 @@ struct Row {
 }
 
 impl Row {
-    fn new(redactor: &Redactor, session: &SessionSteps, user: &str, step: &Step) -> Row {
-        let mut step = step.clone();
-        redactor.step(&mut step);
-        let json = step.to_json(&session.meta.session);
+    /// A row of an already redacted step.
+    fn new(session: &str, user: &str, step: Step) -> Row {
+        let json = step.to_json(session);
         let args = &json["args"];
         let (x, y) = match (&step.action, step.redacted) {
             (_, true) => (None, None),
@@ -173,7 +179,7 @@ impl Row {
             _ => args["key"].as_str().map(str::to_owned),
         };
         Row {
-            session: session.meta.session.clone(),
+            session: session.to_owned(),
             user: user.to_owned(),
             episode: step.episode,
             step: step.step,
@@ -300,8 +306,8 @@ impl StepSink for ParquetSink<'_> {
     type Rendered = Vec<Row>;
 
     fn render(&self, session: &SessionSteps) -> Result<Vec<Row>, ReplayError> {
-        let user = export_user(self.redactor, session);
-        Ok(session.steps.iter().map(|step| Row::new(self.redactor, session, &user, step)).collect())
+        let (id, user, steps) = redacted(self.redactor, session);
+        Ok(steps.into_iter().map(|step| Row::new(&id, &user, step)).collect())
     }
 
     fn write(&mut self, rows: Vec<Row>) -> Result<(), ReplayError> {
@@ -355,7 +361,7 @@ pub fn export(
     std::fs::create_dir_all(options.out.join("meta"))?;
     let head = log.signed_heads()?.last().cloned();
     let steps_path = options.out.join(options.format.file_name());
-    let file = File::create(&steps_path)?;
+    let file = create_private(&steps_path)?;
     let pass = match options.format {
         Format::Jsonl => {
             let mut sink = JsonlSink { out: BufWriter::new(file), redactor: &redactor };
@@ -403,7 +409,11 @@ pub fn export(
         "episodes": pass.episodes,
         "steps": pass.steps,
         "absorbed_events": pass.absorbed_events,
-        "skipped_sessions": pass.skipped.iter().map(|(s, r)| json!({"session": s, "reason": r})).collect::<Vec<_>>(),
+        "skipped_sessions": pass
+            .skipped
+            .iter()
+            .map(|(s, r)| json!({"session": redactor.session(s), "reason": r}))
+            .collect::<Vec<_>>(),
         "read_at": head.map(|h| json!({
             "tree_size": h.tree_size,
             "root": h.root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
@@ -429,8 +439,18 @@ fn engine_config_json(engine: &Engine<'_>) -> serde_json::Value {
     })
 }
 
+/// Creates (truncating) an export file readable by its owner only: exports hold what people did,
+/// and whoever they are for should get them by decision, not by default permissions.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = File::create(path)?;
+    let mut f = create_private(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

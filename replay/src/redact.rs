@@ -92,11 +92,11 @@ impl Pii {
         match self {
             Pii::Jwt => r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
             Pii::ApiKey => concat!(
-                r"(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
+                r"(?-u:\b)(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
                 r"|gh[pousr]_[A-Za-z0-9]{30,}",
                 r"|github_pat_[A-Za-z0-9_]{30,}",
                 r"|xox[abposr]-[A-Za-z0-9-]{10,}",
-                r"|AKIA[0-9A-Z]{16}",
+                r"|(?:AKIA|ASIA)[0-9A-Z]{16}",
                 r"|AIza[0-9A-Za-z_-]{35}",
                 r"|sk-[A-Za-z0-9_-]{20,}",
                 r"|glpat-[A-Za-z0-9_-]{20,})"
@@ -165,29 +165,69 @@ pub fn iban_ok(s: &str) -> bool {
     rem == 1
 }
 
+/// Where personal data is in `text`: (start, end, kind), in order, not overlapping. Detectors run
+/// in the order of [`Pii::ALL`]; a match that fails its check (Luhn, mod-97, digit count) is tried
+/// again shorter (a card number followed by its CVV, an IBAN followed by an amount).
+pub fn spans(text: &str) -> Vec<(usize, usize, Pii)> {
+    let mut found: Vec<(usize, usize, Pii)> = Vec::new();
+    for (pii, re) in detectors() {
+        for m in re.find_iter(text) {
+            let accepted = if pii.accepts(m.as_str()) {
+                Some(m.end())
+            } else if matches!(pii, Pii::Card | Pii::Iban) {
+                // Shorter candidates ending on an alphanumeric character, longest first.
+                (m.start() + 1..m.end())
+                    .rev()
+                    .filter(|&end| {
+                        text.is_char_boundary(end)
+                            && text[..end].ends_with(|c: char| c.is_ascii_alphanumeric())
+                    })
+                    .find(|&end| pii.accepts(&text[m.start()..end]))
+            } else {
+                None
+            };
+            if let Some(end) = accepted
+                && !found.iter().any(|&(s, e, _)| m.start() < e && s < end)
+            {
+                found.push((m.start(), end, *pii));
+            }
+        }
+    }
+    found.sort_unstable_by_key(|&(s, _, _)| s);
+    found
+}
+
 /// `text` with every detected piece of personal data replaced by its placeholder, and whether
 /// anything was.
 pub fn scrub(text: &str) -> (String, bool) {
-    let mut out = text.to_owned();
-    let mut changed = false;
-    for (pii, re) in detectors() {
-        if !re.is_match(&out) {
-            continue;
+    let pieces = scrub_pieces(&[text]);
+    let changed = pieces[0] != text;
+    (pieces.into_iter().next().unwrap_or_default(), changed)
+}
+
+/// Scrubs text typed in pieces as if it were one text: personal data split across pieces (typing
+/// interrupted by a pause or a pointer move) is found in their concatenation, and each piece loses
+/// its part of it (the part becomes the placeholder).
+pub fn scrub_pieces(pieces: &[&str]) -> Vec<String> {
+    let joined: String = pieces.concat();
+    let found = spans(&joined);
+    let mut out = Vec::with_capacity(pieces.len());
+    let mut offset = 0;
+    for piece in pieces {
+        let (start, end) = (offset, offset + piece.len());
+        let mut text = String::with_capacity(piece.len());
+        let mut at = start;
+        for &(s, e, pii) in found.iter().filter(|&&(s, e, _)| s < end && start < e) {
+            let (s, e) = (s.max(start), e.min(end));
+            text.push_str(&joined[at..s]);
+            text.push_str(pii.placeholder());
+            at = e;
         }
-        let mut next = String::with_capacity(out.len());
-        let mut at = 0;
-        for m in re.find_iter(&out) {
-            if pii.accepts(m.as_str()) {
-                next.push_str(&out[at..m.start()]);
-                next.push_str(pii.placeholder());
-                at = m.end();
-                changed = true;
-            }
-        }
-        next.push_str(&out[at..]);
-        out = next;
+        text.push_str(&joined[at..end]);
+        out.push(text);
+        offset = end;
     }
-    (out, changed)
+    out
 }
 
 /// What an export applies to each step and each user id.
@@ -225,13 +265,7 @@ impl Redactor {
     pub fn user(&self, user: &str) -> String {
         match self.policy {
             Policy::None => user.to_owned(),
-            Policy::Default => {
-                let mut mac =
-                    <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
-                mac.update(user.as_bytes());
-                let tag = mac.finalize().into_bytes();
-                tag[..16].iter().map(|b| format!("{b:02x}")).collect()
-            }
+            Policy::Default => self.hash(b"user", user),
         }
     }
 
@@ -242,22 +276,78 @@ impl Redactor {
         })
     }
 
-    /// Redacts one step in place.
-    pub fn step(&self, step: &mut Step) {
+    /// The session id as the export shows it: under `default` a keyed hash too, or sessions
+    /// shared by two exports would link the two hashes of their person.
+    pub fn session(&self, session: &str) -> String {
+        match self.policy {
+            Policy::None => session.to_owned(),
+            Policy::Default => format!("s-{}", self.hash(b"session", session)),
+        }
+    }
+
+    fn hash(&self, domain: &[u8], id: &str) -> String {
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(domain);
+        mac.update(b"\0");
+        mac.update(id.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        tag[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Redacts a session's steps: typed text scrubbed as one across the pieces a pause, a pointer
+    /// move or a scroll split it into (in one app), window titles scrubbed, steps in sensitive
+    /// apps reduced to their kind and timing.
+    pub fn steps(&self, steps: &mut [Step]) {
         if self.policy == Policy::None {
             return;
         }
-        let sensitive = self.sensitive_app(step.app.as_deref())
-            || matches!(&step.action, Action::Focus { app, .. } if self.sensitive_app(Some(app)));
-        if sensitive {
-            step.redacted = true;
-            return;
+        let mut i = 0;
+        while i < steps.len() {
+            if !matches!(steps[i].action, Action::Type { secure: false, .. }) {
+                i += 1;
+                continue;
+            }
+            let app = steps[i].app.clone();
+            let mut run = vec![i];
+            let mut j = i + 1;
+            while j < steps.len() {
+                match &steps[j].action {
+                    Action::Type { secure: false, .. } if steps[j].app == app => run.push(j),
+                    Action::Move { .. } | Action::Wait { .. } | Action::Scroll { .. } => {}
+                    _ => break,
+                }
+                j += 1;
+            }
+            let texts: Vec<String> = run
+                .iter()
+                .map(|&k| match &steps[k].action {
+                    Action::Type { text, .. } => text.clone(),
+                    _ => unreachable!("the run holds type steps"),
+                })
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for (&k, scrubbed) in run.iter().zip(scrub_pieces(&refs)) {
+                if let Action::Type { text, .. } = &mut steps[k].action {
+                    *text = scrubbed;
+                }
+            }
+            i = j;
         }
-        match &mut step.action {
-            Action::Type { text, .. } => *text = scrub(text).0,
-            Action::Focus { title: Some(title), .. } => *title = scrub(title).0,
-            _ => {}
+        for step in steps.iter_mut() {
+            let sensitive = self.sensitive_app(step.app.as_deref())
+                || matches!(&step.action, Action::Focus { app, .. } if self.sensitive_app(Some(app)));
+            if sensitive {
+                step.redacted = true;
+            } else if let Action::Focus { title: Some(title), .. } = &mut step.action {
+                *title = scrub(title).0;
+            }
         }
+    }
+
+    /// Redacts one step on its own (see [`Redactor::steps`] for a session's).
+    pub fn step(&self, step: &mut Step) {
+        self.steps(std::slice::from_mut(step));
     }
 }
 
@@ -304,6 +394,47 @@ mod tests {
         assert_eq!(scrub("order 4111 1111 1111 1112 shipped").0, "order 4111 1111 1111 1112 shipped");
         assert_eq!(scrub("meet at 10:30 in room 4").0, "meet at 10:30 in room 4");
         assert_eq!(scrub("version 1.2.3").0, "version 1.2.3");
+    }
+
+    #[test]
+    fn data_split_across_pieces_is_found_and_failed_checks_retry_shorter() {
+        let pieces = scrub_pieces(&["card 4111 1111", " 1111 1111 thanks"]);
+        assert_eq!(pieces, ["card <CARD>", "<CARD> thanks"]);
+        assert_eq!(scrub("4111 1111 1111 1111 123").0, "<CARD> 123", "a card followed by its CVV");
+        assert_eq!(scrub("BE68 5390 0754 7034 2500").0, "<IBAN> 2500", "an IBAN followed by an amount");
+        assert_eq!(scrub("risk-management-framework-v2 review").0, "risk-management-framework-v2 review");
+        assert_eq!(scrub("ASIAIOSFODNN7EXAMPLE").0, "<API_KEY>");
+    }
+
+    #[test]
+    fn a_session_is_scrubbed_across_pauses_and_moves_and_sensitive_apps_keep_only_timing() {
+        use crate::step::{Lineage, Step};
+        let step = |action: Action, app: &str| Step {
+            episode: 0,
+            step: 0,
+            t_start_us: 0,
+            t_end_us: 0,
+            action,
+            app: Some(app.into()),
+            screen: None,
+            lineage: Lineage { block: 0, first_event: 0, last_event: 0, events: 1 },
+            redacted: false,
+        };
+        let typed = |t: &str| Action::Type { text: t.into(), secure: false };
+        let mut steps = vec![
+            step(typed("mail ada.love"), "chat"),
+            step(Action::Wait { ms: 1500 }, "chat"),
+            step(Action::Move { path: vec![(1, 1, 1)] }, "chat"),
+            step(typed("lace@example.com now"), "chat"),
+            step(typed("hunter2"), "1Password"),
+        ];
+        let r = Redactor::new(Policy::Default, &["1password".to_owned()], Some([5; 32])).unwrap();
+        r.steps(&mut steps);
+        assert_eq!(steps[0].action, typed("mail <EMAIL>"));
+        assert_eq!(steps[3].action, typed("<EMAIL> now"));
+        assert!(steps[4].redacted && !steps[0].redacted);
+        assert_ne!(r.session("s-1"), "s-1");
+        assert_eq!(r.session("s-1"), r.session("s-1"));
     }
 
     #[test]

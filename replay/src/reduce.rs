@@ -81,7 +81,8 @@ fn typed(key: &Key) -> Option<&str> {
 }
 
 fn near(a: (i32, i32), b: (i32, i32), slop: i32) -> bool {
-    (a.0 - b.0).abs() <= slop && (a.1 - b.1).abs() <= slop
+    let slop = slop.unsigned_abs();
+    a.0.abs_diff(b.0) <= slop && a.1.abs_diff(b.1) <= slop
 }
 
 /// A gesture that is not finished yet: the next events decide what it is.
@@ -101,6 +102,8 @@ enum Pending {
         t_up: u64,
         last: u64,
         modifiers: u8,
+        /// The app it was pressed in.
+        app: Option<String>,
     },
     Scroll {
         dx: i32,
@@ -141,6 +144,12 @@ struct Press {
     path: Vec<PathPoint>,
     last: u64,
     modifiers: u8,
+    /// The app in the foreground when the button went down: the step's app, whatever happens
+    /// before the release.
+    app: Option<String>,
+    /// The click(s) this press continues (a double click's first click): emitted on their own if
+    /// the press turns into a drag (a double-click-and-drag selects words).
+    chained: Option<Pending>,
 }
 
 /// Reduces one session. Feed it the session's blocks in order ([`Reducer::push_block`]), take
@@ -233,6 +242,12 @@ impl Reducer {
 
     /// Emits a step accounting for every unassigned event up to `last`.
     fn emit(&mut self, action: Action, t_start: u64, t_end: u64, last: u64) {
+        let app = self.app.clone();
+        self.emit_in(action, t_start, t_end, last, app);
+    }
+
+    /// Emits a step that happened in `app`.
+    fn emit_in(&mut self, action: Action, t_start: u64, t_end: u64, last: u64, app: Option<String>) {
         let first = self.unassigned_from.min(last);
         let lineage = Lineage {
             block: self.block_of(first),
@@ -241,17 +256,18 @@ impl Reducer {
             events: last - first + 1,
         };
         self.unassigned_from = last + 1;
-        self.push_step(action, t_start, t_end, lineage);
+        self.push_step(action, t_start, t_end, lineage, app);
     }
 
-    fn push_step(&mut self, action: Action, t_start: u64, t_end: u64, lineage: Lineage) {
+    fn push_step(&mut self, action: Action, t_start: u64, t_end: u64, lineage: Lineage, app: Option<String>) {
         let step = Step {
             episode: self.episode,
             step: self.step,
             t_start_us: t_start,
-            t_end_us: t_end,
+            // Time can go backwards in real recordings: a step never ends before it starts.
+            t_end_us: t_end.max(t_start),
             action,
-            app: self.app.clone(),
+            app,
             screen: self.screen,
             lineage,
             redacted: false,
@@ -293,10 +309,10 @@ impl Reducer {
                 let path = self.thin(path);
                 self.emit(Action::Move { path }, t_start, t_last, last);
             }
-            Pending::Click { button, at, count, t_start, t_up, last, modifiers } => {
+            Pending::Click { button, at, count, t_start, t_up, last, modifiers, app } => {
                 let action =
                     Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
-                self.emit(action, t_start, t_up, last);
+                self.emit_in(action, t_start, t_up, last, app);
             }
             Pending::Scroll { dx, dy, at, t_start, t_last, last } => {
                 self.emit(Action::Scroll { dx, dy, x: at.0, y: at.1 }, t_start, t_last, last);
@@ -327,12 +343,25 @@ impl Reducer {
 
     fn push(&mut self, seq: u64, e: &Event) {
         let t = e.t_us;
+        // A button held across an episode gap lost its release (the recorder missed it): the
+        // press ends where the input stopped.
+        if let Some((prev_t, _)) = self.prev
+            && t > prev_t
+            && t - prev_t >= self.config.episode_gap_ms.saturating_mul(1000)
+            && let Some(p) = self.press.take()
+        {
+            self.finish_press(p, prev_t, None);
+        }
         if let Some((prev_t, prev_seq)) = self.prev
             && t > prev_t
             && self.press.is_none()
         {
             let gap_us = t - prev_t;
             if gap_us >= self.config.wait_min_ms.saturating_mul(1000) {
+                // Modifiers are not held through a pause: a release the recorder missed (the
+                // secure desktop of Ctrl+Alt+Del or Win+L takes it) must not turn all later
+                // typing into hotkeys.
+                self.mods = 0;
                 self.flush();
                 self.extend_held(prev_seq);
                 if gap_us >= self.config.episode_gap_ms.saturating_mul(1000) {
@@ -344,7 +373,8 @@ impl Reducer {
                         last_event: seq,
                         events: 0,
                     };
-                    self.push_step(Action::Wait { ms: gap_us / 1000 }, prev_t, t, lineage);
+                    let app = self.app.clone();
+                    self.push_step(Action::Wait { ms: gap_us / 1000 }, prev_t, t, lineage, app);
                 }
             }
         }
@@ -375,6 +405,7 @@ impl Reducer {
                     return;
                 }
                 self.flush();
+                self.mods = 0; // a focus change ends any chord (and a release lost with it)
                 if self.config.split_on_focus && self.emitted {
                     self.extend_held(seq.saturating_sub(1));
                     self.new_episode();
@@ -408,6 +439,9 @@ impl Reducer {
                 p.dragging = true;
             }
             self.sample(&mut p.path, (at.0, at.1, t));
+            if p.path.len() > 4 * self.config.path_points_max.max(2) {
+                p.path = self.thin(std::mem::take(&mut p.path)); // bounded however long the press
+            }
             p.last = seq;
             self.press = Some(p);
             return;
@@ -434,13 +468,23 @@ impl Reducer {
     }
 
     fn on_down(&mut self, seq: u64, t: u64, button: Button, at: (i32, i32)) {
-        if self.press.is_some() {
-            self.absorb(seq); // a second button while one is held
-            return;
+        match self.press.take() {
+            // The same button pressed again: its release was lost; the press ended before this.
+            Some(p) if p.button == button => {
+                let t_end = self.prev_input_t(p.t_start);
+                self.finish_press(p, t_end, None);
+            }
+            Some(p) => {
+                self.press = Some(p);
+                self.absorb(seq); // a second button while one is held
+                return;
+            }
+            None => {}
         }
         let mut chain = 0;
         let mut t_start = t;
         let mut press_at = at;
+        let mut chained = None;
         if let Some(Pending::Click { button: b, at: c, count, t_start: t0, t_up, .. }) = &self.pending
             && *b == button
             && button == Button::Left
@@ -451,7 +495,7 @@ impl Reducer {
             chain = *count;
             t_start = *t0;
             press_at = *c; // a double click is where its first click was
-            self.pending = None; // continued by this press: its events stay unassigned until then
+            chained = self.pending.take(); // continued by this press, unless it becomes a drag
         } else {
             self.flush();
         }
@@ -464,26 +508,40 @@ impl Reducer {
             path: vec![(at.0, at.1, t)],
             last: seq,
             modifiers: self.mods,
+            app: self.app.clone(),
+            chained,
         });
     }
 
-    fn finish_press(&mut self, p: Press, t_end: u64, release: Option<(u64, (i32, i32))>) {
+    /// The time of the event before this one (for a press whose release was lost).
+    fn prev_input_t(&self, floor: u64) -> u64 {
+        self.prev.map_or(floor, |(t, _)| t.max(floor))
+    }
+
+    fn finish_press(&mut self, mut p: Press, t_end: u64, release: Option<(u64, (i32, i32))>) {
         let last = release.map_or(p.last, |(seq, _)| seq);
         if p.dragging {
+            // A double click that then dragged: the click(s) first, then the drag from where the
+            // last press began.
+            let mut t_start = p.t_start;
+            if let Some(Pending::Click { button, at, count, t_start: t0, t_up, last, modifiers, .. }) =
+                p.chained.take()
+            {
+                let action =
+                    Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
+                self.emit_in(action, t0, t_up, last, p.app.clone());
+                t_start = p.path.first().map_or(t_up, |q| q.2);
+            }
+            let from = p.path.first().map_or(p.at, |q| (q.0, q.1));
             let to = release.map_or_else(|| p.path.last().map_or(p.at, |q| (q.0, q.1)), |(_, at)| at);
-            let mut path = p.path;
+            let mut path = std::mem::take(&mut p.path);
             if let Some((_, at)) = release {
                 self.sample(&mut path, (at.0, at.1, t_end));
             }
             let path = self.thin(path);
-            let action = Action::Drag {
-                button: p.button,
-                from: p.at,
-                to,
-                path,
-                modifiers: modifier_names(p.modifiers),
-            };
-            self.emit(action, p.t_start, t_end, last);
+            let action =
+                Action::Drag { button: p.button, from, to, path, modifiers: modifier_names(p.modifiers) };
+            self.emit_in(action, t_start, t_end, last, p.app);
             return;
         }
         let count = p.chain + 1;
@@ -496,6 +554,7 @@ impl Reducer {
                 t_up: t_end,
                 last,
                 modifiers: p.modifiers,
+                app: p.app,
             });
         } else {
             let action = Action::Click {
@@ -505,7 +564,7 @@ impl Reducer {
                 count,
                 modifiers: modifier_names(p.modifiers),
             };
-            self.emit(action, p.t_start, t_end, last);
+            self.emit_in(action, p.t_start, t_end, last, p.app);
         }
     }
 
@@ -566,7 +625,9 @@ impl Reducer {
         // Ctrl or Meta with a key is a hotkey; Alt only when the key types nothing (AltGr and
         // macOS Option produce characters: that is typing).
         let text = typed(key);
-        let chord = self.mods & (CTRL | META) != 0 || (self.mods & ALT != 0 && text.is_none());
+        // Windows reports AltGr as Ctrl+Alt: with a character produced, that is typing too.
+        let altgr = self.mods & (CTRL | ALT) == CTRL | ALT && self.mods & META == 0 && text.is_some();
+        let chord = !altgr && (self.mods & (CTRL | META) != 0 || (self.mods & ALT != 0 && text.is_none()));
         if !chord {
             if let Some(text) = text {
                 self.type_push(seq, t, text, false);
@@ -582,6 +643,12 @@ impl Reducer {
             {
                 *t_last = t;
                 *last = seq;
+                return;
+            }
+            if key.is_printable() && key.code != "Space" && !key.secure {
+                // A character key that produced nothing (a dead key, an IME composing): what it
+                // typed arrives later, as text.
+                self.absorb(seq);
                 return;
             }
         }

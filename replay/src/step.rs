@@ -81,8 +81,7 @@ impl Action {
                 v
             }
             Action::Drag { button, from, to, path, modifiers } => {
-                let path: Vec<[i64; 3]> =
-                    path.iter().map(|&(x, y, t)| [i64::from(x), i64::from(y), t as i64]).collect();
+                let path: Vec<(i32, i32, u64)> = path.clone();
                 let mut v = json!({"from": [from.0, from.1], "to": [to.0, to.1], "button": button.name(), "path": path});
                 if !modifiers.is_empty() {
                     v["modifiers"] = json!(modifiers);
@@ -100,8 +99,7 @@ impl Action {
             Action::Press { key } => json!({"key": key}),
             Action::Hotkey { keys } => json!({"keys": keys}),
             Action::Move { path } => {
-                let path: Vec<[i64; 3]> =
-                    path.iter().map(|&(x, y, t)| [i64::from(x), i64::from(y), t as i64]).collect();
+                let path: Vec<(i32, i32, u64)> = path.clone();
                 json!({"path": path})
             }
             Action::Wait { ms } => json!({"ms": ms}),
@@ -155,7 +153,7 @@ impl Action {
                 // PyAutoGUI counts notches, positive up (and right for hscroll).
                 let mut calls = Vec::new();
                 if *dy != 0 {
-                    calls.push(format!("pyautogui.scroll({}, x={x}, y={y})", -dy / 120));
+                    calls.push(format!("pyautogui.scroll({}, x={x}, y={y})", -(dy / 120)));
                 }
                 if *dx != 0 {
                     calls.push(format!("pyautogui.hscroll({}, x={x}, y={y})", dx / 120));
@@ -177,12 +175,19 @@ impl Action {
                 None => "pass".to_owned(),
             },
             Action::Wait { ms } => format!("time.sleep({})", secs(ms * 1000)),
+            // A comment: no control character may end it (a title with "\r" or "\n" would
+            // otherwise put code on the next line of a script built from these calls).
             Action::Focus { app, title } => match title {
-                Some(t) => format!("# focus: {app} - {}", t.replace('\n', " ")),
-                None => format!("# focus: {app}"),
+                Some(t) => format!("# focus: {} - {}", one_line(app), one_line(t)),
+                None => format!("# focus: {}", one_line(app)),
             },
         }
     }
+}
+
+/// `s` with every control character (line breaks included) as a space.
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn round4(v: f64) -> f64 {
@@ -345,6 +350,16 @@ mod tests {
     fn python_strings_escape_what_python_needs() {
         assert_eq!(py_str("it's a \\ test\n"), "'it\\'s a \\\\ test\\n'");
         assert_eq!(py_str("\u{7}"), "'\\x07'");
+    }
+
+    #[test]
+    fn a_window_title_cannot_break_out_of_its_comment() {
+        let focus =
+            Action::Focus { app: "x\rimport os".into(), title: Some("t\nos.system('rm -rf ~')".into()) };
+        let call = focus.pyautogui(0);
+        assert!(!call.contains('\n') && !call.contains('\r') && call.starts_with("# focus:"), "{call}");
+        let scroll = Action::Scroll { dx: 0, dy: i32::MIN, x: 0, y: 0 };
+        assert!(scroll.pyautogui(0).contains("scroll(17895697"), "no overflow: {}", scroll.pyautogui(0));
     }
 
     #[test]

@@ -434,3 +434,89 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_modifier_release_the_recorder_missed_does_not_outlive_a_pause_or_a_focus_change() {
+    let mut s = Script::default();
+    // Ctrl+Alt+Del: the secure desktop swallows the releases.
+    s.key_down(0, "ControlLeft").key_down(20, "AltLeft").key(20, "Delete", None);
+    s.type_str_after(3000, "back");
+    s.key_down(0, "MetaLeft").key(20, "KeyL", Some("l"));
+    s.at(100, EventKind::Focus { app: "desktop".into(), title: None });
+    s.type_str("again");
+    let mut actions = s.actions();
+    assert!(matches!(actions[1], Action::Wait { ms } if ms >= 3000), "{actions:#?}");
+    actions[1] = Action::Wait { ms: 3000 };
+    assert_eq!(
+        actions,
+        vec![
+            Action::Hotkey { keys: vec!["ctrl".into(), "alt".into(), "delete".into()] },
+            Action::Wait { ms: 3000 },
+            Action::Type { text: "back".into(), secure: false },
+            Action::Hotkey { keys: vec!["win".into(), "l".into()] },
+            Action::Focus { app: "desktop".into(), title: None },
+            Action::Type { text: "again".into(), secure: false },
+        ]
+    );
+}
+
+impl Script {
+    fn type_str_after(&mut self, dt: u64, s: &str) -> &mut Self {
+        self.t += dt * MS;
+        self.type_str(s)
+    }
+}
+
+#[test]
+fn a_lost_button_release_ends_the_press_at_the_next_press_or_an_episode_gap() {
+    let mut s = Script::default();
+    s.down(0, Button::Left, 10, 10).click(200, Button::Left, 10, 10); // the first release was lost
+    s.down(800, Button::Left, 50, 50).mv(20, 300, 300); // released off the record...
+    s.key(61_000, "KeyA", Some("a")); // ...and a minute later the person types
+    let steps = s.reduce().0;
+    let names: Vec<&str> = steps.iter().map(|s| s.action.name()).collect();
+    assert_eq!(names, ["click", "click", "drag", "type"], "{steps:#?}");
+    assert_eq!(steps[3].episode, 1, "the typing starts a new episode, it is not swallowed by the press");
+}
+
+#[test]
+fn a_click_belongs_to_the_app_it_was_pressed_in_and_a_double_click_drag_keeps_its_click() {
+    let mut s = Script::default();
+    s.at(0, EventKind::Focus { app: "1Password".into(), title: None });
+    s.down(100, Button::Left, 10, 10);
+    s.at(30, EventKind::Focus { app: "firefox".into(), title: None }); // focus moved before the release
+    s.up(30, Button::Left, 10, 10);
+    let steps = s.reduce().0;
+    assert_eq!(steps[1].app.as_deref(), Some("1Password"), "{steps:#?}");
+
+    let mut s = Script::default();
+    s.click(0, Button::Left, 100, 100).down(100, Button::Left, 100, 100);
+    for i in 1..=5 {
+        s.mv(30, 100 + 20 * i, 100);
+    }
+    s.up(30, Button::Left, 200, 100);
+    let actions = s.actions();
+    assert_eq!(actions.len(), 2, "{actions:#?}");
+    assert_eq!(actions[0], click(Button::Left, 100, 100, 1));
+    assert!(matches!(&actions[1], Action::Drag { from: (100, 100), to: (200, 100), .. }), "{actions:#?}");
+}
+
+#[test]
+fn altgr_types_dead_keys_wait_for_their_text_and_steps_never_end_before_they_start() {
+    let mut s = Script::default();
+    // Windows AltGr+Q on a German layout: Ctrl+Alt, and the key produces "@".
+    s.type_str("ada");
+    s.key_down(50, "ControlLeft").key_down(0, "AltRight").key(30, "KeyQ", Some("@"));
+    s.key_up(20, "AltRight").key_up(0, "ControlLeft");
+    s.type_str("x.org");
+    // A dead key (^) then e: the recorder sees the dead key without text, then "ê".
+    s.key(50, "BracketLeft", None).key(50, "KeyE", Some("ê"));
+    assert_eq!(s.actions(), vec![Action::Type { text: "ada@x.orgê".into(), secure: false }]);
+    // A release stamped before its press (clocks do that): the step ends when it starts.
+    let events = vec![
+        Event { t_us: 5_000, kind: EventKind::Down { button: Button::Left, x: 1, y: 1 } },
+        Event { t_us: 4_000, kind: EventKind::Up { button: Button::Left, x: 1, y: 1 } },
+    ];
+    let steps = reduce(&ReduceConfig::default(), None, &events).0;
+    assert!(steps.iter().all(|s| s.t_end_us >= s.t_start_us), "{steps:#?}");
+}

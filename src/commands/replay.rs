@@ -67,7 +67,7 @@ pub fn replay(data: &Path, args: ReplayArgs<'_>) -> Result<ExitCode> {
     }
     let engine = Engine::new(&log, ReduceConfig::default(), 0)?;
     let range = args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX);
-    let (session, raw) = engine.replay_session(&access, args.session, range)?;
+    let (session, raw) = engine.replay_session(&access, args.session, range, args.raw)?;
     drop(engine);
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
@@ -126,7 +126,8 @@ pub struct ExportArgs {
     pub policy: Policy,
     pub sessions: Vec<String>,
     pub user: Option<String>,
-    pub purpose: String,
+    /// Why; required for an unredacted export.
+    pub purpose: Option<String>,
     pub ticket: Option<String>,
     pub threads: usize,
     pub user_key: Option<String>,
@@ -136,11 +137,18 @@ pub struct ExportArgs {
 /// Exports trajectories for ML: redacted by default; without redaction only for an auditor's
 /// stated purpose.
 pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
-    let role = match args.policy {
-        Policy::Default => Role::Ml,
-        Policy::None => Role::Auditor,
+    // An unredacted export is an auditor's act, and says why; a redacted one is the ML export.
+    let (role, purpose) = match (args.policy, &args.purpose) {
+        (Policy::Default, p) => {
+            (Role::Ml, p.clone().unwrap_or_else(|| "export trajectories for model training".into()))
+        }
+        (Policy::None, Some(p)) if !p.trim().is_empty() => (Role::Auditor, p.clone()),
+        (Policy::None, _) => bail!(
+            "an export without redaction (--redaction none) is an auditor's: say why with --purpose (it is \
+             recorded in the access audit log with your user and --ticket)"
+        ),
     };
-    let mut access = Access::new(os_user(), role, args.purpose.clone());
+    let mut access = Access::new(os_user(), role, purpose);
     if let Some(t) = &args.ticket {
         access = access.with_ticket(t.clone());
     }
