@@ -2,5 +2,6 @@
 
 mod cli;
 mod export;
+mod generate;
 mod privacy_cli;
 mod sapimouse_round_trip;
