@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracevault_codecs::block::DEFAULT_ZSTD_LEVEL;
 
 #[derive(Parser)]
 #[command(name = "tracevault", version, about = "Event-sourced session replay engine for human input")]
@@ -20,25 +19,42 @@ struct Cli {
     /// directory. $TRACEVAULT_MASTER_KEY / $TRACEVAULT_SIGNING_KEY (hex) take precedence.
     #[arg(long, global = true, value_name = "DIR")]
     key_dir: Option<PathBuf>,
+    /// The config file (TOML). Default: $TRACEVAULT_CONFIG, else ~/.config/tracevault/config.toml
+    /// if it exists. Flags and environment variables win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// No progress bars (they are also off when stderr is not a terminal). Logs: RUST_LOG.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the block codec over real human mouse input (SapiMouse) and prints what it stores:
-    /// bytes per event against JSONL, encode and decode rates, and a checked round trip.
+    /// The whole product on an embedded store: generates realistic sessions and adds the real
+    /// SapiMouse recordings, ingests them (encrypted, durable), replays them into trajectories
+    /// exported as Parquet and JSON Lines, verifies the log, and prints a summary.
     Demo {
-        /// SapiMouse recordings to use (a folder of user*/*.csv). Default: ../shared/data/sapimouse
+        /// Sessions to generate.
+        #[arg(long, default_value_t = 24)]
+        sessions: usize,
+        /// Minutes of input per generated session.
+        #[arg(long, default_value_t = 6.0)]
+        minutes: f64,
+        /// The generator's seed (the same seed, the same sessions).
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Where the store, its keys and the exports go (replaced if a previous demo's).
+        #[arg(long, default_value = "tracevault-out")]
+        out: PathBuf,
+        /// SapiMouse recordings to add (a folder of user*/*.csv). Default: ../shared/data/sapimouse
         /// if present, else the fixtures subset in this repository.
         #[arg(long)]
         sapimouse: Option<PathBuf>,
-        /// Events per block.
-        #[arg(long, default_value_t = 4096)]
-        block_events: usize,
-        /// zstd level for the blocks.
-        #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL)]
-        level: i32,
+        /// Generated sessions only.
+        #[arg(long)]
+        no_real: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -193,20 +209,48 @@ enum AuditCommand {
     },
 }
 
-fn data_dir(flag: Option<PathBuf>) -> PathBuf {
-    flag.or_else(|| std::env::var_os("TRACEVAULT_DATA").map(PathBuf::from))
+/// `--data`, else `$TRACEVAULT_DATA`, else the config file's `data`, else ./tracevault-data.
+fn data_dir(flag: Option<PathBuf>, config: &tracevault::config::Config) -> PathBuf {
+    flag.or_else(|| std::env::var_os("TRACEVAULT_DATA").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| config.data.clone())
         .unwrap_or_else(|| PathBuf::from("tracevault-data"))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let data = data_dir(cli.data);
+    // Logs go to stderr, filtered by RUST_LOG (warnings by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match tracevault::config::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let data = data_dir(cli.data, &config);
+    let _ = commands::CONFIG.set(config);
     if let Some(dir) = cli.key_dir {
         let _ = commands::KEY_DIR.set(dir);
     }
+    commands::progress::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
-        Command::Demo { sapimouse, block_events, level, json } => {
-            commands::demo(sapimouse, block_events, level, json)
+        Command::Demo { sessions, minutes, seed, out, sapimouse, no_real, json } => {
+            commands::demo(commands::DemoArgs {
+                sessions,
+                minutes,
+                seed,
+                out,
+                sapimouse,
+                no_real,
+                json,
+                quiet: cli.quiet,
+            })
         }
         Command::Ingest { files, batch_lines, json } => commands::ingest(&data, &files, batch_lines, json),
         Command::Sessions { user, json } => commands::sessions(&data, user.as_deref(), json),

@@ -132,16 +132,41 @@ fn usage_errors_exit_2_and_missing_files_exit_1() {
 }
 
 #[test]
-fn the_demo_runs_on_the_fixtures_and_reports_exact_round_trips() {
+fn the_demo_at_a_tiny_size_writes_its_store_exports_and_a_verified_log() {
     let dir = temp("demo");
+    let out = dir.join("out");
     let fixtures = tracevault::sapimouse::fixtures_dir();
-    let out = tracevault(&dir, &["demo", "--sapimouse", fixtures.to_str().unwrap(), "--json"], None);
-    let summary = json(&out);
-    assert_eq!(summary["events"], 17_100);
-    assert_eq!(summary["round_trip"], "exact");
-    assert_eq!(summary["log"]["read_back"], "exact");
-    assert_eq!(summary["log"]["verify"], "ok");
-    assert!(summary["bytes_per_event"].as_f64().unwrap() < 3.0);
+    let args = [
+        "demo",
+        "--sessions",
+        "2",
+        "--minutes",
+        "0.5",
+        "--sapimouse",
+        fixtures.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let summary = json(&tracevault(&dir, &args, None));
+    assert_eq!(summary["real_events"], 17_100);
+    assert_eq!(summary["sessions"], 6);
+    assert_eq!(summary["verify"], "ok");
+    assert!(summary["steps"].as_u64().unwrap() > 100);
+    for file in ["parquet/steps.parquet", "parquet/meta/info.json", "jsonl/steps.jsonl", "data/index.redb"] {
+        assert!(out.join(file).is_file(), "{file} is missing");
+    }
+    assert!(summary["bytes_per_event"]["sapimouse"].as_f64().unwrap() < 3.0);
+    // Run again: the previous demo's folder is replaced; a folder that is not a demo's is refused.
+    assert!(tracevault(&dir, &args, None).status.success());
+    let foreign = dir.join("precious");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "keep me").unwrap();
+    let mut refused = args;
+    refused[8] = foreign.to_str().unwrap();
+    let out = tracevault(&dir, &refused, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(foreign.join("notes.txt").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

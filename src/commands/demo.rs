@@ -1,4 +1,7 @@
-//! `tracevault demo`: the block codec on real human mouse input.
+//! `tracevault demo`: the whole product on an embedded store. Generates realistic sessions, adds
+//! the real SapiMouse recordings, ingests everything as recorders would (encrypted per person,
+//! every batch durable), replays it into trajectories exported as Parquet and JSON Lines, verifies
+//! the log, and prints what happened and what to try next.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,238 +9,250 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tracevault::generate::{self, Workload};
 use tracevault::sapimouse;
-use tracevault_codecs::block::{BlockDecoder, BlockEncoder};
-use tracevault_codecs::limits::BLOCK_EVENTS_MAX;
-use tracevault_codecs::{Record, jsonl};
-use tracevault_core::{KeySource, Log, LogOptions};
+use tracevault_codecs::{Event, SessionMeta};
+use tracevault_core::{KeySource, Log, LogOptions, Role};
+use tracevault_replay::export::{ExportOptions, Format};
+use tracevault_replay::{Engine, Policy, ReduceConfig, Selection};
 
-pub fn demo(dir: Option<PathBuf>, block_events: usize, level: i32, json: bool) -> Result<ExitCode> {
-    if block_events == 0 || block_events > BLOCK_EVENTS_MAX {
-        bail!("--block-events must be between 1 and {BLOCK_EVENTS_MAX}, found {block_events}");
-    }
-    let dir = dir.or_else(sapimouse::shared_dir).unwrap_or_else(sapimouse::fixtures_dir);
-    let recordings = sapimouse::load_dir(&dir)?;
-    let events: usize = recordings.iter().map(|r| r.events.len()).sum();
+use super::privacy::cli_access;
+use super::progress;
 
-    let mut jsonl_bytes = 0usize;
-    let mut line = Vec::new();
-    for r in &recordings {
-        line.clear();
-        jsonl::write_record(&mut line, &Record::Session(r.meta.clone()))?;
-        jsonl_bytes += line.len();
-        for event in &r.events {
-            line.clear();
-            let record = Record::Event { session: r.meta.session.clone(), event: event.clone() };
-            jsonl::write_record(&mut line, &record)?;
-            jsonl_bytes += line.len();
+/// Events per append: a recorder sends a couple of seconds of input at a time.
+const DEMO_BATCH_EVENTS: usize = 200;
+/// The file that marks a folder as the demo's own, so it may be replaced.
+const MARKER: &str = ".tracevault-demo";
+
+pub struct DemoArgs {
+    pub sessions: usize,
+    pub minutes: f64,
+    pub seed: u64,
+    pub out: PathBuf,
+    pub sapimouse: Option<PathBuf>,
+    pub no_real: bool,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// Empties `out` for a new run, if it is absent, empty, or a previous demo's.
+fn prepare(out: &Path) -> Result<()> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !empty && !out.join(MARKER).is_file() {
+            bail!(
+                "{} exists and is not a previous demo's output (no {MARKER} in it): choose another --out",
+                out.display()
+            );
         }
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("removing the previous demo in {}", out.display()))?;
     }
-
-    let mut encoder = BlockEncoder::new(level);
-    let started = Instant::now();
-    let mut blocks = Vec::new();
-    for r in &recordings {
-        for chunk in r.events.chunks(block_events) {
-            let mut block = Vec::new();
-            encoder.encode(chunk, &mut block).context("encoding a block")?;
-            blocks.push(block);
-        }
-    }
-    let encode_s = started.elapsed().as_secs_f64();
-
-    let mut decoder = BlockDecoder::new();
-    let started = Instant::now();
-    let mut decoded = Vec::with_capacity(events);
-    for block in &blocks {
-        decoder.decode_into(block, &mut decoded).context("decoding a block")?;
-    }
-    let decode_s = started.elapsed().as_secs_f64();
-    let original = recordings.iter().flat_map(|r| &r.events);
-    if let Some((i, _)) = original.zip(&decoded).enumerate().find(|(_, (a, b))| a != b) {
-        bail!("round trip failed at event {i}: the codec changed an event");
-    }
-    if decoded.len() != events {
-        bail!("round trip failed: {events} events in, {} out", decoded.len());
-    }
-
-    let stored: usize = blocks.iter().map(Vec::len).sum();
-    let durable = durable_log(&recordings, level)?;
-    let summary = serde_json::json!({
-        "source": dir.display().to_string(),
-        "sessions": recordings.len(),
-        "events": events,
-        "blocks": blocks.len(),
-        "block_events": block_events,
-        "zstd_level": encoder.level(),
-        "bytes": stored,
-        "bytes_per_event": stored as f64 / events as f64,
-        "jsonl_bytes_per_event": jsonl_bytes as f64 / events as f64,
-        "encode_events_per_s": events as f64 / encode_s,
-        "decode_events_per_s": events as f64 / decode_s,
-        "round_trip": "exact",
-        "log": {
-            "batch_events": DEMO_BATCH_EVENTS,
-            "durable_events_per_s": durable.events as f64 / durable.ingest_s,
-            "bytes_on_disk": durable.bytes_on_disk,
-            "segment_bytes_per_event": durable.segment_bytes as f64 / durable.events as f64,
-            "read_back": "exact",
-            "verify": "ok",
-            "data_keys": durable.keys,
-            "audit_entries": durable.audit_entries,
-            "signed_heads": durable.signed_heads,
-        },
-    });
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{summary}")?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    writeln!(out, "tracevault demo: the block codec on real human mouse input")?;
-    writeln!(
-        out,
-        "  input       {} sessions, {events} events of SapiMouse ({})",
-        recordings.len(),
-        dir.display()
-    )?;
-    writeln!(
-        out,
-        "  blocks      {} of up to {block_events} events, zstd level {}",
-        blocks.len(),
-        encoder.level()
-    )?;
-    writeln!(
-        out,
-        "  stored      {stored} bytes: {:.3} bytes/event (the same events as JSONL: {:.1} bytes/event, {:.0}x larger)",
-        stored as f64 / events as f64,
-        jsonl_bytes as f64 / events as f64,
-        jsonl_bytes as f64 / stored as f64
-    )?;
-    writeln!(
-        out,
-        "  speed       encode {:.1} M events/s, decode {:.1} M events/s (one thread, one pass)",
-        events as f64 / encode_s / 1e6,
-        events as f64 / decode_s / 1e6
-    )?;
-    writeln!(out, "  round trip  every event decoded exactly as recorded")?;
-    writeln!(out)?;
-    writeln!(out, "the durable log: the same sessions appended as recorders would send them")?;
-    writeln!(
-        out,
-        "  ingest      {} events in {DEMO_BATCH_EVENTS}-event batches from {} concurrent sessions: {:.2} M events/s, each batch acknowledged once on disk",
-        durable.events,
-        recordings.len(),
-        durable.events as f64 / durable.ingest_s / 1e6
-    )?;
-    writeln!(
-        out,
-        "  encrypted   with {} data keys, one per person (XChaCha20-Poly1305), wrapped under a master key kept outside the data",
-        durable.keys
-    )?;
-    writeln!(
-        out,
-        "  on disk     {} bytes in all; segments {:.3} bytes/event (small batches sealed into {}-event blocks)",
-        durable.bytes_on_disk,
-        durable.segment_bytes as f64 / durable.events as f64,
-        LogOptions::default().block_events_max
-    )?;
-    writeln!(
-        out,
-        "  read back   every session exactly as appended, each read first recorded in the access audit log ({} entries)",
-        durable.audit_entries
-    )?;
-    writeln!(
-        out,
-        "  verify      every frame, its place in the Merkle tree under {} signed heads, and the audit log: ok",
-        durable.signed_heads
-    )?;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "next: `cargo bench --bench codecs` and `cargo bench --bench append` measure both against baselines;"
-    )?;
-    writeln!(
-        out,
-        "      `tracevault ingest FILE.jsonl` stores your own recordings (`--help` for every command)"
-    )?;
-    Ok(ExitCode::SUCCESS)
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(MARKER), "tracevault demo output; `tracevault demo` replaces this folder\n")?;
+    Ok(())
 }
 
-/// Events per append in the demo: a recorder sends a few seconds of input at a time.
-const DEMO_BATCH_EVENTS: usize = 100;
-
-struct Durable {
-    events: u64,
-    /// Data keys: one per person recorded.
-    keys: usize,
-    audit_entries: u64,
-    signed_heads: u64,
-    ingest_s: f64,
-    bytes_on_disk: u64,
-    segment_bytes: u64,
-}
-
-/// Appends every recording to a fresh log in a temporary directory, one thread per session in
-/// recorder-sized batches, then reads everything back, verifies, and removes the directory.
-fn durable_log(recordings: &[sapimouse::Recording], level: i32) -> Result<Durable> {
-    let dir = std::env::temp_dir().join(format!("tracevault-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = durable_log_in(&dir, recordings, level);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-fn durable_log_in(dir: &Path, recordings: &[sapimouse::Recording], level: i32) -> Result<Durable> {
-    // The demo's keys sit beside its data (outside it, as always), and go when the demo ends.
-    let keys = KeySource::dir(dir.join("keys"));
-    let options = LogOptions { zstd_level: level, keys: Some(keys), ..LogOptions::default() };
-    let data = dir.join("data");
-    let log =
-        Log::open(&data, options).with_context(|| format!("opening a demo log in {}", data.display()))?;
+/// Appends sessions as recorders would: one thread per session, small batches, each durable.
+fn ingest(log: &Log, sessions: &[(SessionMeta, Vec<Event>)], quiet: bool) -> Result<f64> {
+    let bar = progress::bar(sessions.len() as u64, "ingest", quiet);
     let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {
-        let handles: Vec<_> = recordings
+        let handles: Vec<_> = sessions
             .iter()
-            .map(|r| {
-                let log = &log;
+            .map(|(meta, events)| {
+                let bar = &bar;
                 scope.spawn(move || -> Result<()> {
-                    log.create_session(r.meta.clone())?;
-                    for batch in r.events.chunks(DEMO_BATCH_EVENTS) {
-                        log.append(&r.meta.session, batch)?;
+                    log.create_session(meta.clone())?;
+                    for batch in events.chunks(DEMO_BATCH_EVENTS) {
+                        log.append(&meta.session, batch)?;
                     }
-                    log.seal_session(&r.meta.session)?;
+                    log.seal_session(&meta.session)?;
+                    bar.inc(1);
                     Ok(())
                 })
             })
             .collect();
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a demo writer thread panicked"))??;
+            h.join().map_err(|_| anyhow::anyhow!("a demo recorder thread panicked"))??;
         }
         Ok(())
     })?;
     log.checkpoint()?;
-    let ingest_s = started.elapsed().as_secs_f64();
-    let access = super::privacy::cli_access("demo: check every session reads back as appended", None);
-    for r in recordings {
-        let back = log.read_session(&access, &r.meta.session, 0..=u64::MAX)?;
-        if back != r.events {
-            bail!("session {} did not read back as appended", r.meta.session);
-        }
+    bar.finish_and_clear();
+    Ok(started.elapsed().as_secs_f64())
+}
+
+pub fn demo(args: DemoArgs) -> Result<ExitCode> {
+    if args.sessions == 0 && args.no_real {
+        bail!("nothing to do: --sessions 0 with --no-real");
     }
-    let report = log.verify()?;
-    if let Some(problem) = report.first_problem {
+    if !(args.minutes > 0.0 && args.minutes <= 600.0) {
+        bail!("--minutes must be more than 0 and at most 600, found {}", args.minutes);
+    }
+    let out = &args.out;
+    prepare(out)?;
+    let (data, keys) = (out.join("data"), out.join("keys"));
+
+    // 1. Sessions: generated for scale, SapiMouse for truth.
+    let workload = Workload { sessions: args.sessions, minutes: args.minutes, seed: args.seed };
+    let started = Instant::now();
+    let generated = generate::sessions(&workload);
+    let generate_s = started.elapsed().as_secs_f64();
+    let real_dir = if args.no_real {
+        None
+    } else {
+        Some(args.sapimouse.clone().or_else(sapimouse::shared_dir).unwrap_or_else(sapimouse::fixtures_dir))
+    };
+    let real: Vec<(SessionMeta, Vec<Event>)> = match &real_dir {
+        Some(dir) => sapimouse::load_dir(dir)?.into_iter().map(|r| (r.meta, r.events)).collect(),
+        None => Vec::new(),
+    };
+    let generated_events: u64 = generated.iter().map(|(_, e)| e.len() as u64).sum();
+    let real_events: u64 = real.iter().map(|(_, e)| e.len() as u64).sum();
+    let events = generated_events + real_events;
+    let all: Vec<(SessionMeta, Vec<Event>)> = generated.into_iter().chain(real).collect();
+    tracing::info!(sessions = all.len(), events, "demo sessions ready");
+
+    // 2. Ingest: encrypted per person, acknowledged once durable.
+    let options = LogOptions { keys: Some(KeySource::dir(&keys)), ..LogOptions::default() };
+    let log =
+        Log::open(&data, options).with_context(|| format!("opening the demo log in {}", data.display()))?;
+    let ingest_s = ingest(&log, &all, args.quiet)?;
+    let bytes_per_event = |ids: &mut dyn Iterator<Item = &str>| -> f64 {
+        let (mut bytes, mut n) = (0u64, 0u64);
+        for id in ids {
+            if let Some(info) = log.session_info(id) {
+                bytes += info.sealed_bytes;
+                n += info.events;
+            }
+        }
+        if n == 0 { 0.0 } else { bytes as f64 / n as f64 }
+    };
+    let generated_bpe = bytes_per_event(&mut all.iter().take(args.sessions).map(|(m, _)| m.session.as_str()));
+    let real_bpe = bytes_per_event(&mut all.iter().skip(args.sessions).map(|(m, _)| m.session.as_str()));
+
+    // 3. Replay into trajectories: Parquet and JSON Lines, redacted.
+    let engine = Engine::new(&log, ReduceConfig::default(), 0)?;
+    let access = cli_access("demo: export trajectories", None);
+    let ml = tracevault_core::Access { role: Role::Ml, ..access };
+    let mut exports = Vec::new();
+    let mut replay_s = 0.0;
+    let mut steps = 0;
+    let mut episodes = 0;
+    for format in [Format::Parquet, Format::Jsonl] {
+        let target = out.join(format.name());
+        let options = ExportOptions {
+            out: target.clone(),
+            format,
+            policy: Policy::Default,
+            sensitive_apps: tracevault_replay::redact::SENSITIVE_APPS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            user_key: None,
+        };
+        let bar = progress::bar(all.len() as u64, &format!("export {}", format.name()), args.quiet);
+        let started = Instant::now();
+        let report = tracevault_replay::export(
+            &log,
+            &engine,
+            &ml,
+            &Selection::default(),
+            &options,
+            &mut |done, _| bar.set_position(done),
+        )?;
+        bar.finish_and_clear();
+        if format == Format::Parquet {
+            replay_s = started.elapsed().as_secs_f64();
+            steps = report.pass.steps;
+            episodes = report.pass.episodes;
+        }
+        exports.push(report.files[0].clone());
+    }
+    drop(engine);
+
+    // 4. Verify: every frame, the Merkle tree under the signed heads, the audit log.
+    log.close().context("closing the demo log")?;
+    let public = KeySource::dir(&keys).public_key()?;
+    let report =
+        tracevault_core::integrity::verify(&tracevault_core::storage::FsStorage::new(&data), &public)?;
+    if let Some(problem) = &report.first_problem {
         bail!("verify failed: {problem}");
     }
-    let stats = log.stats();
-    let keys = log.keys().1.len();
-    log.close()?;
-    Ok(Durable {
-        events: stats.events,
-        keys,
-        audit_entries: report.audit_entries,
-        signed_heads: report.heads,
-        ingest_s,
-        bytes_on_disk: stats.bytes_on_disk,
-        segment_bytes: stats.segment_bytes,
-    })
+    let example = all.first().map(|(m, _)| m.session.clone()).unwrap_or_default();
+    let auditor = format!(
+        "cargo run --release -- --data {} --key-dir {} replay {example} --purpose \"spot check\" --ticket DEMO-1",
+        data.display(),
+        keys.display()
+    );
+    let summary = json!({
+        "out": out.display().to_string(),
+        "sessions": all.len(),
+        "generated_sessions": args.sessions,
+        "real_sessions": all.len() - args.sessions,
+        "events": events,
+        "generated_events": generated_events,
+        "real_events": real_events,
+        "generate_s": generate_s,
+        "ingest_events_per_s": events as f64 / ingest_s,
+        "bytes_per_event": {"generated": generated_bpe, "sapimouse": real_bpe},
+        "replay_export_events_per_s": events as f64 / replay_s,
+        "steps": steps,
+        "episodes": episodes,
+        "exports": exports.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "verify": "ok",
+        "signed_heads": report.heads,
+        "audit_entries": report.audit_entries,
+        "example": auditor,
+    });
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{summary}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(stdout, "tracevault demo, in {}", out.display())?;
+    writeln!(
+        stdout,
+        "  sessions   {} generated ({:.1} min each, seed {}) and {} real SapiMouse recordings{}: {events} events",
+        args.sessions,
+        args.minutes,
+        args.seed,
+        all.len() - args.sessions,
+        real_dir.map(|d| format!(" ({})", d.display())).unwrap_or_default()
+    )?;
+    writeln!(
+        stdout,
+        "  ingest     {:.2} M events/s durable, {DEMO_BATCH_EVENTS}-event batches from {} concurrent sessions, each encrypted with its person's key",
+        events as f64 / ingest_s / 1e6,
+        all.len()
+    )?;
+    writeln!(
+        stdout,
+        "  stored     {generated_bpe:.2} bytes/event generated, {real_bpe:.2} bytes/event real mouse input (sealed blocks, compressed, encrypted)"
+    )?;
+    writeln!(
+        stdout,
+        "  replay     {:.2} M events/s into {steps} steps in {episodes} episodes, redacted, exported:",
+        events as f64 / replay_s / 1e6
+    )?;
+    for path in &exports {
+        writeln!(stdout, "               {}", path.display())?;
+    }
+    writeln!(
+        stdout,
+        "  verify     ok: every frame, the Merkle tree under {} signed heads, {} access audit entries",
+        report.heads, report.audit_entries
+    )?;
+    writeln!(stdout)?;
+    writeln!(stdout, "next, as an auditor (the read is recorded first):")?;
+    writeln!(stdout, "  {auditor}")?;
+    writeln!(
+        stdout,
+        "  cargo run --release -- --data {} --key-dir {} audit",
+        data.display(),
+        keys.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

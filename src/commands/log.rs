@@ -9,23 +9,47 @@ use serde_json::json;
 use tracevault::ingest::{self, IngestReport};
 use tracevault_core::{KeySource, Log, LogOptions, SessionInfo};
 
-/// `--key-dir`, when given (else $TRACEVAULT_KEY_DIR, else the user's config directory).
+/// `--key-dir`, when given (else $TRACEVAULT_KEY_DIR, else the config file's, else the user's
+/// config directory).
 pub static KEY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// Where the keys are: `--key-dir`, else the environment's default.
+/// The config file in effect (set once by `main`).
+pub static CONFIG: std::sync::OnceLock<tracevault::config::Config> = std::sync::OnceLock::new();
+
+pub fn config() -> tracevault::config::Config {
+    CONFIG.get().cloned().unwrap_or_default()
+}
+
+/// Where the keys are: `--key-dir`, else `$TRACEVAULT_KEY_DIR`, else the config file's
+/// `key_dir`, else the user's config directory.
 pub fn key_source() -> Result<KeySource> {
     let mut keys = KeySource::from_env()?;
+    let env_dir = std::env::var_os(tracevault_core::keys::ENV_KEY_DIR).filter(|v| !v.is_empty());
     if let Some(dir) = KEY_DIR.get() {
         keys.dir = dir.clone();
+    } else if env_dir.is_none()
+        && let Some(dir) = config().key_dir
+    {
+        keys.dir = dir;
     }
     Ok(keys)
 }
 
+/// The log's options: the defaults, the config file's `[log]`, and the keys.
 pub fn options() -> Result<LogOptions> {
-    Ok(LogOptions { keys: Some(key_source()?), ..LogOptions::default() })
+    let c = config();
+    let mut options = LogOptions { keys: Some(key_source()?), ..LogOptions::default() };
+    if let Some(n) = c.log.block_events {
+        options.block_events_max = n;
+    }
+    if let Some(level) = c.log.zstd_level {
+        options.zstd_level = level;
+    }
+    Ok(options)
 }
 
 pub fn open(data: &Path) -> Result<Log> {
+    tracing::debug!(data = %data.display(), "opening the log");
     Log::open(data, options()?).with_context(|| {
         format!("opening the log in {} (is another tracevault process using it?)", data.display())
     })

@@ -3,9 +3,10 @@
 mod demo;
 mod log;
 mod privacy;
+pub mod progress;
 mod replay;
 
-pub use demo::demo;
-pub use log::{KEY_DIR, ingest, sessions, stats};
+pub use demo::{DemoArgs, demo};
+pub use log::{CONFIG, KEY_DIR, ingest, sessions, stats};
 pub use privacy::{audit_list, audit_verify, keys_list, keys_rotate, shred, verify};
 pub use replay::{ExportArgs, ReplayArgs, ReplayFormat, export, parse_time, replay};

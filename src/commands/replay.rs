@@ -11,7 +11,7 @@ use tracevault_codecs::{Record, jsonl};
 use tracevault_core::{Access, Role};
 use tracevault_replay::export::{ExportOptions, Format};
 use tracevault_replay::timeline;
-use tracevault_replay::{Engine, Policy, ReduceConfig, Selection};
+use tracevault_replay::{Engine, Policy, Selection};
 
 use super::log::open;
 use super::privacy::os_user;
@@ -65,7 +65,8 @@ pub fn replay(data: &Path, args: ReplayArgs<'_>) -> Result<ExitCode> {
     if let Some(t) = args.ticket {
         access = access.with_ticket(t);
     }
-    let engine = Engine::new(&log, ReduceConfig::default(), 0)?;
+    let config = super::log::config();
+    let engine = Engine::new(&log, config.reduce(), config.replay.threads.unwrap_or(0))?;
     let range = args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX);
     let (session, raw) = engine.replay_session(&access, args.session, range, args.raw)?;
     drop(engine);
@@ -157,28 +158,24 @@ pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
         Some(hex) => Some(parse_key(hex).map_err(|e| anyhow::anyhow!("--user-key: {e}"))?),
     };
     let log = open(data)?;
-    let engine = Engine::new(&log, ReduceConfig::default(), args.threads)?;
+    let config = super::log::config();
+    let threads = if args.threads > 0 { args.threads } else { config.replay.threads.unwrap_or(0) };
+    let engine = Engine::new(&log, config.reduce(), threads)?;
     let selection =
         Selection { sessions: args.sessions.clone(), user: args.user.clone(), ..Selection::default() };
     let options = ExportOptions {
         out: args.out.clone(),
         format: args.format,
         policy: args.policy,
-        sensitive_apps: tracevault_replay::redact::SENSITIVE_APPS.iter().map(|s| (*s).to_owned()).collect(),
+        sensitive_apps: config.sensitive_apps(),
         user_key,
     };
     let started = std::time::Instant::now();
-    // Progress only for a person watching a terminal.
-    let quiet = args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut progress = |done: u64, total: u64| {
-        if !quiet && total > 0 {
-            eprint!("\rexporting: {done}/{total} sessions");
-        }
-    };
+    let total = engine.select(&selection)?.len() as u64;
+    let bar = super::progress::bar(total, "export", args.json);
+    let mut progress = |done: u64, _: u64| bar.set_position(done);
     let report = tracevault_replay::export(&log, &engine, &access, &selection, &options, &mut progress)?;
-    if !quiet {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     drop(engine);
     log.close().context("closing the log")?;
