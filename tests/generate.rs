@@ -40,6 +40,12 @@ fn pointer_motion_is_close_to_real_human_motion() {
     let ours = pointer_stats(sessions.iter().map(|(_, e)| e.as_slice()));
     println!("SapiMouse fixtures: {real:?}");
     println!("generated:          {ours:?}");
+    if let Some(full) = sapimouse::shared_dir() {
+        let all = sapimouse::load_dir(&full).unwrap();
+        println!("SapiMouse, all:     {:?}", pointer_stats(all.iter().map(|r| r.events.as_slice())));
+        let big = generate::sessions(&Workload { sessions: 24, minutes: 6.0, seed: 2026 });
+        println!("generated, demo:    {:?}", pointer_stats(big.iter().map(|(_, e)| e.as_slice())));
+    }
     let within = |a: f64, b: f64, factor: f64| a / b <= factor && b / a <= factor;
     assert!(
         within(ours.gap_ms[0], real.gap_ms[0], 1.25),

@@ -964,6 +964,7 @@ impl Log {
         }
         let erased =
             self.inner.vault.shred(user, &session_keys).map_err(|e| AppendError::Key(e.to_string()))?;
+        tracing::info!(keys = ?erased, sessions = ids.len(), "crypto-shredded a person");
         // From here the erasure has happened: what follows tidies up, and its failure (which
         // poisons the log) does not undo or hide it.
         let key_id = erased.first().copied().unwrap_or(0);

@@ -131,6 +131,7 @@ fn cut_tail(
     match stop {
         Stop::End => Ok(()),
         Stop::Torn | Stop::Damage(_) if cuttable => {
+            tracing::warn!(file = %path.display(), offset = end, "cutting a tail torn by a crash");
             storage.truncate(path, end).map_err(io_error(path))?;
             bytes.truncate(end as usize);
             Ok(())
@@ -536,6 +537,12 @@ pub(crate) fn recover(
         let session = Session { number, id: s.id.clone(), meta: Arc::new(s.meta), state: Mutex::new(state) };
         live.insert(s.id, Arc::new(session));
     }
+    tracing::info!(
+        sessions = live.len(),
+        frames = next_frame,
+        from_checkpoint = start.is_some(),
+        "recovered the log"
+    );
     Ok(Recovered {
         sessions: live,
         next_session_number,

@@ -402,6 +402,7 @@ impl Writer {
 pub(crate) fn poison(inner: &Inner, reason: String) -> AppendError {
     let mut p = lock(&inner.poisoned);
     if p.is_none() {
+        tracing::error!(%reason, "the log is poisoned: no more writes until it is reopened");
         *p = Some(reason.clone());
     }
     AppendError::Poisoned(reason)
