@@ -68,7 +68,13 @@ pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) ->
             ingest::ingest_msgpack(&log, &bytes, &name)?
         } else {
             let f = std::fs::File::open(file).with_context(|| format!("opening {name}"))?;
-            ingest::ingest_jsonl(&log, BufReader::new(f), &name, batch_lines)?
+            // Progress by bytes read, for a person watching a big file go in.
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            let bar = super::progress::bar(len, &format!("ingest {}", short_name(file)), json);
+            bar.set_style(super::progress::bytes_style());
+            let report = ingest::ingest_jsonl(&log, BufReader::new(bar.wrap_read(f)), &name, batch_lines);
+            bar.finish_and_clear();
+            report?
         };
         total.records += report.records;
         total.sessions_created += report.sessions_created;
@@ -103,6 +109,11 @@ pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) ->
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A file's name for a progress bar.
+fn short_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn duration_us(s: &SessionInfo) -> u64 {

@@ -214,7 +214,10 @@ pub fn verify(data: &Path, public: Option<&str>, session: Option<&str>, json: bo
         return verify_session(data, id, json);
     }
     let key = public_key(public)?;
-    let report = integrity::verify(&FsStorage::new(data), &key).context("verifying")?;
+    let spinner = super::progress::spinner("verify", json);
+    let report = integrity::verify(&FsStorage::new(data), &key).context("verifying");
+    spinner.finish_and_clear();
+    let report = report?;
     print_report(data, &report, json, "log")
 }
 
