@@ -11,11 +11,13 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "tracevault", version, about = "Event-sourced session replay engine for human input")]
 struct Cli {
-    /// The data directory. Default: $TRACEVAULT_DATA, else ./tracevault-data (created on first use).
+    /// The data directory. Default: $TRACEVAULT_DATA, else the config file's `data`, else
+    /// ./tracevault-data (created on first use).
     #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Where the master and signing keys are (created on first use). Default: $TRACEVAULT_KEY_DIR,
-    /// else $XDG_CONFIG_HOME/tracevault, else ~/.config/tracevault. Must be outside the data
+    /// else the config file's `key_dir`, else $XDG_CONFIG_HOME/tracevault, else
+    /// ~/.config/tracevault. Must be outside the data
     /// directory. $TRACEVAULT_MASTER_KEY / $TRACEVAULT_SIGNING_KEY (hex) take precedence.
     #[arg(long, global = true, value_name = "DIR")]
     key_dir: Option<PathBuf>,
@@ -35,30 +37,7 @@ enum Command {
     /// The whole product on an embedded store: generates realistic sessions and adds the real
     /// SapiMouse recordings, ingests them (encrypted, durable), replays them into trajectories
     /// exported as Parquet and JSON Lines, verifies the log, and prints a summary.
-    Demo {
-        /// Sessions to generate.
-        #[arg(long, default_value_t = 24)]
-        sessions: usize,
-        /// Minutes of input per generated session.
-        #[arg(long, default_value_t = 6.0)]
-        minutes: f64,
-        /// The generator's seed (the same seed, the same sessions).
-        #[arg(long, default_value_t = 2026)]
-        seed: u64,
-        /// Where the store, its keys and the exports go (replaced if a previous demo's).
-        #[arg(long, default_value = "tracevault-out")]
-        out: PathBuf,
-        /// SapiMouse recordings to add (a folder of user*/*.csv). Default: ../shared/data/sapimouse
-        /// if present, else the fixtures subset in this repository.
-        #[arg(long)]
-        sapimouse: Option<PathBuf>,
-        /// Generated sessions only.
-        #[arg(long)]
-        no_real: bool,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Demo(commands::DemoArgs),
     /// Appends JSON Lines (or, for `.msgpack` files, MessagePack batches) to the log. `-` reads
     /// JSON Lines from stdin. A malformed record rejects its whole batch: nothing of it is stored.
     Ingest {
@@ -124,36 +103,7 @@ enum Command {
     },
     /// Exports ML trajectories (steps grouped in episodes) to Parquet or JSON Lines, redacted by
     /// default, with meta/info.json describing the export.
-    Export {
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long, default_value = "parquet", value_parser = ["parquet", "jsonl"])]
-        format: String,
-        /// default: PII in typed text replaced, sensitive apps timing-only, user ids hashed;
-        /// none: as recorded (an auditor's export).
-        #[arg(long, default_value = "default", value_parser = ["default", "none"])]
-        redaction: String,
-        /// These sessions only.
-        #[arg(long, num_args = 1.., value_name = "SESSION")]
-        sessions: Vec<String>,
-        /// This person's sessions only.
-        #[arg(long)]
-        user: Option<String>,
-        /// Why (recorded in the access audit log); required with --redaction none.
-        #[arg(long)]
-        purpose: Option<String>,
-        #[arg(long)]
-        ticket: Option<String>,
-        /// Replay threads (0: one per core). The output is the same for any number.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// The key user ids are hashed with (64 hex digits); default: a random key per export,
-        /// so two exports cannot be joined on the person.
-        #[arg(long, value_name = "HEX")]
-        user_key: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Export(commands::ExportArgs),
     /// Crypto-erases one person: destroys their data key, so their events can never be decrypted
     /// again, by anyone. Recorded in the access audit log.
     Shred {
@@ -241,18 +191,7 @@ fn main() -> ExitCode {
     }
     commands::progress::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
-        Command::Demo { sessions, minutes, seed, out, sapimouse, no_real, json } => {
-            commands::demo(commands::DemoArgs {
-                sessions,
-                minutes,
-                seed,
-                out,
-                sapimouse,
-                no_real,
-                json,
-                quiet: cli.quiet,
-            })
-        }
+        Command::Demo(args) => commands::demo(args),
         Command::Ingest { files, batch_lines, json } => commands::ingest(&data, &files, batch_lines, json),
         Command::Sessions { user, json } => commands::sessions(&data, user.as_deref(), json),
         Command::Stats { json } => commands::stats(&data, json),
@@ -275,35 +214,7 @@ fn main() -> ExitCode {
                 },
             },
         ),
-        Command::Export {
-            out,
-            format,
-            redaction,
-            sessions,
-            user,
-            purpose,
-            ticket,
-            threads,
-            user_key,
-            json,
-        } => commands::export(
-            &data,
-            commands::ExportArgs {
-                out,
-                format: format
-                    .parse()
-                    .map_err(anyhow::Error::msg)
-                    .unwrap_or(tracevault_replay::Format::Parquet),
-                policy: redaction.parse().unwrap_or(tracevault_replay::Policy::Default),
-                sessions,
-                user,
-                purpose,
-                ticket,
-                threads,
-                user_key,
-                json,
-            },
-        ),
+        Command::Export(args) => commands::export(&data, args),
         Command::Shred { user, purpose, ticket, json } => {
             commands::shred(&data, &user, &purpose, ticket.as_deref(), json)
         }

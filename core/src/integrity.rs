@@ -212,8 +212,8 @@ impl VerifyReport {
 
 /// Parses a public key given as 64 hex digits (the content of `signing.pub`).
 pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let secret = crate::keys::Secret::from_hex(text)?;
-    VerifyingKey::from_bytes(secret.expose()).map_err(|_| "not an Ed25519 public key".to_owned())
+    let bytes = crate::keys::parse_hex32(text)?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_owned())
 }
 
 /// Checks the log in `storage` against `public`, the key its heads must be signed with.

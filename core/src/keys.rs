@@ -63,25 +63,7 @@ impl Secret {
 
     /// Parses 64 hex digits. The error never quotes the input.
     pub fn from_hex(text: &str) -> Result<Secret, String> {
-        let text = text.trim();
-        if text.len() != 2 * KEY_BYTES {
-            return Err(format!("expected {} hex digits, found {} characters", 2 * KEY_BYTES, text.len()));
-        }
-        let mut bytes = [0u8; KEY_BYTES];
-        for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-            let digit = |c: u8| (c as char).to_digit(16);
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(hi), Some(lo)) => bytes[i] = (hi * 16 + lo) as u8,
-                _ => {
-                    bytes.zeroize();
-                    return Err(format!(
-                        "expected hex digits, found a non-hex character near digit {}",
-                        2 * i
-                    ));
-                }
-            }
-        }
-        Ok(Secret(bytes))
+        parse_hex32(text).map(Secret)
     }
 
     fn to_hex(&self) -> Zeroizing<String> {
@@ -110,8 +92,30 @@ impl Secret {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 64 hex digits (surrounding whitespace ignored) as 32 bytes. The error never quotes the input:
+/// it may be a key.
+pub fn parse_hex32(text: &str) -> Result<[u8; KEY_BYTES], String> {
+    let text = text.trim();
+    if text.len() != 2 * KEY_BYTES {
+        return Err(format!("expected {} hex digits, found {} characters", 2 * KEY_BYTES, text.len()));
+    }
+    let mut bytes = [0u8; KEY_BYTES];
+    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => bytes[i] = (hi * 16 + lo) as u8,
+            _ => {
+                bytes.zeroize();
+                return Err(format!("expected hex digits, found a non-hex character near digit {}", 2 * i));
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn random_fill(out: &mut [u8]) -> Result<(), KeyError> {
@@ -232,9 +236,7 @@ impl KeySource {
         let pub_path = self.dir.join(SIGNING_PUB_FILE);
         match std::fs::read_to_string(&pub_path) {
             Ok(text) => {
-                let bytes = Secret::from_hex(text.trim()).map_err(|r| KeyError::format(&pub_path, r))?;
-                return ed25519_dalek::VerifyingKey::from_bytes(bytes.expose())
-                    .map_err(|_| KeyError::format(&pub_path, "not an Ed25519 public key"));
+                return crate::integrity::parse_public_key(&text).map_err(|r| KeyError::format(&pub_path, r));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(KeyError::Io { path: pub_path, source }),

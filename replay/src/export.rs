@@ -416,7 +416,7 @@ pub fn export(
             .collect::<Vec<_>>(),
         "read_at": head.map(|h| json!({
             "tree_size": h.tree_size,
-            "root": h.root.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "root": tracevault_core::keys::hex(&h.root),
         })),
         "reduce": engine_config_json(engine),
     });

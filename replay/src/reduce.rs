@@ -173,7 +173,6 @@ pub struct Reducer {
     pending: Option<Pending>,
     press: Option<Press>,
     mods: u8,
-    emitted: bool,
 }
 
 impl Reducer {
@@ -192,7 +191,6 @@ impl Reducer {
             pending: None,
             press: None,
             mods: 0,
-            emitted: false,
         }
     }
 
@@ -273,7 +271,6 @@ impl Reducer {
             redacted: false,
         };
         self.step += 1;
-        self.emitted = true;
         if step.lineage.events > 0 {
             self.out.append(&mut self.held);
         }
@@ -406,7 +403,8 @@ impl Reducer {
                 }
                 self.flush();
                 self.mods = 0; // a focus change ends any chord (and a release lost with it)
-                if self.config.split_on_focus && self.emitted {
+                // (An episode with no step yet simply goes on: see new_episode.)
+                if self.config.split_on_focus {
                     self.extend_held(seq.saturating_sub(1));
                     self.new_episode();
                 }

@@ -25,15 +25,31 @@ const DEMO_BATCH_EVENTS: usize = 200;
 /// The file that marks a folder as the demo's own, so it may be replaced.
 const MARKER: &str = ".tracevault-demo";
 
+/// `tracevault demo`'s arguments.
+#[derive(clap::Args)]
 pub struct DemoArgs {
+    /// Sessions to generate.
+    #[arg(long, default_value_t = 24)]
     pub sessions: usize,
+    /// Minutes of input per generated session.
+    #[arg(long, default_value_t = 6.0)]
     pub minutes: f64,
+    /// The generator's seed (the same seed, the same sessions).
+    #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Where the store, its keys and the exports go (replaced if a previous demo's).
+    #[arg(long, default_value = "tracevault-out")]
     pub out: PathBuf,
+    /// SapiMouse recordings to add (a folder of user*/*.csv). Default: ../shared/data/sapimouse
+    /// if present, else the fixtures subset in this repository.
+    #[arg(long)]
     pub sapimouse: Option<PathBuf>,
+    /// Generated sessions only.
+    #[arg(long)]
     pub no_real: bool,
+    /// Print the summary as JSON (and no progress bars).
+    #[arg(long)]
     pub json: bool,
-    pub quiet: bool,
 }
 
 /// Empties `out` for a new run, if it is absent, empty, or a previous demo's.
@@ -119,7 +135,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     let options = LogOptions { keys: Some(KeySource::dir(&keys)), ..LogOptions::default() };
     let log =
         Log::open(&data, options).with_context(|| format!("opening the demo log in {}", data.display()))?;
-    let ingest_s = ingest(&log, &all, args.quiet)?;
+    let ingest_s = ingest(&log, &all, args.json)?;
     let bytes_per_event = |ids: &mut dyn Iterator<Item = &str>| -> f64 {
         let (mut bytes, mut n) = (0u64, 0u64);
         for id in ids {
@@ -153,7 +169,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
                 .collect(),
             user_key: None,
         };
-        let bar = progress::bar(all.len() as u64, &format!("export {}", format.name()), args.quiet);
+        let bar = progress::bar(all.len() as u64, &format!("export {}", format.name()), args.json);
         let started = Instant::now();
         let report = tracevault_replay::export(
             &log,

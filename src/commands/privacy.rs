@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde_json::json;
 use tracevault_core::integrity::{self, VerifyReport};
-use tracevault_core::keys::SlotState;
+use tracevault_core::keys::{SlotState, hex};
 use tracevault_core::storage::FsStorage;
 use tracevault_core::{Access, Decision, Role, audit};
 
@@ -116,10 +116,6 @@ pub fn keys_list(data: &Path, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn time(us: u64) -> String {

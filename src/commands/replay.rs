@@ -121,18 +121,45 @@ pub fn replay(data: &Path, args: ReplayArgs<'_>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tracevault export`'s arguments.
+#[derive(clap::Args)]
 pub struct ExportArgs {
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    #[arg(long, default_value = "parquet", value_parser = parse_format)]
     pub format: Format,
+    /// default: PII in typed text replaced, sensitive apps timing-only, user and session ids
+    /// hashed; none: as recorded (an auditor's export).
+    #[arg(long = "redaction", default_value = "default", value_parser = parse_policy)]
     pub policy: Policy,
+    /// These sessions only.
+    #[arg(long, num_args = 1.., value_name = "SESSION")]
     pub sessions: Vec<String>,
+    /// This person's sessions only.
+    #[arg(long)]
     pub user: Option<String>,
-    /// Why; required for an unredacted export.
+    /// Why (recorded in the access audit log); required with --redaction none.
+    #[arg(long)]
     pub purpose: Option<String>,
+    #[arg(long)]
     pub ticket: Option<String>,
+    /// Replay threads (0: the config file's, else one per core). The output is the same for any number.
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// The key user and session ids are hashed with (64 hex digits); default: a random key per
+    /// export, so two exports cannot be joined on the person.
+    #[arg(long, value_name = "HEX")]
     pub user_key: Option<String>,
+    #[arg(long)]
     pub json: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse()
 }
 
 /// Exports trajectories for ML: redacted by default; without redaction only for an auditor's
@@ -155,7 +182,9 @@ pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
     }
     let user_key = match &args.user_key {
         None => None,
-        Some(hex) => Some(parse_key(hex).map_err(|e| anyhow::anyhow!("--user-key: {e}"))?),
+        Some(hex) => {
+            Some(tracevault_core::keys::parse_hex32(hex).map_err(|e| anyhow::anyhow!("--user-key: {e}"))?)
+        }
     };
     let log = open(data)?;
     let config = super::log::config();
@@ -212,20 +241,6 @@ pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// 64 hex digits as 32 bytes (never quoting the input back).
-fn parse_key(text: &str) -> Result<[u8; 32], String> {
-    let text = text.trim();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("expected 64 hex digits, found {} characters", text.len()));
-    }
-    let mut key = [0u8; 32];
-    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
-        let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
-        key[i] = digit(pair[0]) * 16 + digit(pair[1]);
-    }
-    Ok(key)
 }
 
 #[cfg(test)]

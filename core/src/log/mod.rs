@@ -913,7 +913,7 @@ impl Log {
             open_block,
             open_seq,
             next: 0,
-            decoder: Mutex::new(BlockDecoder::new()),
+            decoder: Mutex::new(None),
         })
     }
 
@@ -1272,7 +1272,9 @@ pub struct SessionBlocks {
     open_seq: u64,
     /// The iterator's position: sealed blocks first, then the open block.
     next: usize,
-    decoder: Mutex<BlockDecoder>,
+    /// The iterator's decoder, made on first use. A mutex only so the blocks can be shared by the
+    /// threads that call `read_sealed`; the iterator reaches it through `&mut self`, unlocked.
+    decoder: Mutex<Option<BlockDecoder>>,
 }
 
 impl SessionBlocks {
@@ -1284,11 +1286,6 @@ impl SessionBlocks {
     /// How many sealed blocks there are to read (the open block comes after them).
     pub fn sealed_count(&self) -> usize {
         self.sealed.len()
-    }
-
-    /// Events in the sealed blocks, as the index knows them (without reading them).
-    pub fn sealed_events(&self) -> u64 {
-        self.sealed.iter().map(|(_, l)| u64::from(l.events)).sum()
     }
 
     /// Reads, authenticates, decrypts and decodes sealed block `i` (0-based, in session order).
@@ -1352,7 +1349,10 @@ impl SessionBlocks {
     pub fn next_block(&mut self) -> Option<Result<BlockEvents, ReadError>> {
         let i = self.next;
         self.next += 1;
-        let mut decoder = std::mem::take(&mut *lock(&self.decoder));
+        // The iterator's own decoder (its zstd context and buffers reused block after block),
+        // moved out while the block is read through `&self`.
+        let slot = self.decoder.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut decoder = slot.take().unwrap_or_default();
         let out = if i < self.sealed.len() {
             Some(self.read_sealed(i, &mut decoder))
         } else if i == self.sealed.len() {
@@ -1360,7 +1360,7 @@ impl SessionBlocks {
         } else {
             None
         };
-        *lock(&self.decoder) = decoder;
+        *self.decoder.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(decoder);
         out
     }
 }
