@@ -16,82 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::files::{self, FILE_HEADER_BYTES, Stop};
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::merkle::{self, Frontier, Hash};
+use crate::policy::{Access, Operation, Role};
 use crate::storage::{AppendFile, Storage};
 
-pub(crate) const AUDIT: files::FileKind =
-    files::FileKind { dir: "audit", extension: "log", magic: *b"TVAUDITL", hashed: false };
-
-/// The file the audit log lives in, relative to the data directory.
-pub fn audit_path() -> PathBuf {
-    AUDIT.path(0)
-}
-
-/// A role: what the actor is allowed to do (DESIGN.md: least privilege per role).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Sends events; may not read them back.
-    Recorder,
-    /// Exports trajectories (redacted by default).
-    Ml,
-    /// Replays named sessions with a stated purpose.
-    Auditor,
-    /// Runs the service: erases people, rotates keys, and may read.
-    Admin,
-    /// tracevault itself (recovery and sealing unwrap keys to re-encode open blocks).
-    System,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Recorder => "recorder",
-            Role::Ml => "ml",
-            Role::Auditor => "auditor",
-            Role::Admin => "admin",
-            Role::System => "system",
-        }
-    }
-
-    /// Whether the role may read decrypted events.
-    pub fn may_read(self) -> bool {
-        matches!(self, Role::Ml | Role::Auditor | Role::Admin)
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Role, String> {
-        Ok(match s {
-            "recorder" => Role::Recorder,
-            "ml" => Role::Ml,
-            "auditor" => Role::Auditor,
-            "admin" => Role::Admin,
-            other => return Err(format!("unknown role {other:?}, expected recorder, ml, auditor or admin")),
-        })
-    }
-}
-
-/// Who is asking, and why. Every read of personal data carries one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Access {
-    pub actor: String,
-    pub role: Role,
-    pub purpose: String,
-    pub ticket: Option<String>,
-}
-
-impl Access {
-    pub fn new(actor: impl Into<String>, role: Role, purpose: impl Into<String>) -> Access {
-        Access { actor: actor.into(), role, purpose: purpose.into(), ticket: None }
-    }
-
-    pub fn with_ticket(mut self, ticket: impl Into<String>) -> Access {
-        self.ticket = Some(ticket.into());
-        self
-    }
-}
+use crate::layout::AUDIT;
+pub use crate::layout::audit_path;
 
 /// What was done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +37,28 @@ pub enum Action {
     Shred,
     /// The master key was rotated.
     RotateMasterKey,
+    /// The access audit log was read.
+    ReadAudit,
+    /// An append was refused (appends are not recorded, refusals are).
+    Append,
+    /// An API token was minted.
+    MintToken,
+}
+
+impl Action {
+    /// How an operation is recorded.
+    pub fn of(op: Operation) -> Action {
+        match op {
+            Operation::ReadRaw | Operation::ReadSteps => Action::Read,
+            Operation::ExportRedacted | Operation::ExportUnredacted => Action::Export,
+            Operation::Shred => Action::Shred,
+            Operation::Rotate => Action::RotateMasterKey,
+            Operation::ReadAudit => Action::ReadAudit,
+            Operation::Append => Action::Append,
+            Operation::MintTokens => Action::MintToken,
+            Operation::Unwrap => Action::Unwrap,
+        }
+    }
 }
 
 /// Whether the request went ahead.

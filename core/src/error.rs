@@ -1,18 +1,47 @@
-//! The log's errors, one enum per operation where callers decide differently.
+//! The log's errors, one enum per operation where callers decide differently, each with an
+//! [`ErrorKind`] a front end can match on (the HTTP service maps kinds to statuses, the CLI to
+//! exit codes) without reading messages.
 
 use std::io;
 use std::path::PathBuf;
 
-/// Why bytes on disk are not what was written: a reason, without a location (the caller adds it).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Corruption {
-    pub reason: String,
+use crate::audit::AuditError;
+pub use crate::bytes::Corruption;
+use crate::index::IndexError;
+use crate::keys::KeyError;
+use crate::policy::Denied;
+
+/// What kind of failure an error is, for a front end to decide what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or does not fit: fix it and send it again.
+    BadInput,
+    /// What was named does not exist (or was erased).
+    NotFound,
+    /// The policy refused (the refusal is in the audit log).
+    Forbidden,
+    /// The request conflicts with what the log holds (a sequence number, a session's metadata).
+    Conflict,
+    /// The log cannot serve now (I/O, poisoned, closed, held by another process): retry later or
+    /// reopen.
+    Unavailable,
+    /// Bytes on disk are not what was written.
+    Corrupt,
+    /// A bug or an environment tracevault cannot work in.
+    Internal,
 }
 
-impl Corruption {
-    pub fn new(reason: impl Into<String>) -> Self {
-        Corruption { reason: reason.into() }
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadInput => "bad input",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Internal => "internal",
+        }
     }
 }
 
@@ -20,18 +49,40 @@ impl Corruption {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
+    /// A read-only open found no data directory there.
+    #[error("{path}: no tracevault data directory here (nothing was created; check --data)")]
+    Missing { path: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path} at offset {offset}: {reason}")]
     Corrupt { path: PathBuf, offset: u64, reason: String },
-    #[error("session index: {0}")]
-    Index(String),
+    #[error("{path}: another process has this log open (one process at a time)")]
+    Locked { path: PathBuf },
+    #[error(transparent)]
+    Index(#[from] IndexError),
     #[error("invalid options: {0}")]
     Options(String),
-    #[error("keys: {0}")]
-    Keys(#[from] crate::keys::KeyError),
-    #[error("{0}")]
-    Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("finishing recovery: {0}")]
+    Recovery(Box<AppendError>),
+}
+
+impl OpenError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            OpenError::Missing { .. } => ErrorKind::NotFound,
+            OpenError::Io { .. } | OpenError::Locked { .. } => ErrorKind::Unavailable,
+            OpenError::Corrupt { .. } => ErrorKind::Corrupt,
+            OpenError::Index(_) => ErrorKind::Corrupt,
+            OpenError::Options(_) => ErrorKind::BadInput,
+            OpenError::Keys(k) => k.kind(),
+            OpenError::Audit(a) => a.kind(),
+            OpenError::Recovery(e) => e.kind(),
+        }
+    }
 }
 
 /// An append (or a session creation) was not acknowledged: nothing of it is guaranteed durable,
@@ -51,16 +102,33 @@ pub enum AppendError {
         "session {session:?}: its person was erased (key {key_id} crypto-shredded); it takes no more events"
     )]
     Erased { session: String, key_id: u32 },
-    #[error("keys: {0}")]
-    Key(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("denied: {0}")]
-    Denied(String),
+    Denied(#[from] Denied),
     #[error("the log is poisoned by an earlier write or sync failure ({0}); reopen it to recover")]
     Poisoned(String),
     #[error("the log is closed")]
     Closed,
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl AppendError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AppendError::UnknownSession(_) => ErrorKind::NotFound,
+            AppendError::SessionConflict { .. } | AppendError::Conflict { .. } => ErrorKind::Conflict,
+            AppendError::Invalid { .. } => ErrorKind::BadInput,
+            AppendError::Erased { .. } => ErrorKind::NotFound,
+            AppendError::Key(k) => k.kind(),
+            AppendError::Denied(_) => ErrorKind::Forbidden,
+            AppendError::Poisoned(_) | AppendError::Closed | AppendError::Io { .. } => ErrorKind::Unavailable,
+            AppendError::Index(_) => ErrorKind::Corrupt,
+        }
+    }
 }
 
 /// A read failed; no data from the failing frame was returned.
@@ -73,16 +141,74 @@ pub enum ReadError {
     Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("session index: {0}")]
-    Index(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
     #[error(
         "session {session:?}: its person was erased (key {key_id} crypto-shredded); it can never be read"
     )]
     Erased { session: String, key_id: u32 },
     #[error("denied: {0}")]
-    Denied(String),
+    Denied(#[from] Denied),
     #[error("the read was not recorded in the access audit log, so no data is returned: {0}")]
-    Audit(String),
-    #[error("keys: {0}")]
-    Key(String),
+    Audit(Box<AppendError>),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The integrity files do not hold what a proof needs.
+    #[error("{0}")]
+    Proof(String),
+    /// A request the log cannot answer as asked (sizes out of range).
+    #[error("{0}")]
+    Invalid(String),
+    /// A write the read needed first (a checkpoint before proving) failed.
+    #[error("{0}")]
+    Write(Box<AppendError>),
+}
+
+impl ReadError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ReadError::UnknownSession(_) | ReadError::Erased { .. } => ErrorKind::NotFound,
+            ReadError::Corrupt { .. } | ReadError::Index(_) | ReadError::Proof(_) => ErrorKind::Corrupt,
+            ReadError::Io { .. } | ReadError::Audit(_) => ErrorKind::Unavailable,
+            ReadError::Denied(_) => ErrorKind::Forbidden,
+            ReadError::Key(k) => k.kind(),
+            ReadError::Invalid(_) => ErrorKind::BadInput,
+            ReadError::Write(e) => e.kind(),
+        }
+    }
+}
+
+impl KeyError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            KeyError::Io { .. } | KeyError::Random(_) => ErrorKind::Unavailable,
+            KeyError::Format { .. } | KeyError::Damaged { .. } => ErrorKind::Corrupt,
+            KeyError::Config(_) | KeyError::WrongMasterKey { .. } => ErrorKind::BadInput,
+            KeyError::Erased(_) | KeyError::Unknown(_) => ErrorKind::NotFound,
+        }
+    }
+}
+
+impl AuditError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AuditError::Io { .. } | AuditError::Broken(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+/// Any of the log's errors, by kind.
+pub trait Kind {
+    fn kind(&self) -> ErrorKind;
+}
+
+macro_rules! kind {
+    ($($t:ty),*) => {$(impl Kind for $t { fn kind(&self) -> ErrorKind { <$t>::kind(self) } })*};
+}
+kind!(OpenError, AppendError, ReadError, KeyError, AuditError);
+
+impl Kind for IndexError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Corrupt
+    }
 }

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::Corruption;
+use crate::bytes::{self, Corruption, Reader};
 use crate::frame::{self, Frame, FrameHeader, FrameKind, Parsed};
+pub(crate) use crate::layout::{FileKind, MAGIC_BYTES};
+#[cfg(test)]
+use crate::layout::{JOURNAL, SEGMENTS};
 use crate::storage::{AppendFile, Storage};
 
-pub(crate) const MAGIC_BYTES: usize = 8;
 pub(crate) const FILE_VERSION_BYTES: usize = 4;
 pub(crate) const RESERVED_BYTES: usize = 4;
 pub(crate) const FIRST_BYTES: usize = 8;
@@ -23,21 +25,22 @@ const _: () = assert!(FILE_HEADER_BYTES == 32);
 const CRC_COVERS_BYTES: usize = FILE_HEADER_BYTES - FILE_CRC_BYTES;
 
 pub(crate) const FILE_VERSION: u32 = 1;
-pub(crate) const SEGMENT_MAGIC: [u8; MAGIC_BYTES] = *b"TVSEGMNT";
-pub(crate) const JOURNAL_MAGIC: [u8; MAGIC_BYTES] = *b"TVJOURNL";
 
 /// The footer's payload: first frame number, frame count, SHA-256 of the segment before it.
 pub(crate) const FOOTER_PAYLOAD_BYTES: usize = 8 + 8 + 32;
 
 pub(crate) fn file_header(magic: [u8; MAGIC_BYTES], first: u64) -> [u8; FILE_HEADER_BYTES] {
-    let mut h = [0u8; FILE_HEADER_BYTES];
-    h[..MAGIC_BYTES].copy_from_slice(&magic);
-    h[MAGIC_BYTES..MAGIC_BYTES + FILE_VERSION_BYTES].copy_from_slice(&FILE_VERSION.to_le_bytes());
-    let first_at = MAGIC_BYTES + FILE_VERSION_BYTES + RESERVED_BYTES;
-    h[first_at..first_at + FIRST_BYTES].copy_from_slice(&first.to_le_bytes());
-    let crc = crc32c::crc32c(&h[..CRC_COVERS_BYTES]);
-    h[CRC_COVERS_BYTES..CRC_COVERS_BYTES + FILE_CRC_BYTES].copy_from_slice(&crc.to_le_bytes());
-    h
+    let mut covered = Vec::with_capacity(FILE_HEADER_BYTES);
+    bytes::Writer::new(&mut covered)
+        .bytes(&magic)
+        .u32(FILE_VERSION)
+        .zeros(RESERVED_BYTES)
+        .u64(first)
+        .zeros(RESERVED_BYTES);
+    debug_assert_eq!(covered.len(), CRC_COVERS_BYTES);
+    bytes::fixed(|w| {
+        w.bytes(&covered).u32(crc32c::crc32c(&covered));
+    })
 }
 
 /// Checks a file header and returns the number it carries (a segment's first frame number, a
@@ -47,37 +50,29 @@ pub(crate) fn read_file_header(bytes: &[u8], magic: [u8; MAGIC_BYTES]) -> Result
     if bytes.len() < FILE_HEADER_BYTES {
         return Ok(None);
     }
-    if bytes[..MAGIC_BYTES] != magic {
+    let mut r = Reader::new(&bytes[..FILE_HEADER_BYTES], "file header");
+    let found: [u8; MAGIC_BYTES] = r.array("magic")?;
+    if found != magic {
         return Err(Corruption::new(format!(
             "file magic {:?}, expected {:?}",
-            String::from_utf8_lossy(&bytes[..MAGIC_BYTES]),
+            String::from_utf8_lossy(&found),
             String::from_utf8_lossy(&magic)
         )));
     }
-    let crc =
-        u32::from_le_bytes(bytes[CRC_COVERS_BYTES..CRC_COVERS_BYTES + FILE_CRC_BYTES].try_into().unwrap());
+    let version = r.u32("version")?;
+    r.take(RESERVED_BYTES, "reserved")?;
+    let first = r.u64("number")?;
+    r.take(RESERVED_BYTES, "reserved")?;
+    let crc = r.u32("crc32c")?;
     if crc != crc32c::crc32c(&bytes[..CRC_COVERS_BYTES]) {
         return Err(Corruption::new("file header CRC32C mismatch"));
     }
-    let version =
-        u32::from_le_bytes(bytes[MAGIC_BYTES..MAGIC_BYTES + FILE_VERSION_BYTES].try_into().unwrap());
     if version != FILE_VERSION {
         return Err(Corruption::new(format!(
             "file format version {version}, this build reads {FILE_VERSION}"
         )));
     }
-    let first_at = MAGIC_BYTES + FILE_VERSION_BYTES + RESERVED_BYTES;
-    Ok(Some(u64::from_le_bytes(bytes[first_at..first_at + FIRST_BYTES].try_into().unwrap())))
-}
-
-/// `00000000000000000042.seg`: names sort in numeric order.
-pub(crate) fn file_name(number: u64, extension: &str) -> String {
-    format!("{number:020}.{extension}")
-}
-
-pub(crate) fn parse_file_name(name: &str, extension: &str) -> Option<u64> {
-    let stem = name.strip_suffix(extension)?.strip_suffix('.')?;
-    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+    Ok(Some(first))
 }
 
 /// Where a scan of a file's frames stopped.
@@ -120,10 +115,9 @@ pub(crate) fn scan(bytes: &[u8], start: usize) -> Scan<'_> {
 
 /// The footer that seals a segment.
 pub(crate) fn footer(first_frame: u64, frame_count: u64, sha256: &[u8; 32]) -> Vec<u8> {
-    let mut payload = Vec::with_capacity(FOOTER_PAYLOAD_BYTES);
-    payload.extend_from_slice(&first_frame.to_le_bytes());
-    payload.extend_from_slice(&frame_count.to_le_bytes());
-    payload.extend_from_slice(sha256);
+    let payload: [u8; FOOTER_PAYLOAD_BYTES] = bytes::fixed(|w| {
+        w.u64(first_frame).u64(frame_count).bytes(sha256);
+    });
     let mut out = Vec::new();
     frame::write(&mut out, &FrameHeader::new(FrameKind::Footer, 0), &payload);
     out
@@ -136,45 +130,29 @@ pub(crate) fn check_footer(
     footer: &Frame<'_>,
     frames_before: u64,
 ) -> Result<(), Corruption> {
-    let p = footer.payload;
-    if p.len() != FOOTER_PAYLOAD_BYTES {
+    if footer.payload.len() != FOOTER_PAYLOAD_BYTES {
         return Err(Corruption::new(format!(
             "footer payload of {} bytes, expected {FOOTER_PAYLOAD_BYTES}",
-            p.len()
+            footer.payload.len()
         )));
     }
-    let count = u64::from_le_bytes(p[8..16].try_into().unwrap());
+    let mut r = Reader::new(footer.payload, "segment footer");
+    r.u64("first frame")?;
+    let count = r.u64("frame count")?;
+    let sha256: [u8; 32] = r.array("sha256")?;
     if count != frames_before {
         return Err(Corruption::new(format!(
             "footer counts {count} frames, the segment holds {frames_before}"
         )));
     }
-    let digest: [u8; 32] = Sha256::digest(&segment[..footer_offset as usize]).into();
-    if p[16..] != digest {
+    let covered = segment
+        .get(..footer_offset as usize)
+        .ok_or_else(|| Corruption::new("footer offset past the segment's end"))?;
+    let digest: [u8; 32] = Sha256::digest(covered).into();
+    if sha256 != digest {
         return Err(Corruption::new("footer SHA-256 does not match the segment's bytes"));
     }
     Ok(())
-}
-
-/// Which kind of frame file: where it lives, how it is named, its magic, whether it is sealed with
-/// a hashed footer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct FileKind {
-    pub dir: &'static str,
-    pub extension: &'static str,
-    pub magic: [u8; MAGIC_BYTES],
-    pub hashed: bool,
-}
-
-pub(crate) const SEGMENTS: FileKind =
-    FileKind { dir: "segments", extension: "seg", magic: SEGMENT_MAGIC, hashed: true };
-pub(crate) const JOURNAL: FileKind =
-    FileKind { dir: "journal", extension: "wal", magic: JOURNAL_MAGIC, hashed: false };
-
-impl FileKind {
-    pub fn path(&self, number: u64) -> PathBuf {
-        Path::new(self.dir).join(file_name(number, self.extension))
-    }
 }
 
 /// Appends frames to the newest file of a directory, rolling to a new file past a size limit.
@@ -268,23 +246,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_sort_and_parse() {
-        assert_eq!(file_name(42, "seg"), "00000000000000000042.seg");
-        assert_eq!(parse_file_name("00000000000000000042.seg", "seg"), Some(42));
-        assert_eq!(parse_file_name("42.seg", "seg"), None);
-        assert_eq!(parse_file_name("00000000000000000042.seg.tmp", "seg"), None);
-    }
-
-    #[test]
     fn header_round_trips_and_damage_is_caught() {
-        let h = file_header(SEGMENT_MAGIC, 99);
-        assert_eq!(read_file_header(&h, SEGMENT_MAGIC), Ok(Some(99)));
-        assert!(read_file_header(&h, JOURNAL_MAGIC).is_err());
-        assert_eq!(read_file_header(&h[..10], SEGMENT_MAGIC), Ok(None));
+        let h = file_header(SEGMENTS.magic, 99);
+        assert_eq!(read_file_header(&h, SEGMENTS.magic), Ok(Some(99)));
+        assert!(read_file_header(&h, JOURNAL.magic).is_err());
+        assert_eq!(read_file_header(&h[..10], SEGMENTS.magic), Ok(None));
         for i in 0..FILE_HEADER_BYTES {
             let mut d = h;
             d[i] ^= 0x40;
-            assert!(read_file_header(&d, SEGMENT_MAGIC).is_err(), "byte {i}");
+            assert!(read_file_header(&d, SEGMENTS.magic).is_err(), "byte {i}");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! CRC covers header and payload, and the trailing copy of the length lets a reader tell a torn
 //! frame (the write stopped part-way) from a complete one.
 
-use crate::error::Corruption;
+use crate::bytes::{self, Corruption, Reader};
 
 /// The current frame format version.
 /// Version 2: block and batch payloads are sealed with a data key (version 1 stored them in clear).
@@ -39,8 +39,7 @@ pub const HEADER_BYTES: usize = VERSION_BYTES
     + NONCE_BYTES;
 const _: () = assert!(HEADER_BYTES == 64);
 
-const OFFSET_VERSION: usize = 0;
-const OFFSET_KIND: usize = OFFSET_VERSION + VERSION_BYTES;
+const OFFSET_KIND: usize = VERSION_BYTES;
 const OFFSET_FLAGS: usize = OFFSET_KIND + KIND_BYTES;
 const OFFSET_SESSION: usize = OFFSET_FLAGS + FLAGS_BYTES;
 const OFFSET_BLOCK: usize = OFFSET_SESSION + SESSION_BYTES;
@@ -123,6 +122,67 @@ impl FrameHeader {
     }
 }
 
+impl FrameHeader {
+    /// The header's bytes, as written in a frame. The one serialisation of a header: the frame
+    /// writer and the AEAD associated data ([`FrameHeader::authenticated`]) both use it, so a
+    /// field can never be written without being authenticated.
+    pub fn to_bytes(&self) -> [u8; HEADER_BYTES] {
+        bytes::fixed(|w| {
+            w.u8(FRAME_VERSION)
+                .u8(self.kind as u8)
+                .u16(0)
+                .u64(self.session)
+                .u32(self.block)
+                .u32(self.event_count)
+                .u64(self.t_min_us)
+                .u64(self.t_max_us)
+                .u32(self.key_id)
+                .bytes(&self.nonce);
+        })
+    }
+
+    /// Parses a header, checking its version, kind and flags.
+    pub fn from_bytes(b: &[u8]) -> Result<FrameHeader, Corruption> {
+        let mut r = Reader::new(b, "frame header");
+        let version = r.u8("version")?;
+        if version != FRAME_VERSION {
+            return Err(Corruption::new(format!(
+                "frame version {version}, this build reads {FRAME_VERSION}"
+            )));
+        }
+        let code = r.u8("kind")?;
+        let kind = FrameKind::from_code(code)
+            .ok_or_else(|| Corruption::new(format!("unknown frame kind {code}")))?;
+        let flags = r.u16("flags")?;
+        if flags != 0 {
+            return Err(Corruption::new(format!("frame flags {flags:#06x}, expected 0")));
+        }
+        let header = FrameHeader {
+            kind,
+            session: r.u64("session")?,
+            block: r.u32("block")?,
+            event_count: r.u32("event_count")?,
+            t_min_us: r.u64("t_min_us")?,
+            t_max_us: r.u64("t_max_us")?,
+            key_id: r.u32("key_id")?,
+            nonce: r.array("nonce")?,
+        };
+        r.finish()?;
+        Ok(header)
+    }
+
+    /// The header bytes a sealed payload's associated data binds: the kind, then every field from
+    /// the session to the key id, taken from [`FrameHeader::to_bytes`]. (The version and flags
+    /// are fixed values every reader checks; the nonce is the cipher's own input.)
+    pub fn authenticated(&self) -> [u8; 1 + OFFSET_NONCE - OFFSET_SESSION] {
+        let all = self.to_bytes();
+        let mut out = [0u8; 1 + OFFSET_NONCE - OFFSET_SESSION];
+        out[0] = all[OFFSET_KIND];
+        out[1..].copy_from_slice(&all[OFFSET_SESSION..OFFSET_NONCE]);
+        out
+    }
+}
+
 /// Appends one frame to `out`.
 pub fn write(out: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
     let len = HEADER_BYTES + payload.len();
@@ -134,17 +194,7 @@ pub fn write(out: &mut Vec<u8>, header: &FrameHeader, payload: &[u8]) {
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&[0; CRC_BYTES]);
     let body = out.len();
-    out.push(FRAME_VERSION);
-    out.push(header.kind as u8);
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&header.session.to_le_bytes());
-    out.extend_from_slice(&header.block.to_le_bytes());
-    out.extend_from_slice(&header.event_count.to_le_bytes());
-    out.extend_from_slice(&header.t_min_us.to_le_bytes());
-    out.extend_from_slice(&header.t_max_us.to_le_bytes());
-    out.extend_from_slice(&header.key_id.to_le_bytes());
-    out.extend_from_slice(&header.nonce);
-    debug_assert_eq!(out.len() - body, HEADER_BYTES);
+    out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(payload);
     let crc = crc32c::crc32c(&out[body..]);
     out[start + LEN_BYTES..body].copy_from_slice(&crc.to_le_bytes());
@@ -170,59 +220,37 @@ pub enum Parsed<'a> {
     Corrupt(Corruption),
 }
 
-fn le<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
-    bytes[offset..offset + N].try_into().expect("callers check the length first")
-}
-
 /// Reads the frame at the start of `buf`, checking its bounds, CRC and trailer.
 pub fn parse(buf: &[u8]) -> Parsed<'_> {
-    if buf.len() < LEN_BYTES {
-        return Parsed::Incomplete;
-    }
-    let len = u32::from_le_bytes(le(buf, 0)) as usize;
+    let mut r = Reader::new(buf, "frame");
+    let Ok(len) = r.u32("len") else { return Parsed::Incomplete };
+    let len = len as usize;
     if !(HEADER_BYTES..=FRAME_BYTES_MAX).contains(&len) {
         return Parsed::Corrupt(Corruption::new(format!(
             "frame length {len} outside {HEADER_BYTES}..={FRAME_BYTES_MAX}"
         )));
     }
-    let total = LEN_BYTES + CRC_BYTES + len + LEN_BYTES;
-    if buf.len() < total {
+    if r.remaining() < CRC_BYTES + len + LEN_BYTES {
         return Parsed::Incomplete;
     }
-    let crc = u32::from_le_bytes(le(buf, LEN_BYTES));
-    let body = &buf[LEN_BYTES + CRC_BYTES..LEN_BYTES + CRC_BYTES + len];
-    let actual = crc32c::crc32c(body);
-    if crc != actual {
-        return Parsed::Corrupt(Corruption::new(format!("CRC32C {actual:#010x}, expected {crc:#010x}")));
+    let checked = (|| {
+        let crc = r.u32("crc32c")?;
+        let body = r.take(len, "header and payload")?;
+        let trailer = r.u32("trailing len")? as usize;
+        let actual = crc32c::crc32c(body);
+        if crc != actual {
+            return Err(Corruption::new(format!("CRC32C {actual:#010x}, expected {crc:#010x}")));
+        }
+        if trailer != len {
+            return Err(Corruption::new(format!("trailing length {trailer}, expected {len}")));
+        }
+        let (header, payload) = body.split_at(HEADER_BYTES);
+        Ok((FrameHeader::from_bytes(header)?, payload))
+    })();
+    match checked {
+        Ok((header, payload)) => Parsed::Frame(Frame { header, payload, bytes: &buf[..r.offset()] }),
+        Err(c) => Parsed::Corrupt(c),
     }
-    let trailer = u32::from_le_bytes(le(buf, total - LEN_BYTES)) as usize;
-    if trailer != len {
-        return Parsed::Corrupt(Corruption::new(format!("trailing length {trailer}, expected {len}")));
-    }
-    let version = body[OFFSET_VERSION];
-    if version != FRAME_VERSION {
-        return Parsed::Corrupt(Corruption::new(format!(
-            "frame version {version}, this build reads {FRAME_VERSION}"
-        )));
-    }
-    let Some(kind) = FrameKind::from_code(body[OFFSET_KIND]) else {
-        return Parsed::Corrupt(Corruption::new(format!("unknown frame kind {}", body[OFFSET_KIND])));
-    };
-    let flags = u16::from_le_bytes(le(body, OFFSET_FLAGS));
-    if flags != 0 {
-        return Parsed::Corrupt(Corruption::new(format!("frame flags {flags:#06x}, expected 0")));
-    }
-    let header = FrameHeader {
-        kind,
-        session: u64::from_le_bytes(le(body, OFFSET_SESSION)),
-        block: u32::from_le_bytes(le(body, OFFSET_BLOCK)),
-        event_count: u32::from_le_bytes(le(body, OFFSET_EVENT_COUNT)),
-        t_min_us: u64::from_le_bytes(le(body, OFFSET_T_MIN)),
-        t_max_us: u64::from_le_bytes(le(body, OFFSET_T_MAX)),
-        key_id: u32::from_le_bytes(le(body, OFFSET_KEY_ID)),
-        nonce: le(body, OFFSET_NONCE),
-    };
-    Parsed::Frame(Frame { header, payload: &body[HEADER_BYTES..], bytes: &buf[..total] })
 }
 
 #[cfg(test)]

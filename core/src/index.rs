@@ -6,7 +6,21 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tracevault_codecs::SessionMeta;
 
+use crate::bytes::{self, Corruption, Reader, Writer};
 use crate::merkle::Hash;
+
+/// Why the index could not be read or written. The index is a cache: the log rebuilds it from
+/// the segments rather than trust one that fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    #[error("session index: {0}")]
+    Db(#[from] redb::Error),
+    #[error("session index: {0}")]
+    Corrupt(#[from] Corruption),
+    #[error("session index: a session row: {0}")]
+    Row(String),
+}
 
 /// Session id -> MessagePack [`SessionRow`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
@@ -57,34 +71,32 @@ pub(crate) const BLOCK_LOC_BYTES: usize = 8 + 8 + 4 + 4 + 8 + 8 + 8 + 8;
 
 impl BlockLoc {
     fn to_bytes(self) -> [u8; BLOCK_LOC_BYTES] {
-        let mut b = [0u8; BLOCK_LOC_BYTES];
-        b[0..8].copy_from_slice(&self.segment.to_le_bytes());
-        b[8..16].copy_from_slice(&self.offset.to_le_bytes());
-        b[16..20].copy_from_slice(&self.frame_bytes.to_le_bytes());
-        b[20..24].copy_from_slice(&self.events.to_le_bytes());
-        b[24..32].copy_from_slice(&self.t_min_us.to_le_bytes());
-        b[32..40].copy_from_slice(&self.t_max_us.to_le_bytes());
-        b[40..48].copy_from_slice(&self.seq_first.to_le_bytes());
-        b[48..56].copy_from_slice(&self.frame.to_le_bytes());
-        b
+        bytes::fixed(|w| {
+            w.u64(self.segment)
+                .u64(self.offset)
+                .u32(self.frame_bytes)
+                .u32(self.events)
+                .u64(self.t_min_us)
+                .u64(self.t_max_us)
+                .u64(self.seq_first)
+                .u64(self.frame);
+        })
     }
 
-    fn from_bytes(b: &[u8]) -> Result<Self, String> {
-        if b.len() != BLOCK_LOC_BYTES {
-            return Err(format!("block location of {} bytes, expected {BLOCK_LOC_BYTES}", b.len()));
-        }
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
-        Ok(BlockLoc {
-            segment: u64_at(0),
-            offset: u64_at(8),
-            frame_bytes: u32_at(16),
-            events: u32_at(20),
-            t_min_us: u64_at(24),
-            t_max_us: u64_at(32),
-            seq_first: u64_at(40),
-            frame: u64_at(48),
-        })
+    fn from_bytes(b: &[u8]) -> Result<Self, Corruption> {
+        let mut r = Reader::new(b, "block location");
+        let loc = BlockLoc {
+            segment: r.u64("segment")?,
+            offset: r.u64("offset")?,
+            frame_bytes: r.u32("frame bytes")?,
+            events: r.u32("events")?,
+            t_min_us: r.u64("t_min_us")?,
+            t_max_us: r.u64("t_max_us")?,
+            seq_first: r.u64("seq_first")?,
+            frame: r.u64("frame")?,
+        };
+        r.finish()?;
+        Ok(loc)
     }
 }
 
@@ -108,52 +120,60 @@ pub(crate) const CHECKPOINT_FIXED_BYTES: usize = 8 + 4 + 8 + 8 + 8;
 impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CHECKPOINT_FIXED_BYTES + 32 * self.frontier.len() + 4);
-        b.extend_from_slice(&CHECKPOINT_MAGIC);
-        b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-        b.extend_from_slice(&self.segment.to_le_bytes());
-        b.extend_from_slice(&self.offset.to_le_bytes());
-        b.extend_from_slice(&self.next_frame.to_le_bytes());
+        let mut w = Writer::new(&mut b);
+        w.bytes(&CHECKPOINT_MAGIC)
+            .u32(CHECKPOINT_VERSION)
+            .u64(self.segment)
+            .u64(self.offset)
+            .u64(self.next_frame);
         for h in &self.frontier {
-            b.extend_from_slice(h);
+            w.bytes(h);
         }
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
 
-    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
-        if b.len() < CHECKPOINT_FIXED_BYTES + 4 || b[0..8] != CHECKPOINT_MAGIC {
-            return Err(format!("not a checkpoint ({} bytes)", b.len()));
+    pub fn from_bytes(b: &[u8]) -> Result<Self, Corruption> {
+        if b.len() < CHECKPOINT_FIXED_BYTES + 4 {
+            return Err(Corruption::new(format!("not a checkpoint ({} bytes)", b.len())));
         }
         let (body, crc) = b.split_at(b.len() - 4);
-        if u32::from_le_bytes(crc.try_into().unwrap()) != crc32c::crc32c(body) {
-            return Err("checkpoint CRC32C mismatch".into());
+        let mut r = Reader::new(body, "checkpoint");
+        if r.array::<8>("magic")? != CHECKPOINT_MAGIC {
+            return Err(Corruption::new(format!("not a checkpoint ({} bytes)", b.len())));
         }
-        let version = u32::from_le_bytes(b[8..12].try_into().unwrap());
+        if Reader::new(crc, "checkpoint").u32("crc32c")? != crc32c::crc32c(body) {
+            return Err(Corruption::new("checkpoint CRC32C mismatch"));
+        }
+        let version = r.u32("version")?;
         if version != CHECKPOINT_VERSION {
-            return Err(format!("checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"));
+            return Err(Corruption::new(format!(
+                "checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"
+            )));
         }
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let next_frame = u64_at(28);
-        let hashes = &body[CHECKPOINT_FIXED_BYTES..];
+        let segment = r.u64("segment")?;
+        let offset = r.u64("offset")?;
+        let next_frame = r.u64("next frame")?;
+        let hashes = r.rest();
         if hashes.len() != 32 * next_frame.count_ones() as usize {
-            return Err(format!(
+            return Err(Corruption::new(format!(
                 "checkpoint holds {} bytes of tree frontier, expected {} for {next_frame} frames",
                 hashes.len(),
                 32 * next_frame.count_ones()
-            ));
+            )));
         }
-        Ok(Checkpoint {
-            segment: u64_at(12),
-            offset: u64_at(20),
-            next_frame,
-            frontier: hashes.chunks_exact(32).map(|h| h.try_into().unwrap()).collect(),
-        })
+        let mut frontier = Vec::with_capacity(hashes.len() / 32);
+        let mut r = Reader::new(hashes, "checkpoint frontier");
+        while r.remaining() > 0 {
+            frontier.push(r.array("hash")?);
+        }
+        Ok(Checkpoint { segment, offset, next_frame, frontier })
     }
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+fn err(e: impl Into<redb::Error>) -> IndexError {
+    IndexError::Db(e.into())
 }
 
 /// The redb database behind the index.
@@ -169,7 +189,7 @@ pub(crate) struct IndexBatch {
 }
 
 impl Index {
-    pub fn open(db: Database) -> Result<Index, String> {
+    pub fn open(db: Database) -> Result<Index, IndexError> {
         let tx = db.begin_write().map_err(err)?;
         {
             tx.open_table(SESSIONS).map_err(err)?;
@@ -180,15 +200,15 @@ impl Index {
         Ok(Index { db })
     }
 
-    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, String> {
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, IndexError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(STATE).map_err(err)?;
         let value = table.get("checkpoint").map_err(err)?;
-        value.map(|v| Checkpoint::from_bytes(v.value())).transpose()
+        Ok(value.map(|v| Checkpoint::from_bytes(v.value())).transpose()?)
     }
 
     /// Empties the index (before a rebuild from the segments).
-    pub fn clear(&self) -> Result<(), String> {
+    pub fn clear(&self) -> Result<(), IndexError> {
         let tx = self.db.begin_write().map_err(err)?;
         tx.delete_table(SESSIONS).map_err(err)?;
         tx.delete_table(BLOCKS).map_err(err)?;
@@ -199,20 +219,21 @@ impl Index {
         tx.commit().map_err(err)
     }
 
-    pub fn sessions(&self) -> Result<Vec<(String, SessionRow)>, String> {
+    pub fn sessions(&self) -> Result<Vec<(String, SessionRow)>, IndexError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(SESSIONS).map_err(err)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(err)? {
             let (k, v) = entry.map_err(err)?;
-            let row: SessionRow = rmp_serde::from_slice(v.value()).map_err(err)?;
+            let row: SessionRow =
+                rmp_serde::from_slice(v.value()).map_err(|e| IndexError::Row(e.to_string()))?;
             out.push((k.value().to_owned(), row));
         }
         Ok(out)
     }
 
     /// The sealed blocks of a session whose time range meets `[t_from, t_to]`, in block order.
-    pub fn blocks(&self, session: u64) -> Result<Vec<(u32, BlockLoc)>, String> {
+    pub fn blocks(&self, session: u64) -> Result<Vec<(u32, BlockLoc)>, IndexError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(BLOCKS).map_err(err)?;
         let mut out = Vec::new();
@@ -224,12 +245,12 @@ impl Index {
     }
 
     /// Writes a checkpoint's additions durably, with the checkpoint they complete.
-    pub fn commit(&self, batch: &IndexBatch, checkpoint: &Checkpoint) -> Result<(), String> {
+    pub fn commit(&self, batch: &IndexBatch, checkpoint: &Checkpoint) -> Result<(), IndexError> {
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut sessions = tx.open_table(SESSIONS).map_err(err)?;
             for (id, row) in &batch.sessions {
-                let bytes = rmp_serde::to_vec_named(row).map_err(err)?;
+                let bytes = rmp_serde::to_vec_named(row).map_err(|e| IndexError::Row(e.to_string()))?;
                 sessions.insert(id.as_str(), bytes.as_slice()).map_err(err)?;
             }
             let mut blocks = tx.open_table(BLOCKS).map_err(err)?;

@@ -20,16 +20,15 @@ pub use ed25519_dalek::VerifyingKey as PublicKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 use crate::audit;
+use crate::bytes::{self, Reader};
 use crate::error::ReadError;
-use crate::files::{self, FILE_HEADER_BYTES, SEGMENT_MAGIC, Stop};
+use crate::files::{self, FILE_HEADER_BYTES, Stop};
 use crate::frame::FrameKind;
 use crate::keys::hex;
+use crate::layout::{self, HEADS as HEADS_PATH, LEDGER as LEDGER_PATH, SEGMENTS};
 use crate::merkle::{self, Frontier, Hash};
 use crate::storage::Storage;
 
-pub(crate) const INTEGRITY_DIR: &str = "integrity";
-pub(crate) const LEDGER_PATH: &str = "integrity/leaves";
-pub(crate) const HEADS_PATH: &str = "integrity/heads";
 pub(crate) const HASH_BYTES: usize = 32;
 
 const HEAD_MAGIC: [u8; 8] = *b"TVHEAD01";
@@ -53,14 +52,14 @@ pub struct SignedHead {
 impl SignedHead {
     /// The bytes signed: everything before the signature, the magic naming the format.
     fn signed_bytes(&self) -> [u8; HEAD_SIGNED_BYTES] {
-        let mut b = [0u8; HEAD_SIGNED_BYTES];
-        b[0..8].copy_from_slice(&HEAD_MAGIC);
-        b[8..16].copy_from_slice(&self.tree_size.to_le_bytes());
-        b[16..48].copy_from_slice(&self.root);
-        b[48..56].copy_from_slice(&self.time_unix_us.to_le_bytes());
-        b[56..64].copy_from_slice(&self.audit_size.to_le_bytes());
-        b[64..96].copy_from_slice(&self.audit_root);
-        b
+        bytes::fixed(|w| {
+            w.bytes(&HEAD_MAGIC)
+                .u64(self.tree_size)
+                .bytes(&self.root)
+                .u64(self.time_unix_us)
+                .u64(self.audit_size)
+                .bytes(&self.audit_root);
+        })
     }
 
     pub(crate) fn sign(
@@ -85,31 +84,35 @@ impl SignedHead {
     }
 
     pub fn to_bytes(&self) -> [u8; HEAD_BYTES] {
-        let mut b = [0u8; HEAD_BYTES];
-        b[..HEAD_SIGNED_BYTES].copy_from_slice(&self.signed_bytes());
-        b[HEAD_SIGNED_BYTES..HEAD_SIGNED_BYTES + 64].copy_from_slice(&self.signature);
-        let crc = crc32c::crc32c(&b[..HEAD_BYTES - 4]);
-        b[HEAD_BYTES - 4..].copy_from_slice(&crc.to_le_bytes());
-        b
+        let mut covered = self.signed_bytes().to_vec();
+        covered.extend_from_slice(&self.signature);
+        bytes::fixed(|w| {
+            w.bytes(&covered).u32(crc32c::crc32c(&covered));
+        })
     }
 
     pub fn from_bytes(b: &[u8]) -> Result<SignedHead, String> {
-        if b.len() != HEAD_BYTES || b[..8] != HEAD_MAGIC {
-            return Err("not a signed tree head".into());
-        }
-        if u32::from_le_bytes(b[HEAD_BYTES - 4..].try_into().unwrap()) != crc32c::crc32c(&b[..HEAD_BYTES - 4])
-        {
-            return Err("signed tree head CRC32C mismatch".into());
-        }
-        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        Ok(SignedHead {
-            tree_size: u64_at(8),
-            root: b[16..48].try_into().unwrap(),
-            time_unix_us: u64_at(48),
-            audit_size: u64_at(56),
-            audit_root: b[64..96].try_into().unwrap(),
-            signature: b[HEAD_SIGNED_BYTES..HEAD_SIGNED_BYTES + 64].try_into().unwrap(),
-        })
+        let parse = || {
+            let mut r = Reader::new(b, "signed tree head");
+            if r.array::<8>("magic")? != HEAD_MAGIC {
+                return Err(bytes::Corruption::new("not a signed tree head"));
+            }
+            let head = SignedHead {
+                tree_size: r.u64("tree size")?,
+                root: r.array("root")?,
+                time_unix_us: r.u64("time")?,
+                audit_size: r.u64("audit size")?,
+                audit_root: r.array("audit root")?,
+                signature: r.array("signature")?,
+            };
+            let crc = r.u32("crc32c")?;
+            r.finish()?;
+            if crc != crc32c::crc32c(&b[..HEAD_BYTES - 4]) {
+                return Err(bytes::Corruption::new("signed tree head CRC32C mismatch"));
+            }
+            Ok(head)
+        };
+        parse().map_err(|c| c.reason)
     }
 }
 
@@ -143,7 +146,14 @@ pub fn read_ledger(storage: &dyn Storage) -> Result<Vec<Hash>, ReadError> {
         .read_all(path)
         .map_err(|source| ReadError::Io { path: path.to_owned(), source })?
         .unwrap_or_default();
-    Ok(bytes.chunks_exact(HASH_BYTES).map(|c| c.try_into().unwrap()).collect())
+    Ok(bytes
+        .chunks_exact(HASH_BYTES)
+        .map(|c| {
+            let mut h = [0u8; HASH_BYTES];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
 }
 
 /// The first thing `verify` found wrong.
@@ -210,11 +220,7 @@ impl VerifyReport {
     }
 }
 
-/// Parses a public key given as 64 hex digits (the content of `signing.pub`).
-pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
-    let bytes = crate::keys::parse_hex32(text)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_owned())
-}
+pub use crate::keys::parse_public_key;
 
 /// Checks the log in `storage` against `public`, the key its heads must be signed with.
 pub fn verify(storage: &dyn Storage, public: &VerifyingKey) -> Result<VerifyReport, ReadError> {
@@ -251,7 +257,10 @@ fn verify_into(
     if let Err(p) = check_segments(storage, &heads, report)? {
         return Ok(Err(p));
     }
-    let audit = audit::scan(storage).map_err(|e| ReadError::Index(e.to_string()))?;
+    let audit = match audit::scan(storage) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(problem(layout::audit_path(), 0, None, e.to_string()))),
+    };
     report.audit_entries = audit.entries.len() as u64;
     check_audit_scan(&audit, &heads, report).map(Ok).or_else(|p| Ok(Err(p)))
 }
@@ -301,10 +310,9 @@ fn check_segments(
 ) -> Result<Result<(), Problem>, ReadError> {
     let ledger = read_ledger(storage)?;
     let names = storage
-        .list(Path::new(files::SEGMENTS.dir))
-        .map_err(|source| ReadError::Io { path: PathBuf::from(files::SEGMENTS.dir), source })?;
-    let numbers: Vec<u64> =
-        names.iter().filter_map(|n| files::parse_file_name(n, files::SEGMENTS.extension)).collect();
+        .list(Path::new(SEGMENTS.dir))
+        .map_err(|source| ReadError::Io { path: PathBuf::from(SEGMENTS.dir), source })?;
+    let numbers: Vec<u64> = names.iter().filter_map(|n| SEGMENTS.number(n)).collect();
     let mut tree = Frontier::default();
     let mut next_head = 0;
     let mut check_heads = |tree: &Frontier, path: &Path, offset: u64, report: &mut VerifyReport| {
@@ -332,7 +340,7 @@ fn check_segments(
     }
     let mut next_frame = numbers.first().copied().unwrap_or(0);
     if next_frame != 0 {
-        let path = files::SEGMENTS.path(next_frame);
+        let path = SEGMENTS.path(next_frame);
         return Ok(Err(problem(
             path,
             0,
@@ -340,9 +348,9 @@ fn check_segments(
             format!("the first segment starts at frame {next_frame}, not 0"),
         )));
     }
-    let mut last_end = (PathBuf::from(files::SEGMENTS.dir), 0);
+    let mut last_end = (PathBuf::from(SEGMENTS.dir), 0);
     for (i, &number) in numbers.iter().enumerate() {
-        let path = files::SEGMENTS.path(number);
+        let path = SEGMENTS.path(number);
         let bytes = storage
             .read_all(&path)
             .map_err(|source| ReadError::Io { path: path.clone(), source })?
@@ -350,7 +358,7 @@ fn check_segments(
         report.segments += 1;
         report.bytes += bytes.len() as u64;
         let last = i + 1 == numbers.len();
-        match files::read_file_header(&bytes, SEGMENT_MAGIC) {
+        match files::read_file_header(&bytes, SEGMENTS.magic) {
             Ok(Some(n)) if n == number && n == next_frame => {}
             Ok(Some(n)) => {
                 return Ok(Err(problem(
@@ -463,7 +471,7 @@ fn check_audit(
     heads: &[SignedHead],
     report: &mut VerifyReport,
 ) -> Result<(), Problem> {
-    let audit = audit::scan(storage).map_err(|e| problem(audit::audit_path(), 0, None, e.to_string()))?;
+    let audit = audit::scan(storage).map_err(|e| problem(layout::audit_path(), 0, None, e.to_string()))?;
     report.audit_entries = audit.entries.len() as u64;
     check_audit_scan(&audit, heads, report)
 }
@@ -475,7 +483,7 @@ fn check_audit_scan(
     _: &mut VerifyReport,
 ) -> Result<(), Problem> {
     if let Some((offset, reason)) = &audit.problem {
-        return Err(problem(audit::audit_path(), *offset, None, reason.clone()));
+        return Err(problem(layout::audit_path(), *offset, None, reason.clone()));
     }
     let mut audit_tree = Frontier::default();
     let mut leaves = audit.leaves.iter();
@@ -485,7 +493,7 @@ fn check_audit_scan(
                 Some(leaf) => audit_tree.push(*leaf),
                 None => {
                     return Err(problem(
-                        audit::audit_path(),
+                        layout::audit_path(),
                         0,
                         None,
                         format!(
@@ -499,7 +507,7 @@ fn check_audit_scan(
         }
         if audit_tree.root() != head.audit_root {
             return Err(problem(
-                audit::audit_path(),
+                layout::audit_path(),
                 0,
                 None,
                 format!(

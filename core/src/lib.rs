@@ -46,22 +46,28 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bytes;
 pub mod error;
 pub mod files;
 pub mod frame;
 pub mod index;
+pub mod ingest;
 pub mod integrity;
 pub mod keys;
+pub mod layout;
 pub mod log;
 pub mod merkle;
+pub mod policy;
 mod records;
 pub mod storage;
+mod sync;
 
-pub use audit::{Access, Action, AuditEntry, Decision, Role};
-pub use error::{AppendError, OpenError, ReadError};
+pub use audit::{Action, AuditEntry, Decision};
+pub use error::{AppendError, ErrorKind, Kind, OpenError, ReadError};
 pub use integrity::{Problem, SessionProof, SignedHead, VerifyReport};
 pub use keys::{KeySource, Secret};
 pub use log::{
     Ack, Batch, BlockEvents, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats, SyncMode,
 };
+pub use policy::{Access, Denied, Operation, Role};
 pub use tracevault_codecs as codecs;

@@ -2,7 +2,7 @@
 
 use tracevault_codecs::SessionMeta;
 
-use crate::error::Corruption;
+use crate::bytes::{Corruption, Reader};
 
 /// Bytes before a batch record's block: first sequence number, batch id.
 pub(crate) const BATCH_PREFIX_BYTES: usize = 8 + 16;
@@ -17,15 +17,10 @@ pub(crate) fn batch_payload(seq_first: u64, batch_id: u128, block: &[u8]) -> Vec
 }
 
 pub(crate) fn parse_batch(payload: &[u8]) -> Result<(u64, u128, &[u8]), Corruption> {
-    if payload.len() < BATCH_PREFIX_BYTES {
-        return Err(Corruption::new(format!(
-            "batch payload of {} bytes, expected at least {BATCH_PREFIX_BYTES}",
-            payload.len()
-        )));
-    }
-    let seq = u64::from_le_bytes(payload[0..8].try_into().unwrap());
-    let id = u128::from_le_bytes(payload[8..24].try_into().unwrap());
-    Ok((seq, id, &payload[BATCH_PREFIX_BYTES..]))
+    let mut r = Reader::new(payload, "batch payload");
+    let seq = r.u64("seq_first")?;
+    let id = r.u128("batch id")?;
+    Ok((seq, id, r.rest()))
 }
 
 /// Bytes before a block record's block: first sequence number.
@@ -39,13 +34,9 @@ pub(crate) fn block_payload(seq_first: u64, block: &[u8]) -> Vec<u8> {
 }
 
 pub(crate) fn parse_block(payload: &[u8]) -> Result<(u64, &[u8]), Corruption> {
-    if payload.len() < 8 {
-        return Err(Corruption::new(format!(
-            "block payload of {} bytes, expected at least 8",
-            payload.len()
-        )));
-    }
-    Ok((u64::from_le_bytes(payload[0..8].try_into().unwrap()), &payload[8..]))
+    let mut r = Reader::new(payload, "block payload");
+    let seq = r.u64("seq_first")?;
+    Ok((seq, r.rest()))
 }
 
 /// Bytes of one recent batch entry: batch id, first sequence number, event count.
@@ -64,24 +55,19 @@ pub(crate) fn progress_payload(recent: &[(u128, u64, u64)]) -> Vec<u8> {
 }
 
 pub(crate) fn parse_progress(payload: &[u8]) -> Result<Vec<(u128, u64, u64)>, Corruption> {
-    let count = payload.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
-    let Some(count) = count.filter(|c| 4 + c * RECENT_ENTRY_BYTES == payload.len()) else {
+    let mut r = Reader::new(payload, "progress payload");
+    let count = r.u32("count")? as usize;
+    if r.remaining() != count.saturating_mul(RECENT_ENTRY_BYTES) {
         return Err(Corruption::new(format!(
             "progress payload of {} bytes is not a count and its entries",
             payload.len()
         )));
-    };
-    Ok(payload[4..]
-        .chunks_exact(RECENT_ENTRY_BYTES)
-        .take(count)
-        .map(|e| {
-            (
-                u128::from_le_bytes(e[..16].try_into().unwrap()),
-                u64::from_le_bytes(e[16..24].try_into().unwrap()),
-                u64::from_le_bytes(e[24..].try_into().unwrap()),
-            )
-        })
-        .collect())
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push((r.u128("batch id")?, r.u64("seq_first")?, r.u64("events")?));
+    }
+    Ok(out)
 }
 
 pub(crate) fn session_payload(meta: &SessionMeta) -> Vec<u8> {

@@ -16,7 +16,9 @@ use tracevault_core::frame::{self, FrameHeader, FrameKind, Parsed};
 use tracevault_core::integrity::{self, PublicKey};
 use tracevault_core::keys::KeyError;
 use tracevault_core::storage::{FaultStorage, FsStorage, Storage};
-use tracevault_core::{Access, Decision, KeySource, Log, LogOptions, OpenError, Role, Secret, merkle};
+use tracevault_core::{
+    Access, Decision, KeySource, Log, LogOptions, OpenError, Operation, Role, Secret, merkle,
+};
 
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tracevault-privacy-{name}-{}", std::process::id()));
@@ -259,11 +261,23 @@ fn every_read_is_one_audit_entry_written_before_the_data_and_a_refused_role_gets
     let mut reads = 0;
     for s in 0..3 {
         log.read_session(&reader(), &format!("s-{s}"), 0..=u64::MAX).unwrap();
-        let blocks: Vec<_> = log.session_blocks(&ml, &format!("s-{s}"), 0..=u64::MAX).unwrap().collect();
-        assert!(blocks.iter().all(Result::is_ok));
+        // The ML role never gets raw events from core, whichever door it tries (refused, and the
+        // refusal recorded).
+        let denied = log.session_blocks(&ml, &format!("s-{s}"), 0..=u64::MAX);
+        assert!(matches!(denied, Err(ReadError::Denied(_))), "ml read raw events");
         reads += 2;
     }
-    log.read_sessions(&ml, Action::Export, &["s-0", "s-1", "s-2"]).unwrap();
+    log.read_sessions(&ml, Operation::ExportRedacted, &["s-0", "s-1", "s-2"]).unwrap();
+    reads += 1;
+    for op in [Operation::ReadRaw, Operation::ReadSteps, Operation::ExportUnredacted] {
+        let denied = log.read_sessions(&ml, op, &["s-0"]);
+        assert!(matches!(denied, Err(ReadError::Denied(_))), "ml may {op:?}");
+        assert!(matches!(log.read_session(&ml, "s-0", 0..=u64::MAX), Err(ReadError::Denied(_))));
+        reads += 2;
+    }
+    // An admin runs the store but does not read what people typed.
+    let admin = Access::new("root", Role::Admin, "curious");
+    assert!(matches!(log.read_session(&admin, "s-0", 0..=u64::MAX), Err(ReadError::Denied(_))));
     reads += 1;
     let recorder = Access::new("laptop-7", Role::Recorder, "just looking");
     assert!(matches!(log.read_session(&recorder, "s-0", 0..=u64::MAX), Err(ReadError::Denied(_))));
@@ -275,8 +289,12 @@ fn every_read_is_one_audit_entry_written_before_the_data_and_a_refused_role_gets
     assert!(new.iter().all(|e| matches!(e.action, Action::Read | Action::Export)));
     assert_eq!(new[0].sessions, vec!["s-0".to_owned()]);
     assert_eq!(new[0].actor, "test");
+    assert!(matches!(new[1].decision, Decision::Denied(_)) && new[1].role == Role::Ml);
     assert_eq!(new[6].sessions.len(), 3);
-    assert!(matches!(new[7].decision, Decision::Denied(_)) && new[7].role == Role::Recorder);
+    assert!(matches!(new[6].decision, Decision::Allowed));
+    assert!(new[7..13].iter().all(|e| matches!(e.decision, Decision::Denied(_)) && e.role == Role::Ml));
+    assert!(matches!(new[13].decision, Decision::Denied(_)) && new[13].role == Role::Admin);
+    assert!(matches!(new[14].decision, Decision::Denied(_)) && new[14].role == Role::Recorder);
 
     // The audit log's storage fails: the read fails and returns no data, and keeps failing (no
     // entry could be trusted to be durable) until the log is reopened.

@@ -15,18 +15,20 @@ use crate::error::OpenError;
 use crate::files::{self, FILE_HEADER_BYTES, FrameFile, Stop};
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
-use crate::integrity::{self, HASH_BYTES, HEADS_PATH, INTEGRITY_DIR, LEDGER_PATH};
+use crate::integrity::{self, HASH_BYTES};
 use crate::keys::{self, KeyError, SlotState};
+use crate::layout::{
+    CHECKPOINT as CHECKPOINT_FILE, HEADS as HEADS_PATH, INTEGRITY_DIR, JOURNAL, LEDGER as LEDGER_PATH,
+    SEGMENTS,
+};
 use crate::merkle::{self, Frontier};
 use crate::records;
 use crate::storage::Storage;
 
+use super::options::{LogOptions, RECENT_BATCHES_MAX};
+use super::state::{OpenBlock, Session, SessionState, segment_path};
 use super::vault::{Vault, VaultError};
 use super::writer::WriterState;
-use super::{
-    CHECKPOINT_FILE, JOURNAL_DIR, JOURNAL_EXT, LogOptions, RECENT_BATCHES_MAX, SEGMENT_EXT, SEGMENTS_DIR,
-    Session, SessionState,
-};
 
 pub(crate) struct Recovered {
     pub sessions: HashMap<String, Arc<Session>>,
@@ -73,9 +75,8 @@ fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> OpenError {
     OpenError::Corrupt { path: path.to_owned(), offset, reason: reason.into() }
 }
 
-fn numbered(storage: &dyn Storage, dir: &str, ext: &str) -> Result<Vec<u64>, OpenError> {
-    let names = storage.list(Path::new(dir)).map_err(io_error(Path::new(dir)))?;
-    Ok(names.iter().filter_map(|n| files::parse_file_name(n, ext)).collect())
+fn numbered(storage: &dyn Storage, kind: files::FileKind) -> Result<Vec<u64>, OpenError> {
+    kind.numbers(storage).map_err(io_error(Path::new(kind.dir)))
 }
 
 fn remember_batch(progress: &mut Progress, id: u128, seq_first: u64, events: u64) {
@@ -147,7 +148,7 @@ pub(crate) fn recover(
     options: &LogOptions,
     vault: &Vault,
 ) -> Result<Recovered, OpenError> {
-    for dir in [SEGMENTS_DIR, JOURNAL_DIR, INTEGRITY_DIR] {
+    for dir in [SEGMENTS.dir, JOURNAL.dir, INTEGRITY_DIR] {
         storage.create_dir_all(Path::new(dir)).map_err(io_error(Path::new(dir)))?;
     }
     let ledger_path = Path::new(LEDGER_PATH);
@@ -163,7 +164,7 @@ pub(crate) fn recover(
     let from_file = storage
         .read_all(checkpoint_path)
         .map_err(io_error(checkpoint_path))?
-        .map(|b| Checkpoint::from_bytes(&b).map_err(|reason| corrupt(checkpoint_path, 0, reason)))
+        .map(|b| Checkpoint::from_bytes(&b).map_err(|c| corrupt(checkpoint_path, 0, c.reason)))
         .transpose()?;
     let from_index = index.checkpoint().map_err(OpenError::Index)?;
     // Everything before the checkpoint file's position was synced: damage there is corruption to
@@ -211,7 +212,7 @@ pub(crate) fn recover(
     }
 
     // 2. The segments after the checkpoint.
-    let segments = numbered(storage, SEGMENTS_DIR, SEGMENT_EXT)?;
+    let segments = numbered(storage, SEGMENTS)?;
     let mut pending = IndexBatch::default();
     let mut recent: HashMap<u64, BTreeMap<u32, BlockLoc>> = HashMap::new();
     let mut next_frame = start.as_ref().map_or(0, |c| c.next_frame);
@@ -219,7 +220,7 @@ pub(crate) fn recover(
     let first_scanned = match &start {
         Some(c) => {
             if !segments.contains(&c.segment) {
-                let path = super::segment_path(c.segment);
+                let path = segment_path(c.segment);
                 return Err(corrupt(&path, 0, "the checkpoint's segment is missing"));
             }
             c.segment
@@ -229,8 +230,8 @@ pub(crate) fn recover(
     let to_scan: Vec<u64> = segments.iter().copied().filter(|n| *n >= first_scanned).collect();
     for (i, &number) in to_scan.iter().enumerate() {
         let last = i + 1 == to_scan.len();
-        let path = super::segment_path(number);
-        let Some(mut bytes) = read_frame_file(storage, files::SEGMENTS, number, last)? else { break };
+        let path = segment_path(number);
+        let Some(mut bytes) = read_frame_file(storage, SEGMENTS, number, last)? else { break };
         let resume_at = match &start {
             Some(c) if c.segment == number => c.offset as usize,
             _ => {
@@ -337,10 +338,8 @@ pub(crate) fn recover(
         }
         if last && !sealed {
             let frames = next_frame - number;
-            current_segment = Some(
-                FrameFile::resume(storage, files::SEGMENTS, number, &bytes, frames)
-                    .map_err(io_error(&path))?,
-            );
+            current_segment =
+                Some(FrameFile::resume(storage, SEGMENTS, number, &bytes, frames).map_err(io_error(&path))?);
         }
     }
 
@@ -352,14 +351,14 @@ pub(crate) fn recover(
     }
 
     // 3. The journal: every batch not yet in a sealed block goes back into its open block.
-    let journal_numbers = numbered(storage, JOURNAL_DIR, JOURNAL_EXT)?;
+    let journal_numbers = numbered(storage, JOURNAL)?;
     let mut journal_files: BTreeMap<u64, HashMap<u64, u64>> = BTreeMap::new();
     let mut current_journal: Option<(FrameFile, HashMap<u64, u64>)> = None;
     let mut decoder = BlockDecoder::new();
     for (i, &number) in journal_numbers.iter().enumerate() {
         let last = i + 1 == journal_numbers.len();
-        let path = files::JOURNAL.path(number);
-        let Some(mut bytes) = read_frame_file(storage, files::JOURNAL, number, last)? else { break };
+        let path = JOURNAL.path(number);
+        let Some(mut bytes) = read_frame_file(storage, JOURNAL, number, last)? else { break };
         let files::Scan { frames, end, stop } = files::scan(&bytes, FILE_HEADER_BYTES);
         let frame_count = frames.len() as u64;
         let mut covers: HashMap<u64, u64> = HashMap::new();
@@ -439,8 +438,8 @@ pub(crate) fn recover(
         drop(frames);
         cut_tail(storage, &path, &mut bytes, end, stop, last)?;
         if last {
-            let file = FrameFile::resume(storage, files::JOURNAL, number, &bytes, frame_count)
-                .map_err(io_error(&path))?;
+            let file =
+                FrameFile::resume(storage, JOURNAL, number, &bytes, frame_count).map_err(io_error(&path))?;
             current_journal = Some((file, covers));
         } else {
             journal_files.insert(number, covers);
@@ -450,8 +449,9 @@ pub(crate) fn recover(
     // 4. The files to go on writing.
     let mut segment = match current_segment {
         Some(s) => s,
-        None => FrameFile::create(storage, files::SEGMENTS, next_frame)
-            .map_err(io_error(Path::new(SEGMENTS_DIR)))?,
+        None => {
+            FrameFile::create(storage, SEGMENTS, next_frame).map_err(io_error(Path::new(SEGMENTS.dir)))?
+        }
     };
     // A session whose record reached only the journal before a crash gets it written to the
     // segment again, before any of its blocks can be sealed there (and before the journal file
@@ -495,8 +495,8 @@ pub(crate) fn recover(
         Some(j) => j,
         None => {
             let number = journal_numbers.last().map_or(0, |n| n + 1);
-            let file = FrameFile::create(storage, files::JOURNAL, number)
-                .map_err(io_error(Path::new(JOURNAL_DIR)))?;
+            let file =
+                FrameFile::create(storage, JOURNAL, number).map_err(io_error(Path::new(JOURNAL.dir)))?;
             (file, HashMap::new())
         }
     };
@@ -515,9 +515,9 @@ pub(crate) fn recover(
                 SessionRow { number, meta: s.meta.clone(), progress: s.progress.clone() },
             ));
         }
-        let open = super::OpenBlock::from_events(&mut encoder, &s.open).map_err(|reason| {
+        let open = OpenBlock::from_events(&mut encoder, &s.open).map_err(|reason| {
             corrupt(
-                Path::new(JOURNAL_DIR),
+                Path::new(JOURNAL.dir),
                 0,
                 format!("re-encoding session {:?}'s open block: {reason}", s.id),
             )

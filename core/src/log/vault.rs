@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::audit::{Access, Action, AuditEntry, AuditError, AuditLog, Decision, Role};
+use crate::audit::{Action, AuditEntry, AuditError, AuditLog, Decision};
 use crate::keys::{DataKey, KeyError, KeyStore, SlotState};
 use crate::merkle::Hash;
+use crate::policy::{Access, Role};
 
-use super::lock;
+use crate::sync::lock;
 
 /// Why a key could not be had.
 #[derive(Debug)]

@@ -13,11 +13,14 @@ use crate::error::AppendError;
 use crate::files::FrameFile;
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, IndexBatch, SessionRow};
-use crate::integrity::{HEADS_PATH, LEDGER_PATH, SignedHead};
+use crate::integrity::SignedHead;
 use crate::merkle::{self, Frontier};
 use crate::storage::AppendFile;
 
-use super::{CHECKPOINT_FILE, Inner, JOURNAL_DIR, Reply, Request, SyncMode, Write, lock};
+use crate::layout::{CHECKPOINT as CHECKPOINT_FILE, HEADS as HEADS_PATH, JOURNAL, LEDGER as LEDGER_PATH};
+
+use super::options::SyncMode;
+use super::state::{Inner, Reply, Request, Write, lock};
 
 /// What recovery hands the writer: the files to go on with and what the journal holds.
 pub(crate) struct WriterState {
@@ -374,8 +377,8 @@ impl Writer {
                 .journal_files_live
                 .store(self.state.journal_files.len() as u64, std::sync::atomic::Ordering::Relaxed);
             storage
-                .sync_dir(Path::new(JOURNAL_DIR))
-                .map_err(|e| self.poison(format!("syncing {JOURNAL_DIR}: {e}")))?;
+                .sync_dir(Path::new(JOURNAL.dir))
+                .map_err(|e| self.poison(format!("syncing {}: {e}", JOURNAL.dir)))?;
         }
         // When every event in the current journal file is sealed too (sessions ended, or the log
         // is idle), start a fresh file and delete this one, so a quiet log keeps no journal.
@@ -391,8 +394,8 @@ impl Writer {
             self.state.journal_covers.clear();
             storage.remove(&old).map_err(|e| self.poison(format!("removing {}: {e}", old.display())))?;
             storage
-                .sync_dir(Path::new(JOURNAL_DIR))
-                .map_err(|e| self.poison(format!("syncing {JOURNAL_DIR}: {e}")))?;
+                .sync_dir(Path::new(JOURNAL.dir))
+                .map_err(|e| self.poison(format!("syncing {}: {e}", JOURNAL.dir)))?;
         }
         Ok(())
     }

@@ -1,0 +1,112 @@
+//! Erasing people and rotating the master key (admins), and listing keys.
+
+use std::sync::Arc;
+
+use crate::audit::{Action, Decision};
+use crate::error::{AppendError, ReadError};
+use crate::keys;
+use crate::policy::{self, Access, Operation};
+
+use super::state::{Log, OpenBlock, Request, Session, lock};
+
+/// What shredding a person did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shredded {
+    /// The data keys erased.
+    pub keys: Vec<u32>,
+    /// The sessions whose events can no longer be read.
+    pub sessions: Vec<String>,
+    /// The audit entry recording it.
+    pub audit_seq: u64,
+}
+
+impl Log {
+    /// Crypto-shreds a person (admins only): their data keys are overwritten in place and synced,
+    /// so none of their frames can be decrypted again, by anyone; everyone else's still can, and
+    /// the log still verifies (the Merkle tree hashes ciphertext). Recorded in the access audit
+    /// log (before the keys are destroyed) as the verifiable record of the erasure. Their
+    /// sessions take no more events, and what was waiting in memory to be sealed is dropped.
+    pub fn shred(&self, access: &Access, user: &str) -> Result<Shredded, AppendError> {
+        let sessions: Vec<Arc<Session>> = self
+            .inner
+            .sessions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| s.meta.user == user)
+            .cloned()
+            .collect();
+        let mut ids: Vec<String> = sessions.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        // Every key of theirs: the slots naming them, and the keys their sessions seal with (a
+        // damaged slot may no longer name its person).
+        let session_keys: Vec<u32> = sessions.iter().filter_map(|s| lock(&s.state).key_id).collect();
+        let mut keys = self.inner.vault.keys_of(user);
+        keys.extend(&session_keys);
+        keys.sort_unstable();
+        keys.dedup();
+        let decided = policy::check(access, Operation::Shred);
+        let decision = decided.as_ref().err().map_or(Decision::Allowed, |d| Decision::Denied(d.0.clone()));
+        let entry = self
+            .inner
+            .vault
+            .record(access, Action::Shred, ids.clone(), keys, decision)
+            .map_err(|e| self.audit_failed(e))?;
+        decided?;
+        let erased = self.inner.vault.shred(user, &session_keys)?;
+        tracing::info!(keys = ?erased, sessions = ids.len(), "crypto-shredded a person");
+        // From here the erasure has happened: what follows tidies up, and its failure (which
+        // poisons the log) does not undo or hide it.
+        let key_id = erased.first().copied().unwrap_or(0);
+        for session in &sessions {
+            let mut state = lock(&session.state);
+            let before = state.open.bytes();
+            state.open = OpenBlock::default();
+            state.erased = Some(state.key_id.unwrap_or(key_id));
+            self.inner.track_open(&session.id, &mut state, before, true);
+        }
+        // Retire the journal files that held their open blocks.
+        if self.send(Request::Erase(sessions.iter().map(|s| s.number).collect())).is_ok() {
+            let _ = self.checkpoint();
+        }
+        Ok(Shredded { keys: erased, sessions: ids, audit_seq: entry.seq })
+    }
+
+    /// Rotates the master key (admins only): every data key is re-wrapped under a new master key,
+    /// crash-safely, without touching the data. Returns the new key's fingerprint.
+    pub fn rotate_master_key(&self, access: &Access) -> Result<String, AppendError> {
+        let decided = policy::check(access, Operation::Rotate);
+        let decision = decided.as_ref().err().map_or(Decision::Allowed, |d| Decision::Denied(d.0.clone()));
+        self.inner
+            .vault
+            .record(access, Action::RotateMasterKey, Vec::new(), Vec::new(), decision)
+            .map_err(|e| self.audit_failed(e))?;
+        decided?;
+        Ok(self.inner.vault.rotate()?)
+    }
+
+    /// The data keys in the key store (no key material), and the master key's fingerprint.
+    pub fn keys(&self) -> (String, Vec<keys::KeyInfo>) {
+        (self.inner.vault.master_fingerprint(), self.inner.vault.keys())
+    }
+
+    /// The public half of the key that signs the tree heads: what an auditor verifies with.
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.inner.signing.verifying_key()
+    }
+}
+
+impl Log {
+    /// The access audit log's entries, for a role that may read it (the query is recorded too).
+    pub fn audit_entries(&self, access: &Access) -> Result<crate::audit::AuditScan, ReadError> {
+        let decided = policy::check(access, Operation::ReadAudit);
+        let decision = decided.as_ref().err().map_or(Decision::Allowed, |d| Decision::Denied(d.0.clone()));
+        self.inner
+            .vault
+            .record(access, Action::ReadAudit, Vec::new(), Vec::new(), decision)
+            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
+        decided?;
+        crate::audit::scan(self.inner.storage.as_ref())
+            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))
+    }
+}

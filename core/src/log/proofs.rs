@@ -1,0 +1,102 @@
+//! Proofs: a session's blocks under the newest signed head, consistency between heads, and the
+//! whole log's verification.
+
+use crate::error::ReadError;
+use crate::integrity::{self, FrameProof, SessionProof, SignedHead, VerifyReport};
+use crate::merkle::{self, Hash};
+
+use super::state::{Log, lock, segment_path};
+
+impl Log {
+    /// Proves a session's sealed blocks are in the log: checkpoints (so every sealed block is
+    /// under a signed head), then gives each block frame's audit path to the newest head's root.
+    pub fn prove_session(&self, id: &str) -> Result<SessionProof, ReadError> {
+        let session = self.session(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
+        self.checkpoint().map_err(|e| ReadError::Write(Box::new(e)))?;
+        let storage = self.inner.storage.as_ref();
+        let (heads, _) = integrity::read_heads(storage)?;
+        let head = heads.last().cloned().ok_or_else(|| ReadError::Proof("no signed head yet".into()))?;
+        let ledger = integrity::read_ledger(storage)?;
+        let leaves = ledger.get(..head.tree_size as usize).ok_or_else(|| {
+            ReadError::Proof(format!(
+                "the ledger holds {} leaves, the head covers {}",
+                ledger.len(),
+                head.tree_size
+            ))
+        })?;
+        let (events_total, sealed_blocks) = {
+            let state = lock(&session.state);
+            (state.next_seq, state.progress.next_block)
+        };
+        let mut frames = Vec::new();
+        let mut events = 0;
+        for (block, loc) in self.sealed_locations(&session)? {
+            if block >= sealed_blocks || loc.frame >= head.tree_size {
+                continue;
+            }
+            let path = merkle::inclusion_proof(leaves, loc.frame as usize).expect("frame inside the tree");
+            frames.push(FrameProof {
+                frame: loc.frame,
+                block,
+                segment: loc.segment,
+                offset: loc.offset,
+                frame_bytes: loc.frame_bytes,
+                leaf: leaves[loc.frame as usize],
+                path,
+            });
+            events += u64::from(loc.events);
+        }
+        Ok(SessionProof {
+            session: id.to_owned(),
+            head,
+            frames,
+            events,
+            unsealed_events: events_total.saturating_sub(events),
+        })
+    }
+
+    /// Proves a session and checks the proof against the frames on disk and the signing key: each
+    /// block frame, read back, hashes to its leaf, and its audit path leads to the signed root.
+    pub fn verify_session(&self, id: &str) -> Result<SessionProof, ReadError> {
+        let proof = self.prove_session(id)?;
+        let public = self.public_key();
+        for f in &proof.frames {
+            let path = segment_path(f.segment);
+            let mut bytes = vec![0u8; f.frame_bytes as usize];
+            self.inner
+                .storage
+                .read_at(&path, f.offset, &mut bytes)
+                .map_err(|source| ReadError::Io { path: path.clone(), source })?;
+            integrity::check_frame(&proof.head, &public, f, &bytes).map_err(|reason| ReadError::Corrupt {
+                path: path.clone(),
+                offset: f.offset,
+                reason,
+            })?;
+        }
+        Ok(proof)
+    }
+
+    /// The consistency proof (RFC 6962 §2.1.2) that the log's first `old_size` frames are a prefix
+    /// of its first `new_size`, from the ledger.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ReadError> {
+        let ledger = integrity::read_ledger(self.inner.storage.as_ref())?;
+        let leaves = ledger.get(..new_size as usize).ok_or_else(|| {
+            ReadError::Invalid(format!("the ledger holds {} leaves, not {new_size}", ledger.len()))
+        })?;
+        merkle::consistency_proof(leaves, old_size as usize)
+            .ok_or_else(|| ReadError::Invalid(format!("no consistency proof from {old_size} to {new_size}")))
+    }
+
+    /// The signed tree heads, oldest first.
+    pub fn signed_heads(&self) -> Result<Vec<SignedHead>, ReadError> {
+        Ok(integrity::read_heads(self.inner.storage.as_ref())?.0)
+    }
+
+    /// Checks the whole log with [`integrity::verify`] against this log's own public key: every
+    /// frame whole, every footer, every frame's leaf, every signed head, and the audit log; names
+    /// the first frame that fails. (An auditor without the keys uses `integrity::verify` with the
+    /// published public key.)
+    pub fn verify(&self) -> Result<VerifyReport, ReadError> {
+        integrity::verify(self.inner.storage.as_ref(), &self.public_key())
+    }
+}
