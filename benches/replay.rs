@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use tracevault::sapimouse;
-use tracevault_core::{Access, Action as AuditAction, KeySource, Log, LogOptions, Role};
+use tracevault_core::{Access, KeySource, Log, LogOptions, Operation, Role};
 use tracevault_replay::export::{ExportOptions, Format};
 use tracevault_replay::{Engine, Policy, ReduceConfig, ReplayError, Selection, SessionSteps, StepSink};
 
@@ -105,14 +105,16 @@ fn main() {
     for stage in ["decode only", "decode + reduce", "decode + reduce + Parquet"] {
         let mut per_threads = Vec::new();
         for threads in [1, 2] {
-            let engine = Engine::new(&log, ReduceConfig::default(), threads).unwrap();
+            let engine = Engine::new(ReduceConfig::default(), threads).unwrap();
             let rate = best(rounds, events, || match stage {
                 "decode only" => {
-                    assert_eq!(engine.decode_only(&access, &all).unwrap(), events);
+                    assert_eq!(engine.decode_only(&log, &access, &all).unwrap(), events);
                 }
                 "decode + reduce" => {
                     let mut sink = Count(0);
-                    let r = engine.run(&access, AuditAction::Read, &all, &mut sink, &mut |_, _| {}).unwrap();
+                    let r = engine
+                        .run(&log, &access, Operation::ReadSteps, &all, &mut sink, &mut |_, _| {})
+                        .unwrap();
                     assert_eq!(r.events, events);
                 }
                 _ => {
@@ -152,7 +154,7 @@ fn main() {
 
     // Memory: an export of everything, against the data it holds.
     let before = rss_kib("VmHWM:");
-    let engine = Engine::new(&log, ReduceConfig::default(), 2).unwrap();
+    let engine = Engine::new(ReduceConfig::default(), 2).unwrap();
     let options = ExportOptions {
         out: root.join("export-rss"),
         format: Format::Parquet,
@@ -174,9 +176,11 @@ fn main() {
         Criterion::default().configure_from_args().sample_size(10).measurement_time(Duration::from_secs(3));
     let mut group = criterion.benchmark_group("replay");
     group.throughput(Throughput::Elements(events));
-    let engine = Engine::new(&log, ReduceConfig::default(), 2).unwrap();
+    let engine = Engine::new(ReduceConfig::default(), 2).unwrap();
     group.bench_function("decode + reduce, 2 threads", |b| {
-        b.iter(|| engine.run(&access, AuditAction::Read, &all, &mut Count(0), &mut |_, _| {}).unwrap())
+        b.iter(|| {
+            engine.run(&log, &access, Operation::ReadSteps, &all, &mut Count(0), &mut |_, _| {}).unwrap()
+        })
     });
     group.finish();
     drop(engine);

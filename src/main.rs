@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracevault_replay::config::{Flags, Settings};
 
 #[derive(Parser)]
 #[command(name = "tracevault", version, about = "Event-sourced session replay engine for human input")]
@@ -39,13 +40,14 @@ enum Command {
     /// exported as Parquet and JSON Lines, verifies the log, and prints a summary.
     Demo(commands::DemoArgs),
     /// Appends JSON Lines (or, for `.msgpack` files, MessagePack batches) to the log. `-` reads
-    /// JSON Lines from stdin. A malformed record rejects its whole batch: nothing of it is stored.
+    /// JSON Lines from stdin.
+    ///
+    /// Every record is checked before anything is stored (a bad one is named with FILE:LINE, and
+    /// nothing of its file is stored); running the same ingest again after any failure stores
+    /// each event once.
     Ingest {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Lines validated and stored together.
-        #[arg(long, default_value_t = tracevault::ingest::BATCH_LINES_MAX)]
-        batch_lines: usize,
         #[arg(long)]
         json: bool,
     },
@@ -159,13 +161,6 @@ enum AuditCommand {
     },
 }
 
-/// `--data`, else `$TRACEVAULT_DATA`, else the config file's `data`, else ./tracevault-data.
-fn data_dir(flag: Option<PathBuf>, config: &tracevault::config::Config) -> PathBuf {
-    flag.or_else(|| std::env::var_os("TRACEVAULT_DATA").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .or_else(|| config.data.clone())
-        .unwrap_or_else(|| PathBuf::from("tracevault-data"))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, filtered by RUST_LOG (warnings by default).
@@ -177,29 +172,30 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = match tracevault::config::Config::load(cli.config.as_deref()) {
-        Ok(c) => c,
+    commands::progress::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    if let Command::Demo(args) = cli.command {
+        return finish(commands::demo(args));
+    }
+    let flags = Flags { data: cli.data, key_dir: cli.key_dir, config: cli.config };
+    let settings = match Settings::resolve(&flags, &|name| std::env::var_os(name)) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&anyhow::Error::new(e)));
             return ExitCode::from(2);
         }
     };
-    let data = data_dir(cli.data, &config);
-    let _ = commands::CONFIG.set(config);
-    if let Some(dir) = cli.key_dir {
-        let _ = commands::KEY_DIR.set(dir);
-    }
-    commands::progress::QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    let ctx = commands::Ctx { settings };
+    let ctx = &ctx;
     let result = match cli.command {
-        Command::Demo(args) => commands::demo(args),
-        Command::Ingest { files, batch_lines, json } => commands::ingest(&data, &files, batch_lines, json),
-        Command::Sessions { user, json } => commands::sessions(&data, user.as_deref(), json),
-        Command::Stats { json } => commands::stats(&data, json),
+        Command::Demo(_) => unreachable!("run above"),
+        Command::Ingest { files, json } => commands::ingest(ctx, &files, json),
+        Command::Sessions { user, json } => commands::sessions(ctx, user.as_deref(), json),
+        Command::Stats { json } => commands::stats(ctx, json),
         Command::Verify { public_key, session, json } => {
-            commands::verify(&data, public_key.as_deref(), session.as_deref(), json)
+            commands::verify(ctx, public_key.as_deref(), session.as_deref(), json)
         }
         Command::Replay { session, purpose, ticket, from, to, raw, format } => commands::replay(
-            &data,
+            ctx,
             commands::ReplayArgs {
                 session: &session,
                 purpose: &purpose,
@@ -214,25 +210,45 @@ fn main() -> ExitCode {
                 },
             },
         ),
-        Command::Export(args) => commands::export(&data, args),
+        Command::Export(args) => commands::export(ctx, args),
         Command::Shred { user, purpose, ticket, json } => {
-            commands::shred(&data, &user, &purpose, ticket.as_deref(), json)
+            commands::shred(ctx, &user, &purpose, ticket.as_deref(), json)
         }
-        Command::Keys { command: KeysCommand::Rotate { json } } => commands::keys_rotate(&data, json),
-        Command::Keys { command: KeysCommand::List { json } } => commands::keys_list(&data, json),
-        Command::Audit { command: None, json } => commands::audit_list(&data, json),
+        Command::Keys { command: KeysCommand::Rotate { json } } => commands::keys_rotate(ctx, json),
+        Command::Keys { command: KeysCommand::List { json } } => commands::keys_list(ctx, json),
+        Command::Audit { command: None, json } => commands::audit_list(ctx, json),
         Command::Audit { command: Some(AuditCommand::Verify { public_key, json }), .. } => {
-            commands::audit_verify(&data, public_key.as_deref(), json)
+            commands::audit_verify(ctx, public_key.as_deref(), json)
         }
     };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each said once: a cause whose text its parent already carries
+/// (an I/O error quoted in its context) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -127,7 +127,8 @@ fn usage_errors_exit_2_and_missing_files_exit_1() {
     assert_eq!(tracevault(&dir, &["no-such-command"], None).status.code(), Some(2));
     let out = tracevault(&dir.join("data"), &["ingest", "/no/such/file.jsonl"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("opening /no/such/file.jsonl"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/no/such/file.jsonl: No such file"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -121,7 +121,7 @@ fn run_export(
     format: Format,
     policy: Policy,
 ) -> tracevault_replay::ExportReport {
-    let engine = Engine::new(log, ReduceConfig::default(), threads).unwrap();
+    let engine = Engine::new(ReduceConfig::default(), threads).unwrap();
     let role = if policy == Policy::None { Role::Auditor } else { Role::Ml };
     let access = Access::new("test", role, "export test");
     let options = ExportOptions {
@@ -281,7 +281,7 @@ fn no_canary_survives_the_default_redaction_and_every_one_survives_none() {
         }
     }
     // An ML engineer cannot export without redaction.
-    let engine = Engine::new(&log, ReduceConfig::default(), 1).unwrap();
+    let engine = Engine::new(ReduceConfig::default(), 1).unwrap();
     let options = ExportOptions {
         out: dir.join("refused"),
         format: Format::Jsonl,

@@ -4,4 +4,6 @@ mod cli;
 mod export;
 mod generate;
 mod privacy_cli;
+mod read_commands;
 mod sapimouse_round_trip;
+mod structure;

@@ -117,7 +117,11 @@ fn an_admin_shreds_a_person_and_an_auditor_verifies_with_the_public_key_alone() 
 fn a_key_directory_inside_the_data_directory_is_refused_with_the_reason() {
     let dir = temp("keys-inside");
     let data = dir.join("data");
-    let out = tracevault(&data, &["--key-dir", data.join("k").to_str().unwrap(), "stats"], None);
+    let out = tracevault(
+        &data,
+        &["--key-dir", data.join("k").to_str().unwrap(), "ingest", "-"],
+        Some(crate::cli::GOOD),
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("inside the data directory"), "{stderr}");

@@ -1,6 +1,7 @@
-//! The optional config file: TOML, every key optional, unknown keys an error naming the line.
-//! Found at `--config FILE`, else `$TRACEVAULT_CONFIG`, else `~/.config/tracevault/config.toml`
-//! when it exists. Command-line flags and environment variables win over it.
+//! Settings, resolved once by a front end and passed down (no process globals): the optional
+//! config file (TOML, every key optional, unknown keys an error naming the line), environment
+//! variables and flags, in that order of precedence, lowest first. The file is `--config FILE`,
+//! else `$TRACEVAULT_CONFIG`, else `~/.config/tracevault/config.toml` when it exists.
 //!
 //! ```toml
 //! data = "/var/lib/tracevault"          # the data directory (default ./tracevault-data)
@@ -22,8 +23,23 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use std::ffi::OsString;
+
 use serde::Deserialize;
+use tracevault_core::keys::{ENV_KEY_DIR, KeyError};
+use tracevault_core::{KeySource, LogOptions};
+
+/// Why settings could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -63,34 +79,36 @@ pub struct ExportSection {
 impl Config {
     /// Parses a config file's text; errors name the file, line and key.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        toml::from_str(text).map_err(|e| ConfigError::File { path: path.to_owned(), reason: e.to_string() })
     }
 
     /// The config file in effect: `explicit`, else `$TRACEVAULT_CONFIG`, else the user's
     /// `~/.config/tracevault/config.toml` if it exists; no file is the default config.
-    pub fn load(explicit: Option<&Path>) -> Result<Config> {
-        let from_env = std::env::var_os("TRACEVAULT_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
+    pub fn load(explicit: Option<&Path>, vars: &dyn Fn(&str) -> Option<OsString>) -> Result<Config> {
+        let var = |name: &str| vars(name).filter(|v| !v.is_empty());
+        let from_env = var("TRACEVAULT_CONFIG").map(PathBuf::from);
         let path = match explicit.map(Path::to_owned).or(from_env) {
             Some(p) => p,
             None => {
-                let base = std::env::var_os("XDG_CONFIG_HOME")
-                    .filter(|v| !v.is_empty())
+                let base = var("XDG_CONFIG_HOME")
                     .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+                    .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")));
                 match base.map(|b| b.join("tracevault").join("config.toml")) {
                     Some(p) if p.is_file() => p,
                     _ => return Ok(Config::default()),
                 }
             }
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            path: path.clone(),
+            reason: format!("reading the config file: {e}"),
+        })?;
         Config::parse(&text, &path)
     }
 
     /// The reduction thresholds, the defaults overridden by `[replay]`.
-    pub fn reduce(&self) -> tracevault_replay::ReduceConfig {
-        let mut c = tracevault_replay::ReduceConfig::default();
+    pub fn reduce(&self) -> crate::ReduceConfig {
+        let mut c = crate::ReduceConfig::default();
         if let Some(v) = self.replay.wait_min_ms {
             c.wait_min_ms = v;
         }
@@ -105,9 +123,71 @@ impl Config {
 
     /// The sensitive apps of the default redaction.
     pub fn sensitive_apps(&self) -> Vec<String> {
-        self.export.sensitive_apps.clone().unwrap_or_else(|| {
-            tracevault_replay::redact::SENSITIVE_APPS.iter().map(|s| (*s).to_owned()).collect()
-        })
+        self.export
+            .sensitive_apps
+            .clone()
+            .unwrap_or_else(|| crate::redact::SENSITIVE_APPS.iter().map(|s| (*s).to_owned()).collect())
+    }
+}
+
+/// What a front end is told on its command line (each wins over the environment and the file).
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub data: Option<PathBuf>,
+    pub key_dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+}
+
+/// Everything a front end needs to open the log and replay it, resolved once.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `--data`, else `$TRACEVAULT_DATA`, else the file's `data`, else `./tracevault-data`.
+    pub data: PathBuf,
+    /// `--key-dir`, else `$TRACEVAULT_KEY_DIR`, else the file's `key_dir`, else the user's config
+    /// directory; keys given in `$TRACEVAULT_MASTER_KEY` / `$TRACEVAULT_SIGNING_KEY` win.
+    pub keys: KeySource,
+    pub config: Config,
+}
+
+impl Settings {
+    /// Resolves the settings from `flags`, the variables `vars` gives (the process's environment,
+    /// or a test's) and the config file they name.
+    pub fn resolve(flags: &Flags, vars: &dyn Fn(&str) -> Option<OsString>) -> Result<Settings> {
+        let config = Config::load(flags.config.as_deref(), vars)?;
+        let var = |name: &str| vars(name).filter(|v| !v.is_empty());
+        let data = flags
+            .data
+            .clone()
+            .or_else(|| var("TRACEVAULT_DATA").map(PathBuf::from))
+            .or_else(|| config.data.clone())
+            .unwrap_or_else(|| PathBuf::from("tracevault-data"));
+        let mut keys = KeySource::from_vars(vars)?;
+        if let Some(dir) = &flags.key_dir {
+            keys.dir = dir.clone();
+        } else if var(ENV_KEY_DIR).is_none()
+            && let Some(dir) = &config.key_dir
+        {
+            keys.dir = dir.clone();
+        }
+        Ok(Settings { data, keys, config })
+    }
+
+    /// The log's options: the defaults, the file's `[log]`, the keys; `create` for commands that
+    /// write (a command that only reads never creates a data directory or a key).
+    pub fn log_options(&self, create: bool) -> LogOptions {
+        let mut options = LogOptions { keys: Some(self.keys.clone()), create, ..LogOptions::default() };
+        if let Some(n) = self.config.log.block_events {
+            options.block_events_max = n;
+        }
+        if let Some(level) = self.config.log.zstd_level {
+            options.zstd_level = level;
+        }
+        options
+    }
+
+    /// Replay threads (0: one per core).
+    pub fn threads(&self) -> usize {
+        self.config.replay.threads.unwrap_or(0)
     }
 }
 
@@ -130,5 +210,40 @@ mod tests {
         assert_eq!(c.sensitive_apps(), ["1password", "signal"]);
         let err = Config::parse("[log]\nblock_event = 5\n", Path::new("c.toml")).unwrap_err().to_string();
         assert!(err.contains("c.toml") && err.contains("block_event") && err.contains("line 2"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod resolution_tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("tracevault-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "data = \"/from/file\"\nkey_dir = \"/keys/file\"\n").unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v))
+        };
+        let flags = Flags { config: Some(file.clone()), ..Flags::default() };
+        let s = Settings::resolve(&flags, &env(&[("HOME", "/home/x")])).unwrap();
+        assert_eq!(s.data, Path::new("/from/file"));
+        assert_eq!(s.keys.dir, Path::new("/keys/file"));
+        let vars = env(&[
+            ("HOME", "/home/x"),
+            ("TRACEVAULT_DATA", "/from/env"),
+            ("TRACEVAULT_KEY_DIR", "/keys/env"),
+        ]);
+        let s = Settings::resolve(&flags, &vars).unwrap();
+        assert_eq!(
+            (s.data.as_path(), s.keys.dir.as_path()),
+            (Path::new("/from/env"), Path::new("/keys/env"))
+        );
+        let flags = Flags { data: Some("/flag".into()), key_dir: Some("/keys/flag".into()), ..flags };
+        let s = Settings::resolve(&flags, &vars).unwrap();
+        assert_eq!((s.data.as_path(), s.keys.dir.as_path()), (Path::new("/flag"), Path::new("/keys/flag")));
+        assert!(!s.log_options(false).create);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use std::ops::RangeInclusive;
 use rayon::prelude::*;
 use tracevault_codecs::block::BlockDecoder;
 use tracevault_codecs::{Event, SessionMeta};
-use tracevault_core::{Access, Action as AuditAction, Log, ReadError, SessionBlocks, SessionInfo};
+use tracevault_core::{Access, Log, Operation, ReadError, SessionBlocks, SessionInfo, SessionProof};
 
 use crate::reduce::{ReduceConfig, Reducer};
 use crate::step::{Absorbed, Step};
@@ -26,6 +26,8 @@ pub enum ReplayError {
     Read(#[from] ReadError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{path}: {source}")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
     #[error("parquet: {0}")]
     Parquet(String),
     #[error("{0}")]
@@ -88,9 +90,19 @@ pub struct PassReport {
     pub skipped: Vec<(String, String)>,
 }
 
-/// The replay engine over a log.
-pub struct Engine<'a> {
-    log: &'a Log,
+/// An auditor's replay of one session, proven before it was read.
+#[derive(Clone, Debug)]
+pub struct AuditedReplay {
+    /// Every sealed block of the session, hashed and checked against the newest signed head.
+    pub proof: SessionProof,
+    pub session: SessionSteps,
+    /// The events in the asked range, when raw events were asked for.
+    pub raw: Vec<Event>,
+}
+
+/// The replay engine: the reduction's thresholds and one thread pool, made once and used for every
+/// replay and export (a server keeps one for its life), over whichever log each call names.
+pub struct Engine {
     config: ReduceConfig,
     pool: rayon::ThreadPool,
     threads: usize,
@@ -101,16 +113,16 @@ const BLOCK_WINDOW_PER_THREAD: usize = 4;
 /// Sessions replayed at once, per thread.
 const SESSION_WINDOW_PER_THREAD: usize = 4;
 
-impl<'a> Engine<'a> {
+impl Engine {
     /// An engine on `threads` threads (0: one per core).
-    pub fn new(log: &'a Log, config: ReduceConfig, threads: usize) -> Result<Engine<'a>, ReplayError> {
+    pub fn new(config: ReduceConfig, threads: usize) -> Result<Engine, ReplayError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("tracevault-replay-{i}"))
             .build()
             .map_err(|e| ReplayError::Invalid(format!("starting {threads} replay threads: {e}")))?;
         let threads = pool.current_num_threads();
-        Ok(Engine { log, config, pool, threads })
+        Ok(Engine { config, pool, threads })
     }
 
     pub fn threads(&self) -> usize {
@@ -123,13 +135,13 @@ impl<'a> Engine<'a> {
     }
 
     /// The selected sessions, in id order.
-    pub fn select(&self, selection: &Selection) -> Result<Vec<SessionInfo>, ReplayError> {
+    pub fn select(&self, log: &Log, selection: &Selection) -> Result<Vec<SessionInfo>, ReplayError> {
         for id in &selection.sessions {
-            if !self.log.has_session(id) {
+            if !log.has_session(id) {
                 return Err(ReplayError::Read(ReadError::UnknownSession(id.clone())));
             }
         }
-        Ok(self.log.sessions().into_iter().filter(|s| selection.matches(s)).collect())
+        Ok(log.sessions().into_iter().filter(|s| selection.matches(s)).collect())
     }
 
     /// Reads every block of a session (in parallel windows) and hands each, in order, to `f`.
@@ -174,18 +186,19 @@ impl<'a> Engine<'a> {
         Ok(SessionSteps { meta: meta.clone(), steps, absorbed, events })
     }
 
-    /// Replays the selection into `sink`, recording the access (one audit entry for all the
-    /// sessions, `action` as given) before anything is read. `progress` is told (sessions done,
-    /// sessions selected) after each window.
+    /// Replays the selection of `log` into `sink` for `op` (the log's policy decides whether
+    /// `access` may, and records it: one audit entry for all the sessions, before anything is
+    /// read). `progress` is told (sessions done, sessions selected) after each window.
     pub fn run<S: StepSink>(
         &self,
+        log: &Log,
         access: &Access,
-        action: AuditAction,
+        op: Operation,
         selection: &Selection,
         sink: &mut S,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PassReport, ReplayError> {
-        let selected = self.select(selection)?;
+        let selected = self.select(log, selection)?;
         let mut report = PassReport::default();
         let (readable, erased): (Vec<&SessionInfo>, Vec<&SessionInfo>) =
             selected.iter().partition(|s| !s.erased);
@@ -193,7 +206,7 @@ impl<'a> Engine<'a> {
             report.skipped.push((s.meta.session.clone(), "its person was erased (crypto-shredded)".into()));
         }
         let ids: Vec<&str> = readable.iter().map(|s| s.meta.session.as_str()).collect();
-        let readers = self.log.read_sessions(access, action, &ids)?;
+        let readers = log.read_sessions(access, op, &ids)?;
         let total = readers.len() as u64;
         let window = (self.threads * SESSION_WINDOW_PER_THREAD).max(1);
         let mut done = 0u64;
@@ -234,10 +247,10 @@ impl<'a> Engine<'a> {
 
     /// Reads and decodes the selection without reducing it (the benchmark's baseline); returns
     /// the events read.
-    pub fn decode_only(&self, access: &Access, selection: &Selection) -> Result<u64, ReplayError> {
-        let selected = self.select(selection)?;
+    pub fn decode_only(&self, log: &Log, access: &Access, selection: &Selection) -> Result<u64, ReplayError> {
+        let selected = self.select(log, selection)?;
         let ids: Vec<&str> = selected.iter().filter(|s| !s.erased).map(|s| s.meta.session.as_str()).collect();
-        let readers = self.log.read_sessions(access, AuditAction::Read, &ids)?;
+        let readers = log.read_sessions(access, Operation::ReadRaw, &ids)?;
         let window = (self.threads * SESSION_WINDOW_PER_THREAD).max(1);
         let mut total = 0;
         for blocks in readers.chunks(window) {
@@ -251,19 +264,24 @@ impl<'a> Engine<'a> {
         Ok(total)
     }
 
-    /// An auditor's replay of one session: its raw events in `t_range` and the steps they reduce
-    /// to (from the whole session, so steps keep their context), recorded as one read.
-    /// With `raw`, the events in `t_range` are returned too (else an empty list: a long session's
-    /// events are not held in memory for nothing).
+    /// An auditor's replay of one session: the steps its events reduce to (from the whole
+    /// session, so steps keep their context), recorded as one read. With `raw`, the events in
+    /// `t_range` are returned too (a read of raw events, [`Operation::ReadRaw`]); without it, an
+    /// empty list (a read of steps, [`Operation::ReadSteps`]: a long session's events are not held
+    /// in memory for nothing).
     pub fn replay_session(
         &self,
+        log: &Log,
         access: &Access,
         id: &str,
         t_range: RangeInclusive<u64>,
         raw: bool,
     ) -> Result<(SessionSteps, Vec<Event>), ReplayError> {
-        let info = self.log.session_info(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
-        let blocks = self.log.session_blocks(access, id, 0..=u64::MAX)?;
+        let info = log.session_info(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
+        let op = if raw { Operation::ReadRaw } else { Operation::ReadSteps };
+        let blocks = log.read_sessions(access, op, &[id])?.pop().ok_or_else(|| {
+            ReplayError::Invalid(format!("session {id}: the log returned no blocks for it"))
+        })?;
         let mut reducer = Reducer::new(self.config.clone(), info.meta.screen);
         let mut steps = Vec::new();
         let mut events_out = Vec::new();
@@ -280,5 +298,22 @@ impl<'a> Engine<'a> {
         steps.extend(rest);
         steps.retain(|s| s.t_end_us >= *t_range.start() && s.t_start_us <= *t_range.end());
         Ok((SessionSteps { meta: info.meta, steps, absorbed, events }, events_out))
+    }
+
+    /// The auditor's verified read: proves the session's blocks are in the log under the newest
+    /// signed head (checked against the frames on disk), and only then replays it (the policy
+    /// decides and the audit log records, as for [`Engine::replay_session`]). A session that does
+    /// not prove is not read.
+    pub fn audited_replay(
+        &self,
+        log: &Log,
+        access: &Access,
+        id: &str,
+        t_range: RangeInclusive<u64>,
+        raw: bool,
+    ) -> Result<AuditedReplay, ReplayError> {
+        let proof = log.verify_session(id)?;
+        let (session, raw) = self.replay_session(log, access, id, t_range, raw)?;
+        Ok(AuditedReplay { proof, session, raw })
     }
 }

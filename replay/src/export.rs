@@ -18,7 +18,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
-use tracevault_core::{Access, Action as AuditAction, Log, Role};
+use tracevault_core::{Access, Log, Operation};
 
 use crate::engine::{Engine, PassReport, ReplayError, Selection, SessionSteps, StepSink};
 use crate::redact::{Policy, Redactor};
@@ -340,32 +340,36 @@ pub struct ExportReport {
     pub files: Vec<PathBuf>,
 }
 
-/// Exports the selection. `--redaction none` is for auditors and admins only; the access is
+/// Exports the selection. `--redaction none` is for auditors only (the log's policy decides); the access is
 /// recorded (one audit entry, action `export`) before any event is read.
 pub fn export(
     log: &Log,
-    engine: &Engine<'_>,
+    engine: &Engine,
     access: &Access,
     selection: &Selection,
     options: &ExportOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExportReport, ReplayError> {
-    if options.policy == Policy::None && !matches!(access.role, Role::Auditor | Role::Admin) {
-        return Err(ReplayError::Invalid(format!(
-            "an export without redaction is for auditors and admins; role {} exports with --redaction default",
-            access.role.as_str()
-        )));
-    }
+    // What the export is, for the log's policy: only the redacted one is open to ML.
+    let op = match options.policy {
+        Policy::Default => Operation::ExportRedacted,
+        Policy::None => Operation::ExportUnredacted,
+    };
+    // Refused before a file is made (the refusal is recorded in the audit log).
+    log.check_access(access, op)?;
     let redactor = Redactor::new(options.policy, &options.sensitive_apps, options.user_key)
         .map_err(ReplayError::Invalid)?;
-    std::fs::create_dir_all(options.out.join("meta"))?;
+    let meta_dir = options.out.join("meta");
+    std::fs::create_dir_all(&meta_dir)
+        .map_err(|source| ReplayError::Write { path: meta_dir.clone(), source })?;
     let head = log.signed_heads()?.last().cloned();
     let steps_path = options.out.join(options.format.file_name());
-    let file = create_private(&steps_path)?;
+    let file = create_private(&steps_path)
+        .map_err(|source| ReplayError::Write { path: steps_path.clone(), source })?;
     let pass = match options.format {
         Format::Jsonl => {
             let mut sink = JsonlSink { out: BufWriter::new(file), redactor: &redactor };
-            let pass = engine.run(access, AuditAction::Export, selection, &mut sink, progress)?;
+            let pass = engine.run(log, access, op, selection, &mut sink, progress)?;
             sink.out.flush()?;
             sink.out.get_ref().sync_all()?;
             pass
@@ -385,7 +389,7 @@ pub fn export(
                 columns: Columns::default(),
                 redactor: &redactor,
             };
-            let pass = engine.run(access, AuditAction::Export, selection, &mut sink, progress)?;
+            let pass = engine.run(log, access, op, selection, &mut sink, progress)?;
             sink.flush()?;
             let writer = sink.writer.into_inner().unwrap_or_else(|e| e.into_inner());
             let file = writer.into_inner().map_err(|e| ReplayError::Parquet(e.to_string()))?;
@@ -425,7 +429,7 @@ pub fn export(
     Ok(ExportReport { pass, files: vec![steps_path, info_path] })
 }
 
-fn engine_config_json(engine: &Engine<'_>) -> serde_json::Value {
+fn engine_config_json(engine: &Engine) -> serde_json::Value {
     let c = engine.config();
     json!({
         "click_slop_px": c.click_slop_px,

@@ -1,6 +1,7 @@
 //! tracevault-replay: turns stored sessions into action sequences, ML trajectories and auditor
 //! timelines.
 //!
+//! - [`config`]: settings (config file, environment, flags) resolved once by a front end.
 //! - [`reduce`]: the action reduction state machine (docs/ACTIONS.md states every rule).
 //! - [`step`]: a step: action, arguments, PyAutoGUI call, lineage; its JSON form.
 //! - [`redact`]: the redaction policies applied before anything is exported.
@@ -12,6 +13,7 @@
 //! access audit log, written before any event is decrypted.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod engine;
 pub mod export;
 pub mod redact;
@@ -19,7 +21,7 @@ pub mod reduce;
 pub mod step;
 pub mod timeline;
 
-pub use engine::{Engine, PassReport, ReplayError, Selection, SessionSteps, StepSink};
+pub use engine::{AuditedReplay, Engine, PassReport, ReplayError, Selection, SessionSteps, StepSink};
 pub use export::{ExportOptions, ExportReport, Format, export};
 pub use redact::{Policy, Redactor};
 pub use reduce::{ReduceConfig, Reducer, reduce};

@@ -7,6 +7,9 @@
 //! releases, a lone modifier, jitter while a click waits for its second click, screen changes,
 //! markers) fall into the range of the step they come with. A `wait` covers no event. Only a
 //! session with no step at all reports its events as [`Absorbed`].
+//!
+//! Longer than 600 lines: one state machine whose rules (docs/ACTIONS.md) read in order;
+//! split into files, a rule and the state it reads would sit apart.
 
 use tracevault_codecs::{Button, Event, EventKind, Key, Screen};
 

@@ -150,9 +150,8 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     let real_bpe = bytes_per_event(&mut all.iter().skip(args.sessions).map(|(m, _)| m.session.as_str()));
 
     // 3. Replay into trajectories: Parquet and JSON Lines, redacted.
-    let engine = Engine::new(&log, ReduceConfig::default(), 0)?;
-    let access = cli_access("demo: export trajectories", None);
-    let ml = tracevault_core::Access { role: Role::Ml, ..access };
+    let engine = Engine::new(ReduceConfig::default(), 0)?;
+    let ml = cli_access(Role::Ml, "demo: export trajectories", None);
     let mut exports = Vec::new();
     let mut replay_s = 0.0;
     let mut steps = 0;

@@ -1,86 +1,49 @@
 //! The commands that work on the log: ingest, sessions, stats, verify.
 
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use tracevault::ingest::{self, IngestReport};
-use tracevault_core::{KeySource, Log, LogOptions, SessionInfo};
+use tracevault_core::ingest::{self, IngestReport};
+use tracevault_core::{Role, SessionInfo};
 
-/// `--key-dir`, when given (else $TRACEVAULT_KEY_DIR, else the config file's, else the user's
-/// config directory).
-pub static KEY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+use super::Ctx;
 
-/// The config file in effect (set once by `main`).
-pub static CONFIG: std::sync::OnceLock<tracevault::config::Config> = std::sync::OnceLock::new();
-
-pub fn config() -> tracevault::config::Config {
-    CONFIG.get().cloned().unwrap_or_default()
-}
-
-/// Where the keys are: `--key-dir`, else `$TRACEVAULT_KEY_DIR`, else the config file's
-/// `key_dir`, else the user's config directory.
-pub fn key_source() -> Result<KeySource> {
-    let mut keys = KeySource::from_env()?;
-    let env_dir = std::env::var_os(tracevault_core::keys::ENV_KEY_DIR).filter(|v| !v.is_empty());
-    if let Some(dir) = KEY_DIR.get() {
-        keys.dir = dir.clone();
-    } else if env_dir.is_none()
-        && let Some(dir) = config().key_dir
-    {
-        keys.dir = dir;
-    }
-    Ok(keys)
-}
-
-/// The log's options: the defaults, the config file's `[log]`, and the keys.
-pub fn options() -> Result<LogOptions> {
-    let c = config();
-    let mut options = LogOptions { keys: Some(key_source()?), ..LogOptions::default() };
-    if let Some(n) = c.log.block_events {
-        options.block_events_max = n;
-    }
-    if let Some(level) = c.log.zstd_level {
-        options.zstd_level = level;
-    }
-    Ok(options)
-}
-
-pub fn open(data: &Path) -> Result<Log> {
-    tracing::debug!(data = %data.display(), "opening the log");
-    Log::open(data, options()?).with_context(|| {
-        format!("opening the log in {} (is another tracevault process using it?)", data.display())
-    })
-}
-
-pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) -> Result<ExitCode> {
-    anyhow::ensure!(batch_lines > 0, "--batch-lines must be at least 1");
-    let log = open(data)?;
+pub fn ingest(ctx: &Ctx, files: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_write()?;
     let mut total = IngestReport::default();
+    // The CLI is run by whoever holds the data directory and its keys: the store's admin.
+    let access = super::privacy::cli_access(Role::Admin, "ingest recordings", None);
     for file in files {
         let name = file.display().to_string();
         let report = if name == "-" {
-            ingest::ingest_jsonl(&log, std::io::stdin().lock(), "<stdin>", batch_lines)?
+            let mut input = ingest::JsonlBytes::read("<stdin>", std::io::stdin().lock())?;
+            ingest::ingest(&log, &access, &mut input)?
         } else if file.extension().is_some_and(|e| e == "msgpack") {
             let bytes = std::fs::read(file).with_context(|| format!("reading {name}"))?;
-            ingest::ingest_msgpack(&log, &bytes, &name)?
+            ingest::ingest(&log, &access, &mut ingest::MsgpackBatch::decode(name, &bytes)?)?
         } else {
-            let f = std::fs::File::open(file).with_context(|| format!("opening {name}"))?;
-            // Progress by bytes read, for a person watching a big file go in.
-            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-            let bar = super::progress::bar(len, &format!("ingest {}", short_name(file)), json);
-            bar.set_style(super::progress::bytes_style());
-            let report = ingest::ingest_jsonl(&log, BufReader::new(bar.wrap_read(f)), &name, batch_lines);
-            bar.finish_and_clear();
+            // Progress by bytes read, for a person watching a big file go in: checked, then stored.
+            let short = short_name(file);
+            let bars: std::cell::RefCell<Vec<indicatif::ProgressBar>> = Default::default();
+            let mut source = ingest::JsonlFile::new(file, |f: std::fs::File, pass: u32| {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                let what = if pass == 1 { "check" } else { "store" };
+                let bar = super::progress::bar(len, &format!("{what} {short}"), json);
+                bar.set_style(super::progress::bytes_style());
+                let reader: Box<dyn BufRead> = Box::new(BufReader::new(bar.wrap_read(f)));
+                bars.borrow_mut().push(bar);
+                reader
+            });
+            let report = ingest::ingest(&log, &access, &mut source);
+            for bar in bars.borrow().iter() {
+                bar.finish_and_clear();
+            }
             report?
         };
-        total.records += report.records;
-        total.sessions_created += report.sessions_created;
-        total.events += report.events;
-        total.batches += report.batches;
-        total.sessions.extend(report.sessions);
+        total.add(report);
     }
     // A file holds whole recordings: seal what it brought, so its events leave the journal for
     // full blocks in the segments. A later ingest into the same session starts a new block.
@@ -88,6 +51,7 @@ pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) ->
         log.seal_session(session).with_context(|| format!("sealing session {session:?}"))?;
     }
     log.close().context("closing the log")?;
+    let data = ctx.data();
     let mut out = std::io::stdout().lock();
     if json {
         let value = json!({
@@ -95,6 +59,7 @@ pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) ->
             "records": total.records,
             "sessions_created": total.sessions_created,
             "events": total.events,
+            "events_already_stored": total.events_already_stored,
         });
         writeln!(out, "{value}")?;
     } else {
@@ -107,6 +72,13 @@ pub fn ingest(data: &Path, files: &[PathBuf], batch_lines: usize, json: bool) ->
             total.events,
             data.display()
         )?;
+        if total.events_already_stored > 0 {
+            writeln!(
+                out,
+                "skipped {} events already stored by an earlier run of the same input",
+                total.events_already_stored
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -123,8 +95,8 @@ fn duration_us(s: &SessionInfo) -> u64 {
     }
 }
 
-pub fn sessions(data: &Path, user: Option<&str>, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
+pub fn sessions(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_read()?;
     let sessions: Vec<SessionInfo> =
         log.sessions().into_iter().filter(|s| user.is_none_or(|u| s.meta.user == u)).collect();
     let mut out = std::io::stdout().lock();
@@ -179,8 +151,8 @@ pub fn sessions(data: &Path, user: Option<&str>, json: bool) -> Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stats(data: &Path, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
+pub fn stats(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_read()?;
     let stats = log.stats();
     let per_event = if stats.events == 0 { 0.0 } else { stats.bytes_on_disk as f64 / stats.events as f64 };
     let mut out = std::io::stdout().lock();

@@ -9,41 +9,43 @@ use serde_json::json;
 use tracevault_core::integrity::{self, VerifyReport};
 use tracevault_core::keys::{SlotState, hex};
 use tracevault_core::storage::FsStorage;
-use tracevault_core::{Access, Decision, Role, audit};
+use tracevault_core::{Access, Decision, Role, audit, layout};
 
-use super::log::open;
+use super::Ctx;
 
-/// The person running the command, as the audit log names them: the OS user.
+/// The person running the command, as the audit log names them: the OS account of the
+/// process's real uid (not `$USER`, which anyone can set).
 pub fn os_user() -> String {
-    let name = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok().filter(|n| !n.is_empty());
-    #[cfg(unix)]
-    let uid = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").map(|m| m.uid()).ok()
-    };
-    #[cfg(not(unix))]
-    let uid: Option<u32> = None;
-    match (name, uid) {
-        (Some(n), Some(u)) => format!("{n} (uid {u})"),
-        (Some(n), None) => n,
-        (None, Some(u)) => format!("uid {u}"),
-        (None, None) => "unknown".into(),
+    let uid = uzers::get_current_uid();
+    match uzers::get_user_by_uid(uid) {
+        Some(user) => format!("{} (uid {uid})", user.name().to_string_lossy()),
+        None => format!("uid {uid}"),
     }
 }
 
-/// The CLI acts as an admin on a data directory it holds the keys of.
-pub fn cli_access(purpose: &str, ticket: Option<&str>) -> Access {
-    let access = Access::new(os_user(), Role::Admin, purpose);
+/// Who the CLI acts as: the OS account, in `role`, for `purpose`.
+pub fn cli_access(role: Role, purpose: &str, ticket: Option<&str>) -> Access {
+    let access = Access::new(os_user(), role, purpose);
     match ticket {
         Some(t) => access.with_ticket(t),
         None => access,
     }
 }
 
-pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
-    let done =
-        log.shred(&cli_access(purpose, ticket), user).with_context(|| format!("shredding user {user:?}"))?;
+/// Refuses a path that holds no tracevault log, for the commands that read files directly
+/// (offline verification): a mistyped `--data` must not verify as an empty, perfect log.
+fn require_data_dir(data: &Path) -> Result<()> {
+    if data.join(layout::KEYSTORE).is_file() || data.join(layout::SEGMENTS.dir).is_dir() {
+        return Ok(());
+    }
+    anyhow::bail!("{}: no tracevault data directory here (check --data)", data.display())
+}
+
+pub fn shred(ctx: &Ctx, user: &str, purpose: &str, ticket: Option<&str>, json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_read()?;
+    let done = log
+        .shred(&cli_access(Role::Admin, purpose, ticket), user)
+        .with_context(|| format!("shredding user {user:?}"))?;
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -77,11 +79,11 @@ pub fn shred(data: &Path, user: &str, purpose: &str, ticket: Option<&str>, json:
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn keys_rotate(data: &Path, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
+pub fn keys_rotate(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_read()?;
     let (old, keys) = log.keys();
     let new = log
-        .rotate_master_key(&cli_access("rotate the master key", None))
+        .rotate_master_key(&cli_access(Role::Admin, "rotate the master key", None))
         .context("rotating the master key")?;
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
@@ -93,8 +95,8 @@ pub fn keys_rotate(data: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn keys_list(data: &Path, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
+pub fn keys_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_read()?;
     let (master, keys) = log.keys();
     log.close().context("closing the log")?;
     let state = |s: &SlotState| match s {
@@ -136,7 +138,9 @@ fn time(us: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-pub fn audit_list(data: &Path, json: bool) -> Result<ExitCode> {
+pub fn audit_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
+    let data = ctx.data();
+    require_data_dir(data)?;
     let scan = audit::scan(&FsStorage::new(data)).context("reading the access audit log")?;
     let mut out = std::io::stdout().lock();
     if json {
@@ -185,7 +189,7 @@ pub fn audit_list(data: &Path, json: bool) -> Result<ExitCode> {
 /// The public key to verify with: given (hex or a file holding it), else the key directory's
 /// (`signing.pub`). Verification never opens the log: opening runs recovery, which could cut away
 /// the very damage an auditor is looking for, and would create keys on an auditor's machine.
-fn public_key(given: Option<&str>) -> Result<integrity::PublicKey> {
+fn public_key(ctx: &Ctx, given: Option<&str>) -> Result<integrity::PublicKey> {
     match given {
         Some(text) => {
             let text = if Path::new(text).is_file() {
@@ -195,21 +199,25 @@ fn public_key(given: Option<&str>) -> Result<integrity::PublicKey> {
             };
             integrity::parse_public_key(text.trim()).map_err(|e| anyhow::anyhow!("--public-key: {e}"))
         }
-        None => Ok(super::log::key_source()?.public_key()?),
+        None => Ok(ctx.settings.keys.public_key()?),
     }
 }
 
-pub fn audit_verify(data: &Path, public: Option<&str>, json: bool) -> Result<ExitCode> {
-    let key = public_key(public)?;
+pub fn audit_verify(ctx: &Ctx, public: Option<&str>, json: bool) -> Result<ExitCode> {
+    let data = ctx.data();
+    require_data_dir(data)?;
+    let key = public_key(ctx, public)?;
     let report = integrity::verify_audit(&FsStorage::new(data), &key).context("verifying the audit log")?;
     print_report(data, &report, json, "audit log")
 }
 
-pub fn verify(data: &Path, public: Option<&str>, session: Option<&str>, json: bool) -> Result<ExitCode> {
+pub fn verify(ctx: &Ctx, public: Option<&str>, session: Option<&str>, json: bool) -> Result<ExitCode> {
     if let Some(id) = session {
-        return verify_session(data, id, json);
+        return verify_session(ctx, id, json);
     }
-    let key = public_key(public)?;
+    let data = ctx.data();
+    require_data_dir(data)?;
+    let key = public_key(ctx, public)?;
     let spinner = super::progress::spinner("verify", json);
     let report = integrity::verify(&FsStorage::new(data), &key).context("verifying");
     spinner.finish_and_clear();
@@ -294,8 +302,9 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
     Ok(if problem.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn verify_session(data: &Path, id: &str, json: bool) -> Result<ExitCode> {
-    let log = open(data)?;
+fn verify_session(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
+    let _ = ctx.data();
+    let log = ctx.open_to_read()?;
     let result = log.verify_session(id);
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();

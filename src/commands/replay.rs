@@ -2,19 +2,19 @@
 //! trajectories, redacted by default).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tracevault_codecs::{Record, jsonl};
-use tracevault_core::{Access, Role};
+use tracevault_core::Role;
 use tracevault_replay::export::{ExportOptions, Format};
 use tracevault_replay::timeline;
-use tracevault_replay::{Engine, Policy, Selection};
+use tracevault_replay::{AuditedReplay, Engine, Policy, Selection};
 
-use super::log::open;
-use super::privacy::os_user;
+use super::Ctx;
+use super::privacy::cli_access;
 
 /// A time since the session started: plain numbers are seconds; `us`, `ms`, `s`, `m`, `h`
 /// suffixes say otherwise (`1500ms`, `2m`, `1.5s`).
@@ -53,23 +53,17 @@ pub struct ReplayArgs<'a> {
 
 /// An auditor replays one session: its integrity proven first, the access recorded, then the raw
 /// events (interchange JSONL) or the steps (JSONL or a timeline).
-pub fn replay(data: &Path, args: ReplayArgs<'_>) -> Result<ExitCode> {
+pub fn replay(ctx: &Ctx, args: ReplayArgs<'_>) -> Result<ExitCode> {
     if args.purpose.trim().is_empty() {
         bail!("--purpose must say why this session is read (it is recorded in the access audit log)");
     }
-    let log = open(data)?;
-    // Every sealed block of the session, hashed and checked against the newest signed head.
-    let proof =
-        log.verify_session(args.session).with_context(|| format!("verifying session {}", args.session))?;
-    let mut access = Access::new(os_user(), Role::Auditor, args.purpose);
-    if let Some(t) = args.ticket {
-        access = access.with_ticket(t);
-    }
-    let config = super::log::config();
-    let engine = Engine::new(&log, config.reduce(), config.replay.threads.unwrap_or(0))?;
+    let log = ctx.open_to_read()?;
+    let access = cli_access(Role::Auditor, args.purpose, args.ticket);
+    let engine = Engine::new(ctx.settings.config.reduce(), ctx.settings.threads())?;
     let range = args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX);
-    let (session, raw) = engine.replay_session(&access, args.session, range, args.raw)?;
-    drop(engine);
+    let AuditedReplay { proof, session, raw } = engine
+        .audited_replay(&log, &access, args.session, range, args.raw)
+        .with_context(|| format!("replaying session {}", args.session))?;
     log.close().context("closing the log")?;
     let mut out = std::io::stdout().lock();
     if args.raw {
@@ -164,7 +158,7 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
 
 /// Exports trajectories for ML: redacted by default; without redaction only for an auditor's
 /// stated purpose.
-pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
+pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     // An unredacted export is an auditor's act, and says why; a redacted one is the ML export.
     let (role, purpose) = match (args.policy, &args.purpose) {
         (Policy::Default, p) => {
@@ -176,20 +170,17 @@ pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
              recorded in the access audit log with your user and --ticket)"
         ),
     };
-    let mut access = Access::new(os_user(), role, purpose);
-    if let Some(t) = &args.ticket {
-        access = access.with_ticket(t.clone());
-    }
+    let access = cli_access(role, &purpose, args.ticket.as_deref());
     let user_key = match &args.user_key {
         None => None,
         Some(hex) => {
             Some(tracevault_core::keys::parse_hex32(hex).map_err(|e| anyhow::anyhow!("--user-key: {e}"))?)
         }
     };
-    let log = open(data)?;
-    let config = super::log::config();
-    let threads = if args.threads > 0 { args.threads } else { config.replay.threads.unwrap_or(0) };
-    let engine = Engine::new(&log, config.reduce(), threads)?;
+    let log = ctx.open_to_read()?;
+    let config = &ctx.settings.config;
+    let threads = if args.threads > 0 { args.threads } else { ctx.settings.threads() };
+    let engine = Engine::new(config.reduce(), threads)?;
     let selection =
         Selection { sessions: args.sessions.clone(), user: args.user.clone(), ..Selection::default() };
     let options = ExportOptions {
@@ -200,10 +191,11 @@ pub fn export(data: &Path, args: ExportArgs) -> Result<ExitCode> {
         user_key,
     };
     let started = std::time::Instant::now();
-    let total = engine.select(&selection)?.len() as u64;
+    let total = engine.select(&log, &selection)?.len() as u64;
     let bar = super::progress::bar(total, "export", args.json);
     let mut progress = |done: u64, _: u64| bar.set_position(done);
-    let report = tracevault_replay::export(&log, &engine, &access, &selection, &options, &mut progress)?;
+    let report = tracevault_replay::export(&log, &engine, &access, &selection, &options, &mut progress)
+        .with_context(|| format!("exporting to {}", args.out.display()))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     drop(engine);
