@@ -113,6 +113,56 @@ pub(crate) fn scan(bytes: &[u8], start: usize) -> Scan<'_> {
     Scan { frames, end: at as u64, stop }
 }
 
+/// A segment's frames, checked the way every reader of segments needs them.
+pub(crate) struct SegmentScan<'a> {
+    /// The frames before the footer (or before a misplaced one): (offset, frame number, frame).
+    pub frames: Vec<(u64, u64, Frame<'a>)>,
+    pub footer: Footer,
+    /// The offset just after the last good frame.
+    pub end: u64,
+    pub stop: Stop,
+}
+
+/// What ends a segment.
+#[derive(Debug)]
+pub(crate) enum Footer {
+    /// No footer: the segment being written.
+    Absent,
+    /// The last frame is a footer matching the bytes before it: the segment is sealed.
+    Valid,
+    /// A footer that does not match, or one before the end: (offset, what is wrong). The frames
+    /// before it are still given, so a reader can name an earlier problem first.
+    Bad(u64, Corruption),
+}
+
+/// The frames of segment `number` from `offset`, numbered from `first_frame` (the number of the
+/// frame at `offset`), and how the segment ends: a footer only as the file's last frame,
+/// matching the bytes before it. Recovery and `verify` both read segments through this; what
+/// each does with a frame, and with a torn or damaged tail, is its own.
+pub(crate) fn scan_segment(bytes: &[u8], number: u64, offset: usize, first_frame: u64) -> SegmentScan<'_> {
+    let Scan { frames, end, stop } = scan(bytes, offset);
+    let count = frames.len();
+    let mut out = Vec::with_capacity(count);
+    let mut footer = Footer::Absent;
+    for (k, (at, frame)) in frames.into_iter().enumerate() {
+        if frame.header.kind != FrameKind::Footer {
+            out.push((at, first_frame + out.len() as u64, frame));
+            continue;
+        }
+        footer = if k + 1 != count || !matches!(stop, Stop::End) {
+            Footer::Bad(at, Corruption::new("footer before the end of the segment"))
+        } else {
+            let frames_before = first_frame + out.len() as u64 - number;
+            match check_footer(bytes, at, &frame, frames_before) {
+                Ok(()) => Footer::Valid,
+                Err(c) => Footer::Bad(at, Corruption::new(format!("segment footer: {c}"))),
+            }
+        };
+        break;
+    }
+    SegmentScan { frames: out, footer, end, stop }
+}
+
 /// The footer that seals a segment.
 pub(crate) fn footer(first_frame: u64, frame_count: u64, sha256: &[u8; 32]) -> Vec<u8> {
     let payload: [u8; FOOTER_PAYLOAD_BYTES] = bytes::fixed(|w| {

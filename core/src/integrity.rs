@@ -23,7 +23,6 @@ use crate::audit;
 use crate::bytes::{self, Reader};
 use crate::error::ReadError;
 use crate::files::{self, FILE_HEADER_BYTES, Stop};
-use crate::frame::FrameKind;
 use crate::keys::hex;
 use crate::layout::{self, HEADS as HEADS_PATH, LEDGER as LEDGER_PATH, SEGMENTS};
 use crate::merkle::{self, Frontier, Hash};
@@ -91,7 +90,7 @@ impl SignedHead {
         })
     }
 
-    pub fn from_bytes(b: &[u8]) -> Result<SignedHead, String> {
+    pub fn from_bytes(b: &[u8]) -> Result<SignedHead, bytes::Corruption> {
         let parse = || {
             let mut r = Reader::new(b, "signed tree head");
             if r.array::<8>("magic")? != HEAD_MAGIC {
@@ -112,7 +111,7 @@ impl SignedHead {
             }
             Ok(head)
         };
-        parse().map_err(|c| c.reason)
+        parse()
     }
 }
 
@@ -133,7 +132,7 @@ pub fn read_heads(storage: &dyn Storage) -> Result<(Vec<SignedHead>, Option<Dama
         }
         match SignedHead::from_bytes(chunk) {
             Ok(h) => heads.push(h),
-            Err(reason) => return Ok((heads, Some(((i * HEAD_BYTES) as u64, reason)))),
+            Err(c) => return Ok((heads, Some(((i * HEAD_BYTES) as u64, c.reason)))),
         }
     }
     Ok((heads, None))
@@ -373,19 +372,8 @@ fn check_segments(
             }
             Err(c) => return Ok(Err(problem(&path, 0, Some(next_frame), c.reason))),
         }
-        let scan = files::scan(&bytes, FILE_HEADER_BYTES);
-        let mut sealed = false;
-        for (k, (offset, frame)) in scan.frames.iter().enumerate() {
-            if frame.header.kind == FrameKind::Footer {
-                if k + 1 != scan.frames.len() || !matches!(scan.stop, Stop::End) {
-                    return Ok(Err(problem(&path, *offset, None, "footer before the end of the segment")));
-                }
-                if let Err(c) = files::check_footer(&bytes, *offset, frame, next_frame - number) {
-                    return Ok(Err(problem(&path, *offset, None, format!("segment footer: {c}"))));
-                }
-                sealed = true;
-                continue;
-            }
+        let scan = files::scan_segment(&bytes, number, FILE_HEADER_BYTES, next_frame);
+        for (offset, _, frame) in &scan.frames {
             let leaf = merkle::leaf_hash(frame.bytes);
             if let Some(expected) = ledger.get(next_frame as usize)
                 && *expected != leaf
@@ -407,6 +395,9 @@ fn check_segments(
             report.frames += 1;
             next_frame += 1;
         }
+        if let files::Footer::Bad(offset, c) = &scan.footer {
+            return Ok(Err(problem(&path, *offset, None, c.reason.clone())));
+        }
         match scan.stop {
             Stop::End => {}
             // The writer may be appending to the last segment as we read it.
@@ -416,7 +407,7 @@ fn check_segments(
             }
             Stop::Damage(c) => return Ok(Err(problem(&path, scan.end, Some(next_frame), c.reason))),
         }
-        if !last && !sealed {
+        if !last && !matches!(scan.footer, files::Footer::Valid) {
             return Ok(Err(problem(
                 &path,
                 scan.end,
@@ -555,15 +546,19 @@ pub fn check_frame(
     public: &VerifyingKey,
     proof: &FrameProof,
     bytes: &[u8],
-) -> Result<(), String> {
+) -> Result<(), bytes::Corruption> {
+    use bytes::Corruption;
     if !head.verify_signature(public) {
-        return Err("the signed head's signature does not verify".into());
+        return Err(Corruption::new("the signed head's signature does not verify"));
     }
     if merkle::leaf_hash(bytes) != proof.leaf {
-        return Err(format!("frame {}'s bytes do not hash to its leaf", proof.frame));
+        return Err(Corruption::new(format!("frame {}'s bytes do not hash to its leaf", proof.frame)));
     }
     if !merkle::verify_inclusion(&proof.leaf, proof.frame, head.tree_size, &proof.path, &head.root) {
-        return Err(format!("frame {}'s audit path does not lead to the signed root", proof.frame));
+        return Err(Corruption::new(format!(
+            "frame {}'s audit path does not lead to the signed root",
+            proof.frame
+        )));
     }
     Ok(())
 }

@@ -67,10 +67,10 @@ impl Log {
                 .storage
                 .read_at(&path, f.offset, &mut bytes)
                 .map_err(|source| ReadError::Io { path: path.clone(), source })?;
-            integrity::check_frame(&proof.head, &public, f, &bytes).map_err(|reason| ReadError::Corrupt {
+            integrity::check_frame(&proof.head, &public, f, &bytes).map_err(|c| ReadError::Corrupt {
                 path: path.clone(),
                 offset: f.offset,
-                reason,
+                reason: c.reason,
             })?;
         }
         Ok(proof)
