@@ -344,7 +344,7 @@ fn key_material_appears_in_no_debug_output_or_error() {
     // An unparsable key in the environment's format is not echoed back.
     let bad = "11".repeat(31) + "zz";
     let err = Secret::from_hex(&bad).unwrap_err();
-    assert!(!err.contains("1111"), "{err}");
+    assert!(!err.to_string().contains("1111"), "{err}");
 }
 
 /// A log of sealed segments (small, so there are several) with a signed head at every checkpoint.

@@ -120,28 +120,32 @@ pub fn sessions(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<ExitCode> {
         writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(
-        out,
-        "{:<32} {:<16} {:<12} {:<22} {:>10} {:>10} {:>10}",
-        "SESSION", "USER", "DEVICE", "STARTED", "DURATION", "EVENTS", "BYTES"
-    )?;
-    for s in &sessions {
-        writeln!(
-            out,
-            "{:<32} {:<16} {:<12} {:<22} {:>9.1}s {:>10} {:>10}",
-            s.meta.session,
-            s.meta.user,
-            s.meta.device.as_deref().unwrap_or("-"),
-            s.meta.started_at.as_deref().unwrap_or("-"),
-            duration_us(s) as f64 / 1e6,
-            s.events,
-            s.sealed_bytes
-        )?;
-        if s.erased {
+    if !sessions.is_empty() {
+        let mut table = super::table(
+            &["SESSION", "USER", "DEVICE", "STARTED", "DURATION", "EVENTS", "BYTES"],
+            &[4, 5, 6],
+        );
+        let mut erased = Vec::new();
+        for s in &sessions {
+            table.add_row(vec![
+                s.meta.session.clone(),
+                s.meta.user.clone(),
+                s.meta.device.clone().unwrap_or_else(|| "-".into()),
+                s.meta.started_at.clone().unwrap_or_else(|| "-".into()),
+                format!("{:.1}s", duration_us(s) as f64 / 1e6),
+                s.events.to_string(),
+                s.sealed_bytes.to_string(),
+            ]);
+            if s.erased {
+                erased.push(s.meta.session.as_str());
+            }
+        }
+        writeln!(out, "{}", table.trim_fmt())?;
+        if !erased.is_empty() {
             writeln!(
                 out,
-                "{:<32} (erased: this person's key was destroyed; the events can never be read)",
-                ""
+                "erased (the person's key was destroyed; the events can never be read): {}",
+                erased.join(", ")
             )?;
         }
     }

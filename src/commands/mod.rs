@@ -49,3 +49,16 @@ impl Ctx {
         })
     }
 }
+
+/// A plain table for the terminal (no borders, like `ls -l`), numbers in `right` columns aligned
+/// right.
+pub fn table(header: &[&str], right: &[usize]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING).set_header(header.to_vec());
+    for &i in right {
+        if let Some(column) = table.column_mut(i) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    table
+}

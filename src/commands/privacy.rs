@@ -121,21 +121,11 @@ pub fn keys_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
 }
 
 fn time(us: u64) -> String {
-    // RFC 3339 in UTC, from the Unix time, without a date library.
-    let secs = (us / 1_000_000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    // RFC 3339 in UTC, to the second.
+    match jiff::Timestamp::from_microsecond(us as i64) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => format!("{us} µs after the Unix epoch"),
+    }
 }
 
 pub fn audit_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
@@ -148,11 +138,10 @@ pub fn audit_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string(e)?)?;
         }
     } else {
-        writeln!(
-            out,
-            "{:>5} {:<20} {:<24} {:<8} {:<18} {:<24} {:<20} DECISION",
-            "SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "SESSIONS / KEYS", "PURPOSE"
-        )?;
+        let mut table = super::table(
+            &["SEQ", "TIME", "ACTOR", "ROLE", "ACTION", "SESSIONS / KEYS", "PURPOSE", "DECISION"],
+            &[0],
+        );
         for e in &scan.entries {
             let what =
                 if e.sessions.is_empty() { format!("keys {:?}", e.keys) } else { e.sessions.join(",") };
@@ -164,18 +153,18 @@ pub fn audit_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
                 Some(t) => format!("{} [{t}]", e.purpose),
                 None => e.purpose.clone(),
             };
-            writeln!(
-                out,
-                "{:>5} {:<20} {:<24} {:<8} {:<18} {:<24} {:<20} {decision}",
-                e.seq,
+            table.add_row(vec![
+                e.seq.to_string(),
                 time(e.time_unix_us),
-                e.actor,
-                e.role.as_str(),
-                serde_json::to_value(e.action)?.as_str().unwrap_or("?"),
+                e.actor.clone(),
+                e.role.as_str().to_owned(),
+                serde_json::to_value(e.action)?.as_str().unwrap_or("?").to_owned(),
                 what,
-                purpose
-            )?;
+                purpose,
+                decision,
+            ]);
         }
+        writeln!(out, "{}", table.trim_fmt())?;
     }
     if let Some((offset, reason)) = scan.problem {
         eprintln!(

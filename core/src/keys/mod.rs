@@ -64,7 +64,7 @@ impl Secret {
     }
 
     /// Parses 64 hex digits. The error never quotes the input.
-    pub fn from_hex(text: &str) -> Result<Secret, String> {
+    pub fn from_hex(text: &str) -> Result<Secret, KeyTextError> {
         parse_hex32(text).map(Secret)
     }
 
@@ -97,10 +97,14 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// 64 hex digits (surrounding whitespace ignored) as 32 bytes. The error never quotes the input:
 /// it may be a key.
-pub fn parse_hex32(text: &str) -> Result<[u8; KEY_BYTES], String> {
+pub fn parse_hex32(text: &str) -> Result<[u8; KEY_BYTES], KeyTextError> {
     let text = text.trim();
     if text.len() != 2 * KEY_BYTES {
-        return Err(format!("expected {} hex digits, found {} characters", 2 * KEY_BYTES, text.len()));
+        return Err(KeyTextError(format!(
+            "expected {} hex digits, found {} characters",
+            2 * KEY_BYTES,
+            text.len()
+        )));
     }
     let mut bytes = [0u8; KEY_BYTES];
     match ::hex::decode_to_slice(text, &mut bytes) {
@@ -112,7 +116,7 @@ pub fn parse_hex32(text: &str) -> Result<[u8; KEY_BYTES], String> {
                 ::hex::FromHexError::InvalidHexCharacter { index, .. } => index,
                 _ => 0,
             };
-            Err(format!("expected hex digits, found a non-hex character at digit {at}"))
+            Err(KeyTextError(format!("expected hex digits, found a non-hex character at digit {at}")))
         }
     }
 }
@@ -120,6 +124,11 @@ pub fn parse_hex32(text: &str) -> Result<[u8; KEY_BYTES], String> {
 pub(crate) fn random_fill(out: &mut [u8]) -> Result<(), KeyError> {
     getrandom::fill(out).map_err(|e| KeyError::Random(e.to_string()))
 }
+
+/// A key given as text is not 64 hex digits (the message never quotes the text: it may be a key).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyTextError(pub String);
 
 /// Key store and key file errors. None of them carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +175,6 @@ mod tests {
             assert!(!text.contains(hex_key.as_str()) && !text.contains(&hex_key[..16]), "{text}");
         }
         let err = Secret::from_hex(&format!("{}zz", &hex_key[..62])).unwrap_err();
-        assert!(!err.contains(&hex_key[..16]), "{err}");
+        assert!(!err.0.contains(&hex_key[..16]), "{err}");
     }
 }

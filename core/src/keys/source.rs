@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::{KeyError, Secret, hex, parse_hex32, random_fill};
+use super::{KeyError, KeyTextError, Secret, hex, parse_hex32, random_fill};
 
 /// Where the master key and the signing key come from.
 #[derive(Clone)]
@@ -132,7 +132,7 @@ impl KeySource {
         let pub_path = self.dir.join(SIGNING_PUB_FILE);
         match std::fs::read_to_string(&pub_path) {
             Ok(text) => {
-                return parse_public_key(&text).map_err(|r| KeyError::format(&pub_path, r));
+                return parse_public_key(&text).map_err(|r| KeyError::format(&pub_path, r.0));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(KeyError::Io { path: pub_path, source }),
@@ -141,7 +141,7 @@ impl KeySource {
         match read_key_file(&path)? {
             Some(lines) => {
                 let line = lines.first().ok_or_else(|| KeyError::format(&path, "no key in the file"))?;
-                let secret = Secret::from_hex(line).map_err(|r| KeyError::format(&path, r))?;
+                let secret = Secret::from_hex(line).map_err(|r| KeyError::format(&path, r.0))?;
                 Ok(ed25519_dalek::SigningKey::from_bytes(secret.expose()).verifying_key())
             }
             None => Err(KeyError::Config(format!(
@@ -161,7 +161,7 @@ impl KeySource {
         let secret = match read_key_file(&path)? {
             Some(lines) => {
                 let line = lines.first().ok_or_else(|| KeyError::format(&path, "no key in the file"))?;
-                Secret::from_hex(line).map_err(|r| KeyError::format(&path, r))?
+                Secret::from_hex(line).map_err(|r| KeyError::format(&path, r.0))?
             }
             None if !create => {
                 return Err(KeyError::Config(format!(
@@ -354,7 +354,8 @@ impl MasterKeys {
 }
 
 /// Parses an Ed25519 public key given as 64 hex digits (the content of `signing.pub`).
-pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+pub fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, KeyTextError> {
     let bytes = parse_hex32(text)?;
-    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "not an Ed25519 public key".to_owned())
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| KeyTextError("not an Ed25519 public key".into()))
 }
