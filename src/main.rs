@@ -256,3 +256,23 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_quoted_by_its_context_is_said_once() {
+        // The shape of "Permission denied (os error 13): Permission denied (os error 13)": an
+        // error whose message quotes its source, printed with its causes.
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let quoted = format!("/data/index.redb: {io}");
+        let e = anyhow::Error::new(io).context(quoted);
+        let text = message(&e);
+        assert_eq!(text.matches("permission denied").count(), 1, "{text}");
+        // A cause the context does not quote is kept.
+        let e =
+            anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound)).context("reading a.jsonl");
+        assert_eq!(message(&e), "reading a.jsonl: entity not found");
+    }
+}
