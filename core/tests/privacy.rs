@@ -267,8 +267,16 @@ fn every_read_is_one_audit_entry_written_before_the_data_and_a_refused_role_gets
         assert!(matches!(denied, Err(ReadError::Denied(_))), "ml read raw events");
         reads += 2;
     }
-    log.read_sessions(&ml, Operation::ExportRedacted, &["s-0", "s-1", "s-2"]).unwrap();
+    // A redacted export's blocks give their events only sealed for the redaction: the plain
+    // readers refuse.
+    let mut blocks = log.read_sessions(&ml, Operation::ExportRedacted, &["s-0", "s-1", "s-2"]).unwrap();
     reads += 1;
+    let mut decoder = tracevault_codecs::block::BlockDecoder::new();
+    assert!(blocks.iter().all(|b| b.redactable_only()));
+    assert!(matches!(blocks[0].read_sealed(0, &mut decoder), Err(ReadError::Denied(_))));
+    assert!(matches!(blocks[0].read_open(&mut decoder), Err(ReadError::Denied(_))));
+    assert!(matches!(blocks[0].next(), Some(Err(ReadError::Denied(_)))));
+    assert!(blocks[0].read_sealed_redactable(0, &mut decoder).is_ok());
     for op in [Operation::ReadRaw, Operation::ReadSteps, Operation::ExportUnredacted] {
         let denied = log.read_sessions(&ml, op, &["s-0"]);
         assert!(matches!(denied, Err(ReadError::Denied(_))), "ml may {op:?}");

@@ -15,6 +15,9 @@ use tracevault_codecs::block::BlockDecoder;
 use tracevault_codecs::{Event, SessionMeta};
 use tracevault_core::{Access, Log, Operation, ReadError, SessionBlocks, SessionInfo, SessionProof};
 
+use tracevault_actions::{Block, Redactable, RedactableReducer};
+
+use crate::redact::Redactor;
 use crate::reduce::{ReduceConfig, Reducer};
 use crate::step::{Absorbed, Step};
 
@@ -65,6 +68,9 @@ impl Selection {
 pub struct SessionSteps {
     pub meta: SessionMeta,
     pub steps: Vec<Step>,
+    /// The steps are already redacted (the session was read for a redacted export, and its
+    /// events could only be opened through the redaction).
+    pub redacted: bool,
     pub absorbed: Option<Absorbed>,
     pub events: u64,
 }
@@ -73,6 +79,12 @@ pub struct SessionSteps {
 /// threads, sessions in parallel), then *written*, one session at a time, in session order.
 pub trait StepSink: Sync {
     type Rendered: Send;
+    /// The redaction a sink applies: the engine needs it to open a redacted export's events,
+    /// which the log hands over only as [`Redactable`] values. `None`: the sink takes plain steps
+    /// (a replay, an unredacted export, a benchmark).
+    fn redactor(&self) -> Option<&Redactor> {
+        None
+    }
     fn render(&self, session: &SessionSteps) -> Result<Self::Rendered, ReplayError>;
     fn write(&mut self, rendered: Self::Rendered) -> Result<(), ReplayError>;
 }
@@ -174,6 +186,52 @@ impl Engine {
         Ok(events)
     }
 
+    /// As [`Engine::for_each_block`], for blocks read for a redacted export: each block goes to
+    /// `f` as a [`Redactable`] value.
+    fn for_each_redactable(
+        &self,
+        blocks: &SessionBlocks,
+        mut f: impl FnMut(&Redactable<Block>),
+    ) -> Result<u64, ReplayError> {
+        let window = (self.threads * BLOCK_WINDOW_PER_THREAD).max(1);
+        let n = blocks.sealed_count();
+        let mut events = 0u64;
+        let mut start = 0;
+        while start < n {
+            let end = (start + window).min(n);
+            let decoded: Vec<Result<_, ReadError>> = (start..end)
+                .into_par_iter()
+                .map_init(BlockDecoder::new, |decoder, i| blocks.read_sealed_redactable(i, decoder))
+                .collect();
+            for block in decoded {
+                let block = block?;
+                events += block.len() as u64;
+                f(&block);
+            }
+            start = end;
+        }
+        if let Some(open) = blocks.read_open_redactable(&mut BlockDecoder::new())? {
+            events += open.len() as u64;
+            f(&open);
+        }
+        Ok(events)
+    }
+
+    /// A redacted export's session: reduced and redacted without its events or unredacted steps
+    /// ever being readable here.
+    fn reduce_redactable(
+        &self,
+        meta: &SessionMeta,
+        blocks: &SessionBlocks,
+        redactor: &Redactor,
+    ) -> Result<SessionSteps, ReplayError> {
+        let mut reducer = RedactableReducer::new(self.config.clone(), meta.screen);
+        let events = self.for_each_redactable(blocks, |block| reducer.push(block))?;
+        let (steps, absorbed) = reducer.finish();
+        let steps = redactor.open(steps).map_err(ReplayError::Invalid)?;
+        Ok(SessionSteps { meta: meta.clone(), steps, absorbed, events, redacted: true })
+    }
+
     fn reduce_blocks(&self, meta: &SessionMeta, blocks: &SessionBlocks) -> Result<SessionSteps, ReplayError> {
         let mut reducer = Reducer::new(self.config.clone(), meta.screen);
         let mut steps = Vec::new();
@@ -183,7 +241,7 @@ impl Engine {
         })?;
         let (rest, absorbed) = reducer.finish();
         steps.extend(rest);
-        Ok(SessionSteps { meta: meta.clone(), steps, absorbed, events })
+        Ok(SessionSteps { meta: meta.clone(), steps, absorbed, events, redacted: false })
     }
 
     /// Replays the selection of `log` into `sink` for `op` (the log's policy decides whether
@@ -217,7 +275,16 @@ impl Engine {
                     .par_iter()
                     .zip(blocks.par_iter())
                     .map(|(info, b)| {
-                        let session = self.reduce_blocks(&info.meta, b)?;
+                        let session = if b.redactable_only() {
+                            let redactor = shared.redactor().ok_or_else(|| {
+                                ReplayError::Invalid(
+                                    "a redacted export's events open only through a redacting sink".into(),
+                                )
+                            })?;
+                            self.reduce_redactable(&info.meta, b, redactor)?
+                        } else {
+                            self.reduce_blocks(&info.meta, b)?
+                        };
                         let counts = PassReport {
                             sessions: 1,
                             events: session.events,
@@ -297,7 +364,7 @@ impl Engine {
         let (rest, absorbed) = reducer.finish();
         steps.extend(rest);
         steps.retain(|s| s.t_end_us >= *t_range.start() && s.t_start_us <= *t_range.end());
-        Ok((SessionSteps { meta: info.meta, steps, absorbed, events }, events_out))
+        Ok((SessionSteps { meta: info.meta, steps, absorbed, events, redacted: false }, events_out))
     }
 
     /// The auditor's verified read: proves the session's blocks are in the log under the newest

@@ -74,7 +74,9 @@ fn export_user(redactor: &Redactor, session: &SessionSteps) -> String {
 /// with the session id and user id as the export shows them.
 pub fn redacted(redactor: &Redactor, session: &SessionSteps) -> (String, String, Vec<Step>) {
     let mut steps = session.steps.clone();
-    redactor.steps(&mut steps);
+    if !session.redacted {
+        redactor.steps(&mut steps);
+    }
     (redactor.session(&session.meta.session), export_user(redactor, session), steps)
 }
 
@@ -92,6 +94,10 @@ struct JsonlSink<'r> {
 
 impl StepSink for JsonlSink<'_> {
     type Rendered = Vec<u8>;
+
+    fn redactor(&self) -> Option<&Redactor> {
+        Some(self.redactor)
+    }
 
     fn render(&self, session: &SessionSteps) -> Result<Vec<u8>, ReplayError> {
         let (id, user, steps) = redacted(self.redactor, session);
@@ -304,6 +310,10 @@ impl ParquetSink<'_> {
 
 impl StepSink for ParquetSink<'_> {
     type Rendered = Vec<Row>;
+
+    fn redactor(&self) -> Option<&Redactor> {
+        Some(self.redactor)
+    }
 
     fn render(&self, session: &SessionSteps) -> Result<Vec<Row>, ReplayError> {
         let (id, user, steps) = redacted(self.redactor, session);

@@ -2,9 +2,9 @@
 //! timelines.
 //!
 //! - [`config`]: settings (config file, environment, flags) resolved once by a front end.
-//! - [`reduce`]: the action reduction state machine (docs/ACTIONS.md states every rule).
-//! - [`step`]: a step: action, arguments, PyAutoGUI call, lineage; its JSON form.
-//! - [`redact`]: the redaction policies applied before anything is exported.
+//! - [`reduce`], [`step`], [`redact`]: the action reduction, steps and redaction, from
+//!   tracevault-actions (below the log, so the log can hand a redacted export's events over as
+//!   values only the reduction and the redaction open).
 //! - [`engine`]: selection, parallel decoding (rayon) and ordered reduction, streamed to sinks.
 //! - [`export`]: JSON Lines and Parquet exports with `meta/info.json`.
 //! - [`timeline`]: the auditor's readable timeline.
@@ -16,14 +16,13 @@
 pub mod config;
 pub mod engine;
 pub mod export;
-pub mod redact;
-pub mod reduce;
-pub mod step;
 pub mod timeline;
+
+// `reduce` names both the module and the function, as in tracevault-actions.
+pub use tracevault_actions::{
+    Absorbed, Action, Lineage, Policy, Redactor, ReduceConfig, Reducer, Step, redact, reduce, step,
+};
 
 pub use engine::{AuditedReplay, Engine, PassReport, ReplayError, Selection, SessionSteps, StepSink};
 pub use export::{ExportOptions, ExportReport, Format, export};
-pub use redact::{Policy, Redactor};
-pub use reduce::{ReduceConfig, Reducer, reduce};
-pub use step::{Absorbed, Action, Lineage, Step};
 pub use tracevault_core as core;

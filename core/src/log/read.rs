@@ -13,8 +13,9 @@ use crate::error::{AppendError, ReadError};
 use crate::frame::{self, FrameKind, Parsed};
 use crate::index::BlockLoc;
 use crate::keys::{self, KeyError};
-use crate::policy::{self, Access, Operation};
+use crate::policy::{self, Access, Denied, Operation};
 use crate::records;
+use tracevault_actions::Redactable;
 
 use super::state::{Inner, Log, Session, lock, segment_path};
 
@@ -143,9 +144,10 @@ impl Log {
     /// personal data: [`Operation::ReadRaw`], [`Operation::ReadSteps`],
     /// [`Operation::ExportRedacted`] or [`Operation::ExportUnredacted`].
     ///
-    /// The events are decrypted: for the two step and export operations they are handed to the
-    /// replay engine, which reduces and (for `ExportRedacted`) redacts them before anything leaves
-    /// it; front ends call the engine, not this.
+    /// For [`Operation::ExportRedacted`] (the only read the `ml` role may make) the blocks give
+    /// their events only as [`Redactable`] values (`read_sealed_redactable`,
+    /// `read_open_redactable`): a reducer and the default redaction open them, nothing else does,
+    /// and the plain readers refuse. Every other operation gets plain events.
     pub fn read_sessions(
         &self,
         access: &Access,
@@ -160,7 +162,11 @@ impl Log {
             .map(|id| self.session(id).ok_or_else(|| ReadError::UnknownSession((*id).to_owned())))
             .collect::<Result<Vec<_>, _>>()?;
         self.authorize(access, op, &sessions)?;
-        sessions.iter().map(|s| self.blocks_of(s, 0..=u64::MAX)).collect()
+        let redactable_only = op == Operation::ExportRedacted;
+        sessions
+            .iter()
+            .map(|s| self.blocks_of(s, 0..=u64::MAX).map(|b| SessionBlocks { redactable_only, ..b }))
+            .collect()
     }
 
     pub(crate) fn blocks_of(
@@ -188,6 +194,7 @@ impl Log {
             open_seq,
             next: 0,
             decoder: Mutex::new(None),
+            redactable_only: false,
         })
     }
 
@@ -219,14 +226,7 @@ fn info(session: &Session) -> SessionInfo {
 }
 
 /// One block of a session's events, with where it sits in the session.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BlockEvents {
-    /// The block's number in the session (for the open block: the number it will get when sealed).
-    pub block: u32,
-    /// The session-wide index of its first event.
-    pub seq_first: u64,
-    pub events: Vec<Event>,
-}
+pub use tracevault_actions::Block as BlockEvents;
 
 /// A session's blocks, read after the access was recorded; see [`Log::session_blocks`] and
 /// [`Log::read_sessions`]. Iterate for one block after another, or read blocks by position from
@@ -245,6 +245,8 @@ pub struct SessionBlocks {
     /// The iterator's decoder, made on first use. A mutex only so the blocks can be shared by the
     /// threads that call `read_sealed`; the iterator reaches it through `&mut self`, unlocked.
     decoder: Mutex<Option<BlockDecoder>>,
+    /// Read for a redacted export: events only as [`Redactable`] values.
+    redactable_only: bool,
 }
 
 impl SessionBlocks {
@@ -258,8 +260,40 @@ impl SessionBlocks {
         self.sealed.len()
     }
 
+    /// Whether the blocks give their events only as [`Redactable`] values (a redacted export's
+    /// read).
+    pub fn redactable_only(&self) -> bool {
+        self.redactable_only
+    }
+
+    fn plain_allowed(&self) -> Result<(), ReadError> {
+        if self.redactable_only {
+            return Err(ReadError::Denied(Denied(
+                "these blocks were read for a redacted export: their events open only through the redaction"
+                    .into(),
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads, authenticates, decrypts and decodes sealed block `i` (0-based, in session order).
+    /// Refused for blocks read for a redacted export (see [`SessionBlocks::read_sealed_redactable`]).
     pub fn read_sealed(&self, i: usize, decoder: &mut BlockDecoder) -> Result<BlockEvents, ReadError> {
+        self.plain_allowed()?;
+        self.decode_sealed(i, decoder)
+    }
+
+    /// As [`SessionBlocks::read_sealed`], the events wrapped so that only the reduction and the
+    /// default redaction can read them.
+    pub fn read_sealed_redactable(
+        &self,
+        i: usize,
+        decoder: &mut BlockDecoder,
+    ) -> Result<Redactable<BlockEvents>, ReadError> {
+        self.decode_sealed(i, decoder).map(Redactable::new)
+    }
+
+    fn decode_sealed(&self, i: usize, decoder: &mut BlockDecoder) -> Result<BlockEvents, ReadError> {
         let (block, loc) = self.sealed[i];
         let path = segment_path(loc.segment);
         let corrupt = |reason: String| ReadError::Corrupt { path: path.clone(), offset: loc.offset, reason };
@@ -300,8 +334,22 @@ impl SessionBlocks {
         Ok(BlockEvents { block, seq_first, events })
     }
 
-    /// The open block (events appended but not yet sealed), if it holds any.
+    /// The open block (events appended but not yet sealed), if it holds any. Refused for blocks
+    /// read for a redacted export (see [`SessionBlocks::read_open_redactable`]).
     pub fn read_open(&self, decoder: &mut BlockDecoder) -> Result<Option<BlockEvents>, ReadError> {
+        self.plain_allowed()?;
+        self.decode_open(decoder)
+    }
+
+    /// As [`SessionBlocks::read_open`], the events wrapped for the redaction.
+    pub fn read_open_redactable(
+        &self,
+        decoder: &mut BlockDecoder,
+    ) -> Result<Option<Redactable<BlockEvents>>, ReadError> {
+        Ok(self.decode_open(decoder)?.map(Redactable::new))
+    }
+
+    fn decode_open(&self, decoder: &mut BlockDecoder) -> Result<Option<BlockEvents>, ReadError> {
         let mut events = Vec::new();
         for chunk in &self.open {
             decoder.decode_into(chunk, &mut events).map_err(|e| ReadError::Corrupt {

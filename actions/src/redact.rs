@@ -292,7 +292,7 @@ impl Redactor {
         mac.update(b"\0");
         mac.update(id.as_bytes());
         let tag = mac.finalize().into_bytes();
-        tracevault_core::keys::hex(&tag[..16])
+        hex::encode(&tag[..16])
     }
 
     /// Redacts a session's steps: typed text scrubbed as one across the pieces a pause, a pointer
