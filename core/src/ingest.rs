@@ -20,13 +20,18 @@ use sha2::{Digest, Sha256};
 use tracevault_codecs::jsonl::{JsonlError, JsonlReader};
 use tracevault_codecs::{Event, Record, SessionMeta, msgpack};
 
-use crate::error::{AppendError, ErrorKind};
+use crate::error::{AppendError, ErrorKind, ReadError};
 use crate::log::{Batch, Log};
 use crate::policy::{self, Access, Operation};
 
 /// Events per planned batch: fixed (not a caller's choice), because batch ids derive from where
 /// batches are cut, and a re-run must cut the same input the same way.
 pub const BATCH_EVENTS: usize = 4096;
+
+/// A planned batch also ends once its events take this many bytes in their MessagePack form, so
+/// that a batch of long strings (pastes, titles) still fits one frame (`FRAME_BYTES_MAX`, 64 MiB)
+/// and one block: checked in the first pass, never found too large in the second.
+pub const PLANNED_BATCH_BYTES_MAX: usize = 8 << 20;
 
 /// The largest `t` accepted: 2^53 - 1 µs (about 285 years), so every reader of the interchange
 /// format (JavaScript, a Python float) reads it exactly.
@@ -92,6 +97,9 @@ pub enum IngestError {
     /// The policy refused.
     #[error("denied: {0}")]
     Denied(#[from] policy::Denied),
+    /// The policy refused, and the refusal could not be recorded.
+    #[error("{0}")]
+    Refusal(ReadError),
     /// The log refused a write. What this run stored before it stays stored, and running the
     /// same input again stores the rest, each event once.
     #[error(
@@ -108,6 +116,7 @@ impl IngestError {
                 ErrorKind::BadInput
             }
             IngestError::Denied(_) => ErrorKind::Forbidden,
+            IngestError::Refusal(e) => e.kind(),
             IngestError::Store { error, .. } => error.kind(),
         }
     }
@@ -223,8 +232,7 @@ impl Source for MsgpackBatch {
 struct SessionPlan {
     meta: SessionMeta,
     exists: bool,
-    /// Batch ids in order, and each batch's first event time and place.
-    batches: Vec<(u128, u64, Place)>,
+    batches: Vec<PlannedBatch>,
     /// Events of the input for this session.
     events: u64,
     /// Batches the log already holds (from an earlier run): skipped.
@@ -233,17 +241,29 @@ struct SessionPlan {
     held: u64,
 }
 
-/// Chains a session's batch ids: each commits to the session, the batch before it and its events.
+/// One batch of a session's part of the input.
+#[derive(Debug)]
+struct PlannedBatch {
+    id: u128,
+    events: u64,
+    /// Its first event's time and place.
+    t_first_us: u64,
+    place: Place,
+}
+
+/// Cuts a session's events into batches and chains their ids: each commits to the session, the
+/// batch before it and its events. Both passes cut with it, so they cut alike.
 #[derive(Clone)]
 struct Chain {
     hasher: Sha256,
     previous: u128,
     pending: usize,
+    bytes: usize,
 }
 
 impl Chain {
     fn new(session: &str) -> Chain {
-        let mut c = Chain { hasher: Sha256::new(), previous: 0, pending: 0 };
+        let mut c = Chain { hasher: Sha256::new(), previous: 0, pending: 0, bytes: 0 };
         c.start(session);
         c
     }
@@ -263,6 +283,12 @@ impl Chain {
         self.hasher.update((bytes.len() as u64).to_le_bytes());
         self.hasher.update(&bytes);
         self.pending += 1;
+        self.bytes += bytes.len();
+    }
+
+    /// Whether the batch is complete.
+    fn full(&self) -> bool {
+        self.pending == BATCH_EVENTS || self.bytes >= PLANNED_BATCH_BYTES_MAX
     }
 
     /// Ends the batch: its id (never 0, which means "no id" to the log).
@@ -273,6 +299,7 @@ impl Chain {
         let id = u128::from_le_bytes(id).max(1);
         self.previous = id;
         self.pending = 0;
+        self.bytes = 0;
         self.start(session);
         id
     }
@@ -293,7 +320,11 @@ fn check_meta(meta: &SessionMeta) -> Result<(), String> {
 /// Ingests `source` into `log` for `access` (a role that may append): checks it all, then stores
 /// what the log does not hold yet.
 pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<IngestReport, IngestError> {
-    policy::check(access, Operation::Append)?;
+    // Refused before anything is read (and the refusal recorded in the audit log).
+    log.check_access(access, Operation::Append).map_err(|e| match e {
+        ReadError::Denied(d) => IngestError::Denied(d),
+        other => IngestError::Refusal(other),
+    })?;
     let name = source.name().to_owned();
     let mut report = IngestReport::default();
 
@@ -382,12 +413,19 @@ pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<Ing
                 *last_t = Some(event.t_us);
                 let plan = plans.get_mut(&session).expect("planned with its chain");
                 if chain.pending == 0 {
-                    plan.batches.push((0, event.t_us, place.clone()));
+                    plan.batches.push(PlannedBatch {
+                        id: 0,
+                        events: 0,
+                        t_first_us: event.t_us,
+                        place: place.clone(),
+                    });
                 }
                 chain.push(&event);
                 plan.events += 1;
-                if chain.pending == BATCH_EVENTS {
-                    plan.batches.last_mut().expect("pushed above").0 = chain.finish(&session);
+                let batch = plan.batches.last_mut().expect("pushed above");
+                batch.events += 1;
+                if chain.full() {
+                    batch.id = chain.finish(&session);
                 }
             }
         }
@@ -395,31 +433,57 @@ pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<Ing
     for (session, (chain, _)) in &mut chains {
         if chain.pending > 0 {
             let plan = plans.get_mut(session).expect("planned with its chain");
-            plan.batches.last_mut().expect("a batch is open").0 = chain.finish(session);
+            plan.batches.last_mut().expect("a batch is open").id = chain.finish(session);
         }
     }
-    // Where each session starts: after the last of its batches the log holds.
+    // Where each session starts: after the last of its batches the log holds, which must be the
+    // last thing the session holds (else the input overlaps stored events it did not write: a
+    // grown or cut copy of an earlier input).
     for (session, plan) in &mut plans {
-        let recent = log.recent_batch_ids(session);
-        plan.skip = plan.batches.iter().rposition(|(id, ..)| recent.contains(id)).map_or(0, |j| j + 1);
-        report.events_already_stored += (plan.skip * BATCH_EVENTS).min(plan.events as usize) as u64;
-        if let (Some((_, t, place)), Some(t_max)) =
+        let recent = log.recent_batches(session);
+        let matched = plan.batches.iter().rposition(|b| recent.iter().any(|r| r.0 == b.id));
+        if let Some(j) = matched {
+            let m = recent.iter().position(|r| r.0 == plan.batches[j].id).expect("matched above");
+            let (_, seq_first, events) = recent[m];
+            if m + 1 != recent.len() || seq_first + events != plan.held {
+                let place = plan
+                    .batches
+                    .get(j + 1)
+                    .map_or_else(|| plan.batches[j].place.clone(), |b| b.place.clone());
+                return Err(IngestError::Rejected {
+                    place,
+                    reason: format!(
+                        "session {session:?} holds {} events, and after this input's batch {} (events {}..{}) it holds \
+                         events this input did not write: the input overlaps what is stored (a grown or cut copy of an \
+                         earlier input?); ingest only the new part, under the same or a new session",
+                        plan.held,
+                        j + 1,
+                        seq_first,
+                        seq_first + events
+                    ),
+                });
+            }
+        }
+        plan.skip = matched.map_or(0, |j| j + 1);
+        report.events_already_stored += plan.batches[..plan.skip].iter().map(|b| b.events).sum::<u64>();
+        if let (Some(first), Some(t_max)) =
             (plan.batches.get(plan.skip), log.session_info(session).and_then(|i| i.t_max_us))
-            && plan.skip == 0
-            && t + T_BACKWARDS_US_MAX < t_max
+            && first.t_first_us + T_BACKWARDS_US_MAX < t_max
         {
             return Err(IngestError::Rejected {
-                place: place.clone(),
+                place: first.place.clone(),
                 reason: format!(
-                    "field t: {t} goes back {} µs from the session's latest stored event ({t_max}): is this input \
+                    "field t: {} goes back {} µs from the session's latest stored event ({t_max}): is this input \
                      already stored (by a run whose batches the log no longer remembers), or another session's?",
-                    t_max - t
+                    first.t_first_us,
+                    t_max - first.t_first_us
                 ),
             });
         }
     }
 
-    // Pass 2: the planned batches, in input order per session.
+    // Pass 2: the planned batches, in input order per session, each cut and hashed again and
+    // stored only if it is the batch the check planned.
     let mut stored = 0u64;
     let store_error = |session: &str, stored: u64, error| IngestError::Store {
         source_name: name.clone(),
@@ -427,57 +491,94 @@ pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<Ing
         stored_events: stored,
         error: Box::new(error),
     };
+    let changed = |line: u64, reason: String| IngestError::Changed {
+        place: Place { source: name.clone(), line },
+        reason,
+    };
     for plan in plans.values() {
-        if !plan.exists {
-            log.create_session(plan.meta.clone()).map_err(|e| store_error(&plan.meta.session, stored, e))?;
+        if !plan.exists
+            && log
+                .create_session(plan.meta.clone())
+                .map_err(|e| store_error(&plan.meta.session, stored, e))?
+        {
             report.sessions_created += 1;
         }
     }
-    let mut pending: HashMap<String, (Vec<Event>, usize, u64)> = HashMap::new();
-    let flush = |session: &str, events: &mut Vec<Event>, batch: usize, seq: &mut u64, stored: &mut u64| {
+    struct Storing {
+        chain: Chain,
+        events: Vec<Event>,
+        batch: usize,
+        /// The session's events, for the next append's expected sequence number.
+        seq: u64,
+    }
+    let flush = |session: &str, s: &mut Storing, line: u64, stored: &mut u64| -> Result<(), IngestError> {
         let plan = &plans[session];
-        let (id, ..) = &plan.batches[batch];
-        if batch >= plan.skip {
+        let id = s.chain.finish(session);
+        let Some(planned) = plan.batches.get(s.batch) else {
+            return Err(changed(
+                line,
+                format!("session {session:?} has more events than when it was checked"),
+            ));
+        };
+        if planned.id != id {
+            return Err(changed(
+                line,
+                format!("session {session:?}'s batch {} differs from the one checked", s.batch + 1),
+            ));
+        }
+        if s.batch >= plan.skip {
             let ack = log
-                .append_batch(Batch { session, events, batch_id: Some(*id), expected_seq: Some(*seq) })
+                .append_batch(Batch {
+                    session,
+                    events: &s.events,
+                    batch_id: Some(id),
+                    expected_seq: Some(s.seq),
+                })
                 .map_err(|e| store_error(session, *stored, e))?;
             if !ack.duplicate {
-                *stored += events.len() as u64;
-                *seq += events.len() as u64;
+                *stored += ack.events;
             }
+            s.seq = ack.seq_first + ack.events;
         }
-        events.clear();
-        Ok::<(), IngestError>(())
+        s.events.clear();
+        s.batch += 1;
+        Ok(())
     };
+    let mut storing: HashMap<String, Storing> = HashMap::new();
+    let mut line = 0;
     for item in source.records()? {
-        let (line, record) = item.map_err(|e| IngestError::Changed {
-            place: Place { source: name.clone(), line: 0 },
-            reason: e.to_string(),
-        })?;
+        let (at, record) = item.map_err(|e| changed(0, e.to_string()))?;
+        line = at;
         let Record::Event { session, event } = record else { continue };
         let Some(plan) = plans.get(&session) else {
-            return Err(IngestError::Changed {
-                place: Place { source: name.clone(), line },
-                reason: format!("session {session:?} was not in the input when it was checked"),
-            });
+            return Err(changed(
+                line,
+                format!("session {session:?} was not in the input when it was checked"),
+            ));
         };
-        let (events, batch, seq) =
-            pending.entry(session.clone()).or_insert_with(|| (Vec::new(), 0, plan.held));
-        events.push(event);
-        if events.len() == BATCH_EVENTS {
-            flush(&session, events, *batch, seq, &mut stored)?;
-            *batch += 1;
+        let s = storing.entry(session.clone()).or_insert_with(|| Storing {
+            chain: Chain::new(&session),
+            events: Vec::new(),
+            batch: 0,
+            seq: plan.held,
+        });
+        s.chain.push(&event);
+        s.events.push(event);
+        if s.chain.full() {
+            flush(&session, s, line, &mut stored)?;
         }
     }
-    for (session, (events, batch, seq)) in &mut pending {
-        if !events.is_empty() {
-            if *batch >= plans[session.as_str()].batches.len() {
-                return Err(IngestError::Changed {
-                    place: Place { source: name.clone(), line: 0 },
-                    reason: format!("session {session:?} has more events than when it was checked"),
-                });
-            }
-            flush(session, events, *batch, seq, &mut stored)?;
+    for (session, s) in &mut storing {
+        if !s.events.is_empty() {
+            flush(session, s, line, &mut stored)?;
+        }
+    }
+    for (session, plan) in &plans {
+        if storing.get(session).map_or(0, |s| s.batch) != plan.batches.len() {
+            return Err(changed(
+                line,
+                format!("session {session:?} has fewer events than when it was checked"),
+            ));
         }
     }
     report.events = stored;

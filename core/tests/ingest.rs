@@ -191,3 +191,108 @@ fn a_role_that_may_not_append_stores_nothing() {
     assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
     assert!(log.sessions().is_empty());
 }
+
+fn jsonl_of(sessions: &[(String, Vec<tracevault_codecs::Event>)]) -> String {
+    let mut text = String::new();
+    for (id, evs) in sessions {
+        text.push_str(&jsonl::to_line(&Record::Session(meta(id, &format!("u-{id}")))));
+        text.push('\n');
+        for e in evs {
+            text.push_str(&jsonl::to_line(&Record::Event { session: id.clone(), event: e.clone() }));
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// A review found it: an input that starts like one already stored (the same recording, grown)
+/// matched the stored input's first batch and stored the overlap again. It is now refused, and
+/// names the overlap; the stored events are untouched.
+#[test]
+fn a_grown_copy_of_a_stored_input_is_refused_not_stored_twice() {
+    let log = open_fault(&FaultStorage::new(), small_options());
+    let all = events(7, 0, 6_000);
+    let first = jsonl_of(&[("g".into(), all[..5_000].to_vec())]);
+    let grown = jsonl_of(&[("g".into(), all.clone())]);
+    ingest::ingest(&log, &admin(), &mut JsonlBytes { name: "a.jsonl".into(), bytes: first.into_bytes() })
+        .unwrap();
+    let err =
+        ingest::ingest(&log, &admin(), &mut JsonlBytes { name: "b.jsonl".into(), bytes: grown.into_bytes() })
+            .unwrap_err();
+    assert!(err.to_string().contains("overlaps what is stored"), "{err}");
+    assert_eq!(read_all(&log, "g"), all[..5_000]);
+}
+
+/// A source whose records change between the check and the store (a recorder still writing
+/// the file): one more event in the second pass.
+struct Growing {
+    first: JsonlBytes,
+    second: JsonlBytes,
+    passes: u32,
+}
+
+impl Source for Growing {
+    fn name(&self) -> &str {
+        "growing.jsonl"
+    }
+
+    fn records(&mut self) -> Result<ingest::Records<'_>, IngestError> {
+        self.passes += 1;
+        if self.passes == 1 { self.first.records() } else { self.second.records() }
+    }
+}
+
+#[test]
+fn an_input_that_changes_between_the_check_and_the_store_stores_no_changed_batch() {
+    let all = events(3, 0, BATCH_EVENTS + 10);
+    for (checked, stored) in
+        [(BATCH_EVENTS, BATCH_EVENTS + 10), (BATCH_EVENTS + 10, BATCH_EVENTS + 3), (0, 10)]
+    {
+        let log = open_fault(&FaultStorage::new(), small_options());
+        let mut source = Growing {
+            first: JsonlBytes {
+                name: "g".into(),
+                bytes: jsonl_of(&[("c".into(), all[..checked].to_vec())]).into_bytes(),
+            },
+            second: JsonlBytes {
+                name: "g".into(),
+                bytes: jsonl_of(&[("c".into(), all[..stored].to_vec())]).into_bytes(),
+            },
+            passes: 0,
+        };
+        let err = ingest::ingest(&log, &admin(), &mut source).unwrap_err();
+        assert!(matches!(err, IngestError::Changed { .. }), "{err}");
+        // What was stored is a prefix of the input, batch-whole; the input as it is now then goes
+        // in exactly once.
+        let held = read_all(&log, "c");
+        assert!(held.len().is_multiple_of(BATCH_EVENTS) && all.starts_with(&held), "{} events", held.len());
+        let now = jsonl_of(&[("c".into(), all[..stored].to_vec())]);
+        ingest::ingest(&log, &admin(), &mut JsonlBytes { name: "g".into(), bytes: now.into_bytes() })
+            .unwrap();
+        assert_eq!(read_all(&log, "c"), all[..stored]);
+    }
+}
+
+/// A review found it: 4096 events of long pastes encode past a block's bound, which the second
+/// pass found after earlier batches were stored, on every re-run. Batches now also end on size.
+#[test]
+fn long_pastes_are_cut_into_batches_that_fit() {
+    let log = open_fault(&FaultStorage::new(), small_options());
+    let paste = "x".repeat(1_000_000);
+    let evs: Vec<_> = (0..70)
+        .map(|i| tracevault_codecs::Event {
+            t_us: i * 1000,
+            kind: tracevault_codecs::EventKind::Text { text: paste.clone() },
+        })
+        .collect();
+    let text = jsonl_of(&[("p".into(), evs.clone())]);
+    let report = ingest::ingest(
+        &log,
+        &admin(),
+        &mut JsonlBytes { name: "paste.jsonl".into(), bytes: text.into_bytes() },
+    )
+    .unwrap();
+    assert_eq!(report.events, 70);
+    assert!(report.batches > 1, "{report:?}");
+    assert_eq!(read_all(&log, "p"), evs);
+}

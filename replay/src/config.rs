@@ -161,14 +161,16 @@ impl Settings {
             .or_else(|| var("TRACEVAULT_DATA").map(PathBuf::from))
             .or_else(|| config.data.clone())
             .unwrap_or_else(|| PathBuf::from("tracevault-data"));
-        let mut keys = KeySource::from_vars(vars)?;
-        if let Some(dir) = &flags.key_dir {
-            keys.dir = dir.clone();
-        } else if var(ENV_KEY_DIR).is_none()
-            && let Some(dir) = &config.key_dir
-        {
-            keys.dir = dir.clone();
-        }
+        // `--key-dir`, else $TRACEVAULT_KEY_DIR, else the file's `key_dir`: given to the key source
+        // as its directory variable, so a flag or the file is enough even without $HOME.
+        let key_dir: Option<OsString> = flags
+            .key_dir
+            .clone()
+            .map(OsString::from)
+            .or_else(|| var(ENV_KEY_DIR))
+            .or_else(|| config.key_dir.clone().map(OsString::from));
+        let keys =
+            KeySource::from_vars(&|name| if name == ENV_KEY_DIR { key_dir.clone() } else { vars(name) })?;
         Ok(Settings { data, keys, config })
     }
 
@@ -244,6 +246,9 @@ mod resolution_tests {
         let s = Settings::resolve(&flags, &vars).unwrap();
         assert_eq!((s.data.as_path(), s.keys.dir.as_path()), (Path::new("/flag"), Path::new("/keys/flag")));
         assert!(!s.log_options(false).create);
+        // Without $HOME, a key directory from the flag (or the file) is enough.
+        let s = Settings::resolve(&flags, &env(&[])).unwrap();
+        assert_eq!(s.keys.dir, Path::new("/keys/flag"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -52,11 +52,10 @@ impl Log {
         self.session(id).is_some()
     }
 
-    /// The ids of a session's most recent batches (at most [`super::RECENT_BATCHES_MAX`]), oldest
-    /// first: what a retried batch is recognised by.
-    pub fn recent_batch_ids(&self, id: &str) -> Vec<u128> {
-        self.session(id)
-            .map_or_else(Vec::new, |s| lock(&s.state).progress.recent_batches.iter().map(|b| b.0).collect())
+    /// A session's most recent batches (at most [`super::RECENT_BATCHES_MAX`]), oldest first, as
+    /// (batch id, first sequence number, events): what a retried batch is recognised by.
+    pub fn recent_batches(&self, id: &str) -> Vec<(u128, u64, u64)> {
+        self.session(id).map_or_else(Vec::new, |s| lock(&s.state).progress.recent_batches.clone())
     }
 
     /// One session, if it exists.
@@ -133,6 +132,8 @@ impl Log {
         id: &str,
         t_range: RangeInclusive<u64>,
     ) -> Result<SessionBlocks, ReadError> {
+        // A role that may not read learns nothing, not even whether the session exists.
+        self.check_access(access, Operation::ReadRaw)?;
         let session = self.session(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
         self.authorize(access, Operation::ReadRaw, std::slice::from_ref(&session))?;
         self.blocks_of(&session, t_range)
@@ -157,6 +158,8 @@ impl Log {
         if !op.reads_personal_data() {
             return Err(ReadError::Invalid(format!("{} does not read sessions", op.as_str())));
         }
+        // A role that may not read learns nothing, not even which sessions exist.
+        self.check_access(access, op)?;
         let sessions = ids
             .iter()
             .map(|id| self.session(id).ok_or_else(|| ReadError::UnknownSession((*id).to_owned())))
