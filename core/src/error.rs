@@ -196,19 +196,3 @@ impl AuditError {
         }
     }
 }
-
-/// Any of the log's errors, by kind.
-pub trait Kind {
-    fn kind(&self) -> ErrorKind;
-}
-
-macro_rules! kind {
-    ($($t:ty),*) => {$(impl Kind for $t { fn kind(&self) -> ErrorKind { <$t>::kind(self) } })*};
-}
-kind!(OpenError, AppendError, ReadError, KeyError, AuditError);
-
-impl Kind for IndexError {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::Corrupt
-    }
-}

@@ -259,11 +259,13 @@ struct Chain {
     previous: u128,
     pending: usize,
     bytes: usize,
+    /// An event's MessagePack form, reused event after event.
+    buf: Vec<u8>,
 }
 
 impl Chain {
     fn new(session: &str) -> Chain {
-        let mut c = Chain { hasher: Sha256::new(), previous: 0, pending: 0, bytes: 0 };
+        let mut c = Chain { hasher: Sha256::new(), previous: 0, pending: 0, bytes: 0, buf: Vec::new() };
         c.start(session);
         c
     }
@@ -279,11 +281,13 @@ impl Chain {
     fn push(&mut self, event: &Event) {
         // The event's interchange form, whatever the input's: a JSONL and a MessagePack copy of
         // the same recording get the same ids.
-        let bytes = rmp_serde::to_vec(event).unwrap_or_default();
-        self.hasher.update((bytes.len() as u64).to_le_bytes());
-        self.hasher.update(&bytes);
+        self.buf.clear();
+        // Writing to a Vec cannot fail; an event always serialises.
+        let _ = rmp_serde::encode::write(&mut self.buf, event);
+        self.hasher.update((self.buf.len() as u64).to_le_bytes());
+        self.hasher.update(&self.buf);
         self.pending += 1;
-        self.bytes += bytes.len();
+        self.bytes += self.buf.len();
     }
 
     /// Whether the batch is complete.
@@ -547,7 +551,11 @@ pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<Ing
     let mut storing: HashMap<String, Storing> = HashMap::new();
     let mut line = 0;
     for item in source.records()? {
-        let (at, record) = item.map_err(|e| changed(0, e.to_string()))?;
+        // A record that now fails to read was read fine by the check: the input changed.
+        let (at, record) = item.map_err(|e| match e {
+            IngestError::Rejected { place, reason } => IngestError::Changed { place, reason },
+            other => other,
+        })?;
         line = at;
         let Record::Event { session, event } = record else { continue };
         let Some(plan) = plans.get(&session) else {

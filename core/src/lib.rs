@@ -63,7 +63,7 @@ pub mod storage;
 mod sync;
 
 pub use audit::{Action, AuditEntry, Decision};
-pub use error::{AppendError, ErrorKind, Kind, OpenError, ReadError};
+pub use error::{AppendError, ErrorKind, OpenError, ReadError};
 pub use integrity::{Problem, SessionProof, SignedHead, VerifyReport};
 pub use keys::{KeySource, Secret};
 pub use log::{

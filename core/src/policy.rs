@@ -26,9 +26,6 @@ pub enum Role {
 }
 
 impl Role {
-    /// The roles a person can hold (not [`Role::System`]).
-    pub const PEOPLE: [Role; 4] = [Role::Recorder, Role::Ml, Role::Auditor, Role::Admin];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Recorder => "recorder",

@@ -156,33 +156,51 @@ impl Engine {
         Ok(log.sessions().into_iter().filter(|s| selection.matches(s)).collect())
     }
 
-    /// Reads every block of a session (in parallel windows) and hands each, in order, to `f`.
+    /// Reads every block of a session and hands each, in order, to `f`: the sealed blocks read
+    /// by `read` a window at a time in parallel, then the open block by `open`.
+    fn in_order<T: Send>(
+        &self,
+        blocks: &SessionBlocks,
+        read: impl Fn(usize, &mut BlockDecoder) -> Result<T, ReadError> + Sync + Send,
+        open: impl FnOnce(&mut BlockDecoder) -> Result<Option<T>, ReadError>,
+        mut f: impl FnMut(T),
+    ) -> Result<(), ReplayError> {
+        let window = (self.threads * BLOCK_WINDOW_PER_THREAD).max(1);
+        let n = blocks.sealed_count();
+        let mut start = 0;
+        while start < n {
+            let end = (start + window).min(n);
+            let decoded: Vec<Result<T, ReadError>> = (start..end)
+                .into_par_iter()
+                .map_init(BlockDecoder::new, |decoder, i| read(i, decoder))
+                .collect();
+            for block in decoded {
+                f(block?);
+            }
+            start = end;
+        }
+        if let Some(block) = open(&mut BlockDecoder::new())? {
+            f(block);
+        }
+        Ok(())
+    }
+
+    /// Every block of a session, in order, to `f`; returns the events read.
     fn for_each_block(
         &self,
         blocks: &SessionBlocks,
         mut f: impl FnMut(u32, u64, &[Event]),
     ) -> Result<u64, ReplayError> {
-        let window = (self.threads * BLOCK_WINDOW_PER_THREAD).max(1);
-        let n = blocks.sealed_count();
         let mut events = 0u64;
-        let mut start = 0;
-        while start < n {
-            let end = (start + window).min(n);
-            let decoded: Vec<Result<_, ReadError>> = (start..end)
-                .into_par_iter()
-                .map_init(BlockDecoder::new, |decoder, i| blocks.read_sealed(i, decoder))
-                .collect();
-            for block in decoded {
-                let block = block?;
-                events += block.events.len() as u64;
-                f(block.block, block.seq_first, &block.events);
-            }
-            start = end;
-        }
-        if let Some(open) = blocks.read_open(&mut BlockDecoder::new())? {
-            events += open.events.len() as u64;
-            f(open.block, open.seq_first, &open.events);
-        }
+        self.in_order(
+            blocks,
+            |i, d| blocks.read_sealed(i, d),
+            |d| blocks.read_open(d),
+            |b| {
+                events += b.events.len() as u64;
+                f(b.block, b.seq_first, &b.events);
+            },
+        )?;
         Ok(events)
     }
 
@@ -193,27 +211,16 @@ impl Engine {
         blocks: &SessionBlocks,
         mut f: impl FnMut(&Redactable<Block>),
     ) -> Result<u64, ReplayError> {
-        let window = (self.threads * BLOCK_WINDOW_PER_THREAD).max(1);
-        let n = blocks.sealed_count();
         let mut events = 0u64;
-        let mut start = 0;
-        while start < n {
-            let end = (start + window).min(n);
-            let decoded: Vec<Result<_, ReadError>> = (start..end)
-                .into_par_iter()
-                .map_init(BlockDecoder::new, |decoder, i| blocks.read_sealed_redactable(i, decoder))
-                .collect();
-            for block in decoded {
-                let block = block?;
-                events += block.len() as u64;
-                f(&block);
-            }
-            start = end;
-        }
-        if let Some(open) = blocks.read_open_redactable(&mut BlockDecoder::new())? {
-            events += open.len() as u64;
-            f(&open);
-        }
+        self.in_order(
+            blocks,
+            |i, d| blocks.read_sealed_redactable(i, d),
+            |d| blocks.read_open_redactable(d),
+            |b| {
+                events += b.len() as u64;
+                f(&b);
+            },
+        )?;
         Ok(events)
     }
 
