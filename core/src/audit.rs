@@ -43,6 +43,9 @@ pub enum Action {
     Append,
     /// An API token was minted.
     MintToken,
+    /// The log's integrity state was rebuilt after it was lost or did not verify (the purpose
+    /// says what was found).
+    Repair,
 }
 
 impl Action {
@@ -57,6 +60,7 @@ impl Action {
             Operation::Append => Action::Append,
             Operation::MintTokens => Action::MintToken,
             Operation::Unwrap => Action::Unwrap,
+            Operation::Repair => Action::Repair,
         }
     }
 }
@@ -111,26 +115,59 @@ pub(crate) struct AuditLog {
     tree: Frontier,
     /// Set by a failed write or a damaged file: no more entries.
     broken: Option<String>,
+    /// When the file on disk does not hold what the newest signed head says (removed, cut short,
+    /// damaged): that head's (size, root), which later heads go on committing to, so that no head
+    /// is ever signed over an audit log that did not verify.
+    frozen: Option<(u64, Hash)>,
+}
+
+/// Why the audit log on disk is not the one the newest signed head commits to, if it is not.
+fn anchor_mismatch(tree: &Frontier, root_at_anchor: Option<Hash>, anchor: (u64, Hash)) -> Option<String> {
+    let (size, root) = anchor;
+    if tree.size() < size {
+        return Some(format!(
+            "holds {} entries, the newest signed head commits to {size}: entries were removed",
+            tree.size()
+        ));
+    }
+    (root_at_anchor != Some(root)).then(|| {
+        format!("its first {size} entries are not the ones the newest signed head commits to: entries were altered")
+    })
 }
 
 impl AuditLog {
     /// Opens (creating) the audit log. A torn last entry (never acknowledged) is cut; damage
     /// anywhere else leaves the log refusing entries, so reads fail closed until it is repaired.
-    pub fn open(storage: Arc<dyn Storage>) -> Result<AuditLog, AuditError> {
+    /// `anchor` is the (size, root) the newest signed head commits to: a file that does not hold
+    /// it (missing, shorter, altered) is refused the same way, and never recreated.
+    pub fn open(storage: Arc<dyn Storage>, anchor: Option<(u64, Hash)>) -> Result<AuditLog, AuditError> {
         let path = audit_path();
         let io = |source| AuditError::Io { path: path.clone(), source };
         storage.create_dir_all(Path::new(AUDIT.dir)).map_err(io)?;
         let bytes = storage.read_all(&path).map_err(io)?;
-        let mut log = AuditLog { file: None, tree: Frontier::default(), broken: None };
+        let mut log = AuditLog { file: None, tree: Frontier::default(), broken: None, frozen: None };
+        let signed = anchor.filter(|(size, _)| *size > 0);
+        let refuse = |log: &mut AuditLog, reason: String| {
+            log.broken = Some(format!("{}: {reason}", path.display()));
+            log.frozen = signed;
+        };
         match bytes {
             Some(bytes) if bytes.len() >= FILE_HEADER_BYTES => {
                 if let Err(c) = files::read_file_header(&bytes, AUDIT.magic) {
-                    log.broken = Some(format!("{}: {c}", path.display()));
+                    refuse(&mut log, c.to_string());
                     return Ok(log);
                 }
                 let scan = files::scan(&bytes, FILE_HEADER_BYTES);
+                let mut root_at_anchor = signed.is_none().then(|| log.tree.root());
                 for (_, f) in &scan.frames {
                     log.tree.push(merkle::leaf_hash(f.bytes));
+                    if signed.is_some_and(|(size, _)| size == log.tree.size()) {
+                        root_at_anchor = Some(log.tree.root());
+                    }
+                }
+                if let Some(reason) = signed.and_then(|a| anchor_mismatch(&log.tree, root_at_anchor, a)) {
+                    refuse(&mut log, reason);
+                    return Ok(log);
                 }
                 match scan.stop {
                     Stop::End => {}
@@ -142,7 +179,7 @@ impl AuditLog {
                         storage.truncate(&path, scan.end).map_err(io)?
                     }
                     Stop::Damage(c) => {
-                        log.broken = Some(format!("{} at offset {}: {c}", path.display(), scan.end));
+                        refuse(&mut log, format!("at offset {}: {c}", scan.end));
                         return Ok(log);
                     }
                 }
@@ -150,7 +187,12 @@ impl AuditLog {
                 file.sync().map_err(io)?;
                 log.file = Some(file);
             }
-            _ => {
+            found => {
+                if let Some((size, _)) = signed {
+                    let what = if found.is_some() { "cut short to its header" } else { "missing" };
+                    refuse(&mut log, format!("{what}, but the newest signed head commits to {size} entries"));
+                    return Ok(log);
+                }
                 // New (or created just before a crash, header not durable): start it.
                 if storage.len(&path).is_ok() {
                     storage.remove(&path).map_err(io)?;
@@ -165,9 +207,15 @@ impl AuditLog {
         Ok(log)
     }
 
-    /// Entries so far, and the root of their tree.
+    /// What the next signed head commits to: the entries so far and the root of their tree; or,
+    /// if the file did not verify at open, what the newest head committed to then.
     pub fn head(&self) -> (u64, Hash) {
-        (self.tree.size(), self.tree.root())
+        self.frozen.unwrap_or((self.tree.size(), self.tree.root()))
+    }
+
+    /// Why entries are refused, if they are.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
     }
 
     /// Appends an entry and makes it durable; returns it with its sequence number and time.
@@ -299,7 +347,7 @@ mod tests {
     fn a_garbled_last_entry_is_cut_but_damage_before_it_refuses_every_entry() {
         let storage = FaultStorage::new();
         let shared: Arc<dyn Storage> = Arc::new(storage.clone());
-        let mut log = AuditLog::open(shared.clone()).unwrap();
+        let mut log = AuditLog::open(shared.clone(), None).unwrap();
         record(&mut log, 3);
         let (size, root) = log.head();
         assert_eq!(size, 3);
@@ -309,7 +357,7 @@ mod tests {
         let mut f = storage.open_append(&path).unwrap();
         f.append(&[0x5a; 150]).unwrap();
         f.sync().unwrap();
-        let mut log = AuditLog::open(shared.clone()).unwrap();
+        let mut log = AuditLog::open(shared.clone(), None).unwrap();
         assert_eq!(log.head(), (size, root));
         record(&mut log, 1);
         assert_eq!(scan(&storage).unwrap().entries.len(), 4);
@@ -317,7 +365,7 @@ mod tests {
         // Damage to an entry with entries after it: evidence, not a torn tail.
         let second = FILE_HEADER_BYTES as u64 + 60;
         storage.corrupt(&path, second, 0x01).unwrap();
-        let mut log = AuditLog::open(shared).unwrap();
+        let mut log = AuditLog::open(shared, None).unwrap();
         let who = Access::new("ada", Role::Auditor, "check");
         let refused = log.record(&who, Action::Read, vec![], vec![], Decision::Allowed);
         assert!(matches!(refused, Err(AuditError::Broken(_))), "{refused:?}");
@@ -327,7 +375,7 @@ mod tests {
     #[test]
     fn entries_read_back_in_order_with_their_fields() {
         let storage = FaultStorage::new();
-        let mut log = AuditLog::open(Arc::new(storage.clone())).unwrap();
+        let mut log = AuditLog::open(Arc::new(storage.clone()), None).unwrap();
         record(&mut log, 2);
         let denied = Access::new("laptop", Role::Recorder, "peek");
         log.record(&denied, Action::Read, vec!["s-0".into()], vec![], Decision::Denied("no".into())).unwrap();

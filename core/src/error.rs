@@ -68,6 +68,13 @@ pub enum OpenError {
     Audit(#[from] AuditError),
     #[error("finishing recovery: {0}")]
     Recovery(Box<AppendError>),
+    /// The integrity state (signed heads, the audit log, the key store) does not verify against
+    /// the data: opening would sign over it. Nothing was changed.
+    #[error(
+        "{path}: {reason}. The log was not opened, and nothing was signed over it: `tracevault verify` says \
+         what is wrong; `tracevault repair` re-anchors the log, recording this discontinuity in a signed head"
+    )]
+    Integrity { path: PathBuf, reason: String },
 }
 
 impl OpenError {
@@ -75,7 +82,7 @@ impl OpenError {
         match self {
             OpenError::Missing { .. } => ErrorKind::NotFound,
             OpenError::Io { .. } | OpenError::Locked { .. } => ErrorKind::Unavailable,
-            OpenError::Corrupt { .. } => ErrorKind::Corrupt,
+            OpenError::Corrupt { .. } | OpenError::Integrity { .. } => ErrorKind::Corrupt,
             OpenError::Index(_) => ErrorKind::Corrupt,
             OpenError::Options(_) => ErrorKind::BadInput,
             OpenError::Keys(k) => k.kind(),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tracevault_codecs::SessionMeta;
 
 use crate::bytes::{self, Corruption, Reader, Writer};
+use crate::integrity::Link;
 use crate::merkle::Hash;
 
 /// Why the index could not be read or written. The index is a cache: the log rebuilds it from
@@ -110,12 +111,16 @@ pub(crate) struct Checkpoint {
     pub next_frame: u64,
     /// The Merkle tree's frontier over frames `0..next_frame` (one hash per set bit).
     pub frontier: Vec<Hash>,
+    /// The newest signed head when the checkpoint was written (it is written, and synced, first):
+    /// heads dropped from the end of the heads file are missed by nothing else locally.
+    pub head: Option<Link>,
 }
 
 pub(crate) const CHECKPOINT_MAGIC: [u8; 8] = *b"TVCHKPNT";
-pub(crate) const CHECKPOINT_VERSION: u32 = 2;
-/// magic, version, segment, offset, next frame, then the frontier's hashes, then a crc32c.
-pub(crate) const CHECKPOINT_FIXED_BYTES: usize = 8 + 4 + 8 + 8 + 8;
+pub(crate) const CHECKPOINT_VERSION: u32 = 3;
+/// magic, version, segment, offset, next frame, the newest head's counter (`u64::MAX`: none) and
+/// hash, then the frontier's hashes, then a crc32c.
+pub(crate) const CHECKPOINT_FIXED_BYTES: usize = 8 + 4 + 8 + 8 + 8 + 8 + 32;
 
 impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -126,6 +131,10 @@ impl Checkpoint {
             .u64(self.segment)
             .u64(self.offset)
             .u64(self.next_frame);
+        match self.head {
+            Some(link) => w.u64(link.counter).bytes(&link.hash),
+            None => w.u64(u64::MAX).zeros(32),
+        };
         for h in &self.frontier {
             w.bytes(h);
         }
@@ -155,6 +164,9 @@ impl Checkpoint {
         let segment = r.u64("segment")?;
         let offset = r.u64("offset")?;
         let next_frame = r.u64("next frame")?;
+        let counter = r.u64("head counter")?;
+        let hash = r.array("head hash")?;
+        let head = (counter != u64::MAX).then_some(Link { counter, hash });
         let hashes = r.rest();
         if hashes.len() != 32 * next_frame.count_ones() as usize {
             return Err(Corruption::new(format!(
@@ -168,7 +180,7 @@ impl Checkpoint {
         while r.remaining() > 0 {
             frontier.push(r.array("hash")?);
         }
-        Ok(Checkpoint { segment, offset, next_frame, frontier })
+        Ok(Checkpoint { segment, offset, next_frame, frontier, head })
     }
 }
 
@@ -281,7 +293,14 @@ mod tests {
             frame: 8,
         };
         assert_eq!(BlockLoc::from_bytes(&loc.to_bytes()), Ok(loc));
-        let c = Checkpoint { segment: 9, offset: 10, next_frame: 3, frontier: vec![[1; 32], [2; 32]] };
+        let c = Checkpoint {
+            segment: 9,
+            offset: 10,
+            next_frame: 3,
+            frontier: vec![[1; 32], [2; 32]],
+            head: Some(Link { counter: 4, hash: [5; 32] }),
+        };
+        assert_eq!(Checkpoint::from_bytes(&Checkpoint { head: None, ..c.clone() }.to_bytes()).unwrap().head, None);
         assert_eq!(Checkpoint::from_bytes(&c.to_bytes()), Ok(c.clone()));
         let mut bad = c.to_bytes();
         bad[20] ^= 1;

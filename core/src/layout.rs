@@ -47,6 +47,8 @@ pub const JOURNAL: FileKind =
 /// The access audit log (one file, number 0).
 pub const AUDIT: FileKind = FileKind { dir: "audit", extension: "log", magic: *b"TVAUDITL", hashed: false };
 
+/// Held (flock) by the one process that has the log open.
+pub const LOCK: &str = "LOCK";
 /// Where recovery starts: the index and the segments are complete up to it.
 pub const CHECKPOINT: &str = "checkpoint";
 /// The session index (redb): a cache, rebuilt from the segments.
@@ -59,6 +61,8 @@ pub const INTEGRITY_DIR: &str = "integrity";
 pub const LEDGER: &str = "integrity/leaves";
 /// The signed tree heads.
 pub const HEADS: &str = "integrity/heads";
+/// Witnesses' cosignatures of signed heads.
+pub const COSIGNATURES: &str = "integrity/cosignatures";
 
 /// The access audit log's file.
 pub fn audit_path() -> PathBuf {
@@ -76,7 +80,7 @@ pub struct Entry {
 }
 
 /// Every top-level entry of a data directory.
-pub const ENTRIES: [Entry; 7] = [
+pub const ENTRIES: [Entry; 8] = [
     Entry {
         name: SEGMENTS.dir,
         is_dir: true,
@@ -94,6 +98,7 @@ pub const ENTRIES: [Entry; 7] = [
     Entry { name: KEYSTORE_DIR, is_dir: true, rebuildable: false, holds: "wrapped data keys" },
     Entry { name: INTEGRITY_DIR, is_dir: true, rebuildable: false, holds: "Merkle leaves and signed heads" },
     Entry { name: AUDIT.dir, is_dir: true, rebuildable: false, holds: "the access audit log" },
+    Entry { name: LOCK, is_dir: false, rebuildable: true, holds: "the lock of the process that has the log open" },
 ];
 
 /// Bytes of each top-level entry (a directory: the files in it), in [`ENTRIES`] order; an

@@ -61,6 +61,7 @@ pub mod policy;
 mod records;
 pub mod storage;
 mod sync;
+pub mod witness;
 
 pub use audit::{Action, AuditEntry, Decision};
 pub use error::{AppendError, ErrorKind, OpenError, ReadError};

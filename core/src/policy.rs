@@ -19,7 +19,7 @@ pub enum Role {
     Ml,
     /// Replays named sessions with a stated purpose; exports unredacted with one.
     Auditor,
-    /// Runs the store: erases people, rotates keys, mints tokens, reads the audit log.
+    /// Runs the store: erases people, rotates keys, mints tokens, reads the audit log, repairs.
     Admin,
     /// tracevault itself (recovery and sealing unwrap keys to re-encode open blocks).
     System,
@@ -45,7 +45,7 @@ impl Role {
             Role::Auditor => {
                 matches!(op, ReadRaw | ReadSteps | ExportRedacted | ExportUnredacted | ReadAudit)
             }
-            Role::Admin => matches!(op, Append | Shred | Rotate | ReadAudit | MintTokens),
+            Role::Admin => matches!(op, Append | Shred | Rotate | ReadAudit | MintTokens | Repair),
             Role::System => matches!(op, Append | Unwrap),
         }
     }
@@ -89,10 +89,12 @@ pub enum Operation {
     MintTokens,
     /// Unwrap a data key for tracevault's own work.
     Unwrap,
+    /// Re-anchor a log whose integrity state was lost, recording the discontinuity.
+    Repair,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::Append,
         Operation::ReadRaw,
         Operation::ReadSteps,
@@ -103,6 +105,7 @@ impl Operation {
         Operation::ReadAudit,
         Operation::MintTokens,
         Operation::Unwrap,
+        Operation::Repair,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +120,7 @@ impl Operation {
             Operation::ReadAudit => "read the audit log",
             Operation::MintTokens => "mint tokens",
             Operation::Unwrap => "unwrap keys",
+            Operation::Repair => "repair the log's integrity state",
         }
     }
 

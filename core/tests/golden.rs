@@ -1,5 +1,5 @@
 //! Golden files: a data directory and key directory written by tracevault at format version
-//! frame v2 / file v1 / checkpoint v2 / key store v1 / head v1 (docs/FORMAT.md), committed, and
+//! frame v2 / file v1 / checkpoint v3 / key store v2 / head v2 (docs/FORMAT.md), committed, and
 //! read by today's code: every segment and journal frame, the checkpoint by its documented byte
 //! map, the key store and key files, the signed heads, the audit log, and the whole store opened
 //! with no index (the index is rebuilt from the segments, as after losing it). If a layout
@@ -7,6 +7,10 @@
 //!
 //! `TRACEVAULT_WRITE_GOLDEN=1 cargo test -p tracevault-core --test golden -- --ignored` writes
 //! them again (only for a new format version).
+//!
+//! `golden/v1` is the store of the previous version (unchained heads v1, checkpoint v2, key store
+//! v1): a normal open refuses it, naming the format, and `repair` brings it forward with every
+//! event intact and the discontinuity on record.
 
 mod common;
 
@@ -21,7 +25,7 @@ use tracevault_core::{Access, KeySource, Log, LogOptions, Role, audit, layout};
 const SESSIONS: [(&str, &str, u64, usize); 2] = [("g-1", "alice", 1, 300), ("g-2", "bob", 2, 150)];
 
 fn golden() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v2")
 }
 
 fn golden_options(keys: &Path) -> LogOptions {
@@ -52,9 +56,13 @@ fn write_golden() {
 /// The golden directories copied where the test may write (opening recovers and checkpoints),
 /// with the key files' mode restored (git keeps 0644; tracevault refuses key files others read).
 fn copy() -> (PathBuf, PathBuf) {
-    let to = std::env::temp_dir().join(format!("tracevault-golden-{}", std::process::id()));
+    copy_from(&golden(), "v2")
+}
+
+fn copy_from(from: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let to = std::env::temp_dir().join(format!("tracevault-golden-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&to);
-    copy_dir(&golden(), &to);
+    copy_dir(from, &to);
     #[cfg(unix)]
     for entry in std::fs::read_dir(to.join("keys")).unwrap().flatten() {
         use std::os::unix::fs::PermissionsExt;
@@ -113,12 +121,14 @@ fn golden_files_read_with_todays_code() {
     assert!(batches > 0, "open blocks are in the journal");
 
     // The checkpoint, by FORMAT.md's byte map: magic, version u32, segment u64, offset u64,
-    // next frame u64, one hash per set bit of next frame, crc32c u32.
+    // next frame u64, the newest head's counter u64 and hash, one hash per set bit of next frame,
+    // crc32c u32.
     let c = std::fs::read(data.join(layout::CHECKPOINT)).unwrap();
     assert_eq!(&c[..8], b"TVCHKPNT");
-    assert_eq!(u32::from_le_bytes(c[8..12].try_into().unwrap()), 2);
+    assert_eq!(u32::from_le_bytes(c[8..12].try_into().unwrap()), 3);
     let next_frame = u64::from_le_bytes(c[28..36].try_into().unwrap());
-    assert_eq!(c.len(), 36 + 32 * next_frame.count_ones() as usize + 4);
+    let head_counter = u64::from_le_bytes(c[36..44].try_into().unwrap());
+    assert_eq!(c.len(), 76 + 32 * next_frame.count_ones() as usize + 4);
     assert_eq!(u32::from_le_bytes(c[c.len() - 4..].try_into().unwrap()), crc32c::crc32c(&c[..c.len() - 4]));
 
     // Key files: one master key file per store, the signing key and its public half.
@@ -139,6 +149,11 @@ fn golden_files_read_with_todays_code() {
     let (heads, damage) = integrity::read_heads(&storage).unwrap();
     assert!(damage.is_none() && !heads.is_empty());
     assert!(heads.iter().all(|h| h.verify_signature(&public)));
+    assert_eq!(heads.last().unwrap().counter, head_counter, "the checkpoint names the newest head");
+    assert_eq!(&c[44..76], &heads.last().unwrap().hash()[..]);
+    for pair in heads.windows(2) {
+        assert_eq!((pair[1].counter, pair[1].prev), (pair[0].counter + 1, pair[0].hash()), "chained");
+    }
     let entries = audit::scan(&storage).unwrap();
     assert!(entries.problem.is_none());
     assert!(entries.entries.iter().any(|e| e.actor == "ada" && e.sessions == ["g-1"]));
@@ -156,5 +171,29 @@ fn golden_files_read_with_todays_code() {
         assert_eq!(log.read_session(&reader(), id, 0..=u64::MAX).unwrap(), events(seed, 0, n), "{id}");
     }
     log.close().unwrap();
+    std::fs::remove_dir_all(data.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_store_of_the_previous_format_is_refused_by_name_and_brought_forward_by_repair() {
+    let (data, keys) = copy_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1"), "v1");
+    let refused = Log::open(&data, LogOptions { create: false, ..golden_options(&keys) }).err().expect("refused");
+    assert!(refused.to_string().contains("format v1"), "{refused}");
+    let admin = Access::new("ops", Role::Admin, "upgrade to chained heads");
+    let log = Log::open(&data, LogOptions { create: false, repair: Some(admin), ..golden_options(&keys) }).unwrap();
+    assert_eq!(log.repaired().findings.len(), 1, "{:?}", log.repaired().findings);
+    assert_eq!(log.repaired().moved.len(), 1, "the v1 heads are kept aside");
+    for (id, _, seed, n) in SESSIONS {
+        assert_eq!(log.read_session(&reader(), id, 0..=u64::MAX).unwrap(), events(seed, 0, n), "{id}");
+    }
+    log.close().unwrap();
+    let public =
+        integrity::parse_public_key(&std::fs::read_to_string(keys.join("signing.pub")).unwrap()).unwrap();
+    let report = integrity::verify(&FsStorage::new(&data), &public).unwrap();
+    assert!(report.ok(), "{:?}", report.first_problem);
+    assert_eq!(report.discontinuities.len(), 1);
+    assert!(report.discontinuities[0].found[0].contains("earlier format"), "{:?}", report.discontinuities);
+    // From here a normal open works.
+    Log::open(&data, LogOptions { create: false, ..golden_options(&keys) }).unwrap().close().unwrap();
     std::fs::remove_dir_all(data.parent().unwrap()).unwrap();
 }

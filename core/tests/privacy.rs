@@ -523,6 +523,10 @@ fn tampering_with_a_sealed_segment_is_named_to_the_frame_and_older_heads_still_p
     // Removing the heads does not make an altered log pass unproven.
     std::fs::remove_file(backup.join("integrity/heads")).unwrap();
     let report = integrity::verify(&FsStorage::new(&backup), &public).unwrap();
+    let problem = report.first_problem.unwrap();
+    assert!(problem.reason.contains("heads were removed"), "{problem}");
+    std::fs::remove_file(backup.join("checkpoint")).unwrap();
+    let report = integrity::verify(&FsStorage::new(&backup), &public).unwrap();
     assert!(report.first_problem.unwrap().reason.contains("no signed head"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -578,9 +582,15 @@ fn a_signed_head_garbled_by_a_power_cut_is_cut_on_open_and_one_damaged_earlier_i
     let report = log.verify().unwrap();
     assert!(report.ok(), "{:?}", report.first_problem);
     log.close().unwrap();
-    // The first head damaged, later ones intact: reported, not cut.
+    // The first head damaged, later ones intact: evidence, neither cut nor signed over. The open
+    // refuses, naming it, and so does verify.
     storage.corrupt(heads, 20, 0x01).unwrap();
-    let log = open_fault(&storage, small_options());
-    let problem = log.verify().unwrap().first_problem.expect("a damaged head is named");
+    let refused = Log::open_with(Arc::new(storage.clone()), memory_index(), small_options()).err().expect("refused");
+    assert!(matches!(refused, OpenError::Integrity { .. }), "{refused}");
+    assert!(refused.to_string().contains("integrity/heads: at offset 0"), "{refused}");
+    let problem = integrity::verify(&storage, &test_keys().public_key().unwrap())
+        .unwrap()
+        .first_problem
+        .expect("a damaged head is named");
     assert!(problem.path.ends_with("heads") && problem.offset == 0, "{problem}");
 }

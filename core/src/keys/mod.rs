@@ -12,7 +12,12 @@
 //!   XChaCha20-Poly1305 under the master key. A copy of the data directory without the master key
 //!   decrypts nothing.
 //! - Shredding a person overwrites their slots in place (the wrapped key becomes zeros) and syncs:
-//!   every frame sealed with that key can never be decrypted again.
+//!   every frame sealed with that key can never be decrypted again. Then the remaining keys are
+//!   re-wrapped under a new master key and the old one destroyed, so a copy of the key store taken
+//!   before the shred opens with no key that still exists.
+//! - The key store's header counts its changes (keys added, people shredded, rotations); every
+//!   signed head commits to that counter and the file's hash, so a rolled-back or forged key store
+//!   is named by `verify`.
 //! - Rotating the master key re-wraps every slot under a new master key without touching the
 //!   data, crash-safely (see [`KeyStore::rotate`]).
 //!
@@ -34,7 +39,9 @@ pub use source::{
     ENV_KEY_DIR, ENV_MASTER_KEY, ENV_SIGNING_KEY, KeySource, SIGNING_KEY_FILE, SIGNING_PUB_FILE,
     STORE_ID_BYTES, master_key_file, parse_public_key,
 };
-pub use store::{KEYSTORE_HEADER_BYTES, KeyInfo, KeyStore, SLOT_BYTES, SlotState, user_hash};
+pub use store::{
+    Inspected, KEYSTORE_HEADER_BYTES, KeyInfo, KeyStore, SLOT_BYTES, SlotState, commitment, inspect, user_hash,
+};
 
 /// Bytes of every symmetric key, and of an Ed25519 secret key.
 pub const KEY_BYTES: usize = 32;

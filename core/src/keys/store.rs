@@ -21,14 +21,15 @@ use crate::storage::Storage;
 // The key store file: a header, then one fixed-size slot per data key (slot i holds key i + 1).
 pub(crate) use crate::layout::{KEYSTORE as KEYSTORE_PATH, KEYSTORE_DIR};
 const KEYSTORE_MAGIC: [u8; 8] = *b"TVKEYSTR";
-const KEYSTORE_VERSION: u32 = 1;
+/// Version 2 gave the header its change counter (version 1 stores read as 0 changes).
+const KEYSTORE_VERSION: u32 = 2;
 const HASH_BYTES: usize = 32;
 // The header's fields, in order: magic, version u32, reserved u32, store id, the master key's
-// fingerprint (SHA-256), reserved, crc32c u32 over everything before it.
+// fingerprint (SHA-256), the change counter u64, reserved, crc32c u32 over everything before it.
 const HEADER_RESERVED_A_BYTES: usize = 4;
-const HEADER_RESERVED_B_BYTES: usize = 28;
+const HEADER_RESERVED_B_BYTES: usize = 20;
 pub const KEYSTORE_HEADER_BYTES: usize =
-    8 + 4 + HEADER_RESERVED_A_BYTES + STORE_ID_BYTES + HASH_BYTES + HEADER_RESERVED_B_BYTES + 4;
+    8 + 4 + HEADER_RESERVED_A_BYTES + STORE_ID_BYTES + HASH_BYTES + 8 + HEADER_RESERVED_B_BYTES + 4;
 const _: () = assert!(KEYSTORE_HEADER_BYTES == 96);
 // A slot's fields, in order: state u8, reserved [3], key id u32, user hash [32], nonce [24],
 // wrapped key + tag [48], reserved [12], crc32c u32 over everything before it.
@@ -182,7 +183,11 @@ impl Slot {
     }
 }
 
-fn keystore_header(store: &[u8; STORE_ID_BYTES], master: &Secret) -> [u8; KEYSTORE_HEADER_BYTES] {
+fn keystore_header(
+    store: &[u8; STORE_ID_BYTES],
+    master: &Secret,
+    changes: u64,
+) -> [u8; KEYSTORE_HEADER_BYTES] {
     let mut covered = Vec::with_capacity(KEYSTORE_HEADER_BYTES - 4);
     Writer::new(&mut covered)
         .bytes(&KEYSTORE_MAGIC)
@@ -190,31 +195,81 @@ fn keystore_header(store: &[u8; STORE_ID_BYTES], master: &Secret) -> [u8; KEYSTO
         .zeros(HEADER_RESERVED_A_BYTES)
         .bytes(store)
         .bytes(&master.fingerprint_bytes())
+        .u64(changes)
         .zeros(HEADER_RESERVED_B_BYTES);
     bytes::fixed(|w| {
         w.bytes(&covered).u32(crc32c::crc32c(&covered));
     })
 }
 
-/// A key store header's store id and the fingerprint of the master key it is wrapped under.
-fn read_keystore_header(b: &[u8]) -> Result<([u8; STORE_ID_BYTES], [u8; HASH_BYTES]), Corruption> {
+/// A key store header: the store id, the fingerprint of the master key it is wrapped under, and
+/// its change counter.
+struct Header {
+    store: [u8; STORE_ID_BYTES],
+    master: [u8; HASH_BYTES],
+    changes: u64,
+}
+
+fn read_keystore_header(b: &[u8]) -> Result<Header, Corruption> {
     let mut r = Reader::new(b, "key store header");
     let magic: [u8; 8] = r.array("magic")?;
     let version = r.u32("version")?;
     r.take(HEADER_RESERVED_A_BYTES, "reserved")?;
     let store = r.array("store id")?;
     let master = r.array("master key fingerprint")?;
+    let changes = r.u64("changes")?;
     r.take(HEADER_RESERVED_B_BYTES, "reserved")?;
     let crc = r.u32("crc32c")?;
     if magic != KEYSTORE_MAGIC || crc != crc32c::crc32c(&b[..KEYSTORE_HEADER_BYTES - 4]) {
         return Err(Corruption::new("not a key store, or its header is damaged"));
     }
-    if version != KEYSTORE_VERSION {
+    match version {
+        // Version 1 kept these bytes reserved (zeros).
+        1 => Ok(Header { store, master, changes: 0 }),
+        KEYSTORE_VERSION => Ok(Header { store, master, changes }),
+        _ => Err(Corruption::new(format!("key store version {version}, this build reads 1 and {KEYSTORE_VERSION}"))),
+    }
+}
+
+/// A key store file read without any key, for `verify`: its change counter and every slot's
+/// state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    pub changes: u64,
+    /// (key id, user hash, state), in key id order.
+    pub slots: Vec<(u32, [u8; 32], SlotState)>,
+    /// Bytes after the last whole slot (a slot torn by a crash).
+    pub torn_bytes: usize,
+}
+
+/// Reads a key store file's header and slots without unwrapping anything.
+pub fn inspect(bytes: &[u8]) -> Result<Inspected, Corruption> {
+    if bytes.len() < KEYSTORE_HEADER_BYTES {
         return Err(Corruption::new(format!(
-            "key store version {version}, this build reads {KEYSTORE_VERSION}"
+            "{} bytes, shorter than the key store header ({KEYSTORE_HEADER_BYTES})",
+            bytes.len()
         )));
     }
-    Ok((store, master))
+    let header = read_keystore_header(&bytes[..KEYSTORE_HEADER_BYTES])?;
+    let body = &bytes[KEYSTORE_HEADER_BYTES..];
+    let slots = body
+        .chunks_exact(SLOT_BYTES)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut whole = [0u8; SLOT_BYTES];
+            whole.copy_from_slice(chunk);
+            let id = i as u32 + 1;
+            let slot = Slot::from_bytes(&whole, id);
+            (id, slot.user, slot.state)
+        })
+        .collect();
+    Ok(Inspected { changes: header.changes, slots, torn_bytes: body.len() % SLOT_BYTES })
+}
+
+/// What a head commits to of a key store file: its change counter and the SHA-256 of its bytes.
+pub fn commitment(bytes: &[u8]) -> (u64, [u8; 32]) {
+    let changes = inspect(bytes).map_or(0, |i| i.changes);
+    (changes, Sha256::digest(bytes).into())
 }
 
 /// The data keys of everyone in the log, wrapped under the master key.
@@ -224,6 +279,8 @@ pub struct KeyStore {
     /// The store's id: which master key file in the key directory is its own.
     store: [u8; STORE_ID_BYTES],
     master: Secret,
+    /// Changes so far (keys added, people shredded, rotations), as the header says.
+    changes: u64,
     /// Slot `i` holds key `i + 1`.
     slots: Vec<Slot>,
     /// Person -> their newest key id.
@@ -262,13 +319,14 @@ impl KeyStore {
                 let mut store = [0u8; STORE_ID_BYTES];
                 random_fill(&mut store)?;
                 let keys = source.master_keys(&store, true)?;
-                let header = keystore_header(&store, &keys.current);
+                let header = keystore_header(&store, &keys.current, 0);
                 storage.write_atomic(path, &header).map_err(io)?;
                 header.to_vec()
             }
         };
-        let (store_id, wrapped_under) = read_keystore_header(&bytes[..KEYSTORE_HEADER_BYTES])
-            .map_err(|c| KeyError::format(path, c.reason))?;
+        let Header { store: store_id, master: wrapped_under, changes } =
+            read_keystore_header(&bytes[..KEYSTORE_HEADER_BYTES])
+                .map_err(|c| KeyError::format(path, c.reason))?;
         let mut keys = source.master_keys(&store_id, false)?;
         let mut unfinished_rotation = false;
         let master = if wrapped_under == keys.current.fingerprint_bytes() {
@@ -290,8 +348,15 @@ impl KeyStore {
         if end != bytes.len() {
             storage.truncate(path, end as u64).map_err(io)?;
         }
-        let mut store =
-            KeyStore { storage, source, store: store_id, master, slots: Vec::new(), by_user: HashMap::new() };
+        let mut store = KeyStore {
+            storage,
+            source,
+            store: store_id,
+            master,
+            changes,
+            slots: Vec::new(),
+            by_user: HashMap::new(),
+        };
         for (i, chunk) in bytes[KEYSTORE_HEADER_BYTES..end].chunks_exact(SLOT_BYTES).enumerate() {
             let id = i as u32 + 1;
             let mut whole = [0u8; SLOT_BYTES];
@@ -354,16 +419,49 @@ impl KeyStore {
         let slot = Slot::wrap(&self.master, id, hash, &key)?;
         let path = Path::new(KEYSTORE_PATH);
         let io = |source| KeyError::Io { path: path.to_owned(), source };
-        let mut file = self.storage.open_append(path).map_err(io)?;
         let expected = (KEYSTORE_HEADER_BYTES + self.slots.len() * SLOT_BYTES) as u64;
-        if file.len() != expected {
-            return Err(KeyError::format(path, format!("{} bytes, expected {expected}", file.len())));
+        let found = self.storage.len(path).map_err(io)?;
+        if found != expected {
+            return Err(KeyError::format(path, format!("{found} bytes, expected {expected}")));
         }
+        self.count_change()?;
+        let mut file = self.storage.open_append(path).map_err(io)?;
         file.append(&slot.to_bytes(id)).map_err(io)?;
         file.sync().map_err(io)?;
         self.slots.push(slot);
         self.by_user.insert(hash, id);
         Ok((id, Some(DataKey::new(id, &key))))
+    }
+
+    /// Counts a change in the header, durably, before the change is made: a crash in between
+    /// leaves a counter ahead of the slots, never slots that changed under an old counter (which
+    /// `verify` would take for a forged store).
+    fn count_change(&mut self) -> Result<(), KeyError> {
+        let path = Path::new(KEYSTORE_PATH);
+        let header = keystore_header(&self.store, &self.master, self.changes + 1);
+        self.storage
+            .overwrite(path, 0, &header)
+            .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
+        self.changes += 1;
+        Ok(())
+    }
+
+    /// The change counter and the SHA-256 of the key store file, as it is on disk: what a signed
+    /// head commits to.
+    pub fn commitment(&self) -> Result<(u64, [u8; 32]), KeyError> {
+        let path = Path::new(KEYSTORE_PATH);
+        let bytes = self
+            .storage
+            .read_all(path)
+            .map_err(|source| KeyError::Io { path: path.to_owned(), source })?
+            .unwrap_or_default();
+        Ok(commitment(&bytes))
+    }
+
+    /// Whether shredding can also retire the master key (it lives in a key file tracevault
+    /// rewrites, not in `$TRACEVAULT_MASTER_KEY`).
+    pub fn master_key_is_managed(&self) -> bool {
+        self.source.master.is_none()
     }
 
     /// Whether key `id` can be unwrapped: `Ok` for a live key, else why not.
@@ -397,10 +495,15 @@ impl KeyStore {
         let hash = user_hash(user);
         let path = Path::new(KEYSTORE_PATH);
         let mut erased = Vec::new();
+        let theirs = |i: usize, slot: &Slot| {
+            (slot.user == hash || also.contains(&(i as u32 + 1))) && slot.state != SlotState::Erased
+        };
+        if self.slots.iter().enumerate().any(|(i, s)| theirs(i, s)) {
+            self.count_change()?;
+        }
         for i in 0..self.slots.len() {
             let id = i as u32 + 1;
-            let theirs = self.slots[i].user == hash || also.contains(&id);
-            if !theirs || self.slots[i].state == SlotState::Erased {
+            if !theirs(i, &self.slots[i]) {
                 continue;
             }
             let slot = Slot::erased(hash);
@@ -442,7 +545,8 @@ impl KeyStore {
     }
 
     fn rewrite_under(&mut self, new: Secret) -> Result<(), KeyError> {
-        let mut bytes = keystore_header(&self.store, &new).to_vec();
+        let changes = self.changes + 1;
+        let mut bytes = keystore_header(&self.store, &new, changes).to_vec();
         let mut slots = Vec::with_capacity(self.slots.len());
         for (i, slot) in self.slots.iter().enumerate() {
             let id = i as u32 + 1;
@@ -459,6 +563,7 @@ impl KeyStore {
             .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
         self.slots = slots;
         self.master = new;
+        self.changes = changes;
         Ok(())
     }
 }

@@ -18,6 +18,23 @@ pub struct Shredded {
     pub sessions: Vec<String>,
     /// The audit entry recording it.
     pub audit_seq: u64,
+    /// Whether the master key the remaining keys were wrapped under was replaced.
+    pub master_key: MasterKeyAfterShred,
+}
+
+/// What became of the master key (the key-encryption key) after a shred.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MasterKeyAfterShred {
+    /// Every remaining key was re-wrapped under a new master key (this fingerprint) and the old
+    /// one destroyed: a copy of the key store taken before the shred opens with no key that
+    /// still exists.
+    Replaced(String),
+    /// Nothing was erased, so nothing needed replacing.
+    Unchanged,
+    /// It could not be replaced (given in `$TRACEVAULT_MASTER_KEY`, or the rotation failed: the
+    /// reason). The erasure itself happened; a key store copied before it still opens with that
+    /// key until the master key is rotated.
+    Kept(String),
 }
 
 impl Log {
@@ -55,6 +72,25 @@ impl Log {
         decided?;
         let erased = self.inner.vault.shred(user, &session_keys)?;
         tracing::info!(keys = ?erased, sessions = ids.len(), "crypto-shredded a person");
+        // The remaining keys go under a new master key and the old one is destroyed, so that a
+        // copy of the key store from before the shred (a backup, an insider's copy) is useless.
+        let master_key = if erased.is_empty() {
+            MasterKeyAfterShred::Unchanged
+        } else if !self.inner.vault.master_key_is_managed() {
+            MasterKeyAfterShred::Kept(format!(
+                "the master key is given in ${}: rotate it yourself and re-wrap (`tracevault keys rotate` with the \
+                 key in a key file), or a key store copied before this shred still opens",
+                keys::ENV_MASTER_KEY
+            ))
+        } else {
+            match self.inner.vault.rotate() {
+                Ok(fingerprint) => MasterKeyAfterShred::Replaced(fingerprint),
+                Err(e) => {
+                    tracing::error!(error = %e, "shredded, but the master key could not be replaced");
+                    MasterKeyAfterShred::Kept(e.to_string())
+                }
+            }
+        };
         // From here the erasure has happened: what follows tidies up, and its failure (which
         // poisons the log) does not undo or hide it.
         let key_id = erased.first().copied().unwrap_or(0);
@@ -69,7 +105,7 @@ impl Log {
         if self.send(Request::Erase(sessions.iter().map(|s| s.number).collect())).is_ok() {
             let _ = self.checkpoint();
         }
-        Ok(Shredded { keys: erased, sessions: ids, audit_seq: entry.seq })
+        Ok(Shredded { keys: erased, sessions: ids, audit_seq: entry.seq, master_key })
     }
 
     /// Rotates the master key (admins only): every data key is re-wrapped under a new master key,
@@ -82,7 +118,10 @@ impl Log {
             .record(access, Action::RotateMasterKey, Vec::new(), Vec::new(), decision)
             .map_err(|e| self.audit_failed(e))?;
         decided?;
-        Ok(self.inner.vault.rotate()?)
+        let fingerprint = self.inner.vault.rotate()?;
+        // The key store changed: a head commits to it now.
+        self.checkpoint()?;
+        Ok(fingerprint)
     }
 
     /// The data keys in the key store (no key material), and the master key's fingerprint.

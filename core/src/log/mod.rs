@@ -17,6 +17,7 @@
 //! events are not yet in a sealed block goes back into its session's open block.
 
 mod admin;
+mod anchor;
 mod append;
 mod options;
 mod proofs;
@@ -24,9 +25,11 @@ mod read;
 mod recovery;
 mod state;
 mod vault;
+mod witnessing;
 mod writer;
 
-pub use admin::Shredded;
+pub use admin::{MasterKeyAfterShred, Shredded};
+pub use anchor::Finding;
 pub use append::{Ack, Batch};
 pub use options::{LogOptions, RECENT_BATCHES_MAX, SESSION_META_BYTES_MAX, SyncMode};
 pub use read::{BlockEvents, SessionBlocks, SessionInfo};
@@ -38,16 +41,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::audit::AuditLog;
+use crate::audit::{Action, AuditLog, Decision};
 use crate::error::{AppendError, OpenError};
 use crate::index::{Index, IndexError};
 use crate::keys::{self, KeyError, KeySource, KeyStore};
 use crate::layout;
+use crate::policy::{self, Access, Operation};
 use crate::storage::{FsStorage, Storage};
+use anchor::Anchor;
 use state::Request;
 
 use state::{Inner, lock};
 use vault::Vault;
+
+/// What a repair found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Repaired {
+    /// Each thing that did not verify, as the repair head and its audit entry record it.
+    pub findings: Vec<Finding>,
+    /// Evidence moved aside (from, to), relative to the data directory: kept, never deleted.
+    pub moved: Vec<(PathBuf, PathBuf)>,
+}
 
 /// Totals over the whole log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,18 +80,25 @@ impl Log {
     /// `options.create` (the default) a missing data directory and its keys are created; without
     /// it (for commands that only read) a directory that holds no log is [`OpenError::Missing`]
     /// and nothing is created.
+    ///
+    /// The process holds the directory's `LOCK` file (flock) until the log is dropped: a second
+    /// process gets [`OpenError::Locked`], whatever happened to the index. The directory is made
+    /// private (0700, files 0600). The index is a cache: one that does not open or read is
+    /// rebuilt from the segments.
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, OpenError> {
         if !options.create && !is_data_dir(dir) {
             return Err(OpenError::Missing { path: dir.to_owned() });
         }
         if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
+            crate::storage::create_private_dir(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
             // The new directory's own entry must be durable too, or a crash could lose the log.
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             std::fs::File::open(parent)
                 .and_then(|f| f.sync_all())
                 .map_err(|source| OpenError::Io { path: parent.to_owned(), source })?;
         }
+        let lock = Arc::new(lock_dir(dir)?);
+        crate::storage::make_private(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
         let mut options = options;
         let keys = match options.keys.take() {
             Some(k) => k,
@@ -86,14 +107,16 @@ impl Log {
         check_key_dir_outside(dir, &keys)?;
         options.keys = Some(keys);
         let index_path = dir.join(layout::INDEX);
-        let db = redb::Database::create(&index_path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked { path: dir.to_owned() },
-            redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
-                OpenError::Io { path: index_path.clone(), source }
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir));
+        let db = open_index(&index_path, false)?;
+        match Log::open_locked(storage.clone(), db, options.clone(), Some(lock.clone())) {
+            Err(OpenError::Index(e)) => {
+                tracing::warn!(error = %e, "the session index does not read: rebuilding it from the segments");
+                let db = open_index(&index_path, true)?;
+                Log::open_locked(storage, db, options, Some(lock))
             }
-            other => OpenError::Index(IndexError::Db(other.into())),
-        })?;
-        Log::open_with(Arc::new(FsStorage::new(dir)), db, options)
+            opened => opened,
+        }
     }
 
     /// Opens the log on any storage, with its index in `db` (tests use an in-memory redb, which a
@@ -103,7 +126,20 @@ impl Log {
         db: redb::Database,
         options: LogOptions,
     ) -> Result<Log, OpenError> {
+        Log::open_locked(storage, db, options, None)
+    }
+
+    fn open_locked(
+        storage: Arc<dyn Storage>,
+        db: redb::Database,
+        options: LogOptions,
+        lock_file: Option<Arc<std::fs::File>>,
+    ) -> Result<Log, OpenError> {
         options.check()?;
+        if let Some(access) = &options.repair {
+            // Checked before anything is looked at or moved.
+            policy::check(access, Operation::Repair).map_err(|d| OpenError::Options(format!("repair: {d}")))?;
+        }
         let keys = match &options.keys {
             Some(k) => k.clone(),
             None => KeySource::from_env()?,
@@ -111,11 +147,25 @@ impl Log {
         if !options.create && storage.len(Path::new(layout::KEYSTORE)).is_err() {
             return Err(OpenError::Missing { path: PathBuf::from(layout::KEYSTORE) });
         }
-        let store = KeyStore::open(storage.clone(), keys.clone())?;
         let signing = keys.signing_key(options.create)?;
-        let vault = Vault::new(store, AuditLog::open(storage.clone())?);
+        // Nothing is signed over state that was not checked against the newest signed head.
+        let mut anchor = Anchor::read(storage.as_ref(), &signing.verifying_key(), options.repair.is_some())?;
+        anchor.check_keystore_present(storage.as_ref())?;
+        let store = KeyStore::open(storage.clone(), keys.clone())?;
+        anchor.check_keystore(&store)?;
+        let audit = anchor.check_audit(&storage, AuditLog::open(storage.clone(), anchor.audit_anchor())?)?;
+        let vault = Vault::new(store, audit);
         let index = Index::open(db)?;
-        let recovered = recovery::recover(storage.as_ref(), &index, &options, &vault)?;
+        let recovered = recovery::recover(storage.as_ref(), &index, &options, &vault, &mut anchor)?;
+        if let Some(access) = &options.repair
+            && !anchor.findings.is_empty()
+        {
+            // The repair is on record before the head that records the discontinuity is signed.
+            let found: Vec<String> = anchor.findings.iter().map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
+            let access = Access { purpose: format!("{}; found: {}", access.purpose, found.join("; ")), ..access.clone() };
+            vault.record(&access, Action::Repair, Vec::new(), Vec::new(), Decision::Allowed)?;
+        }
+        let repaired = Repaired { findings: anchor.findings, moved: anchor.moved };
         let inner = Arc::new(Inner {
             storage,
             options,
@@ -132,6 +182,8 @@ impl Log {
             relieving: AtomicBool::new(false),
             vault,
             signing,
+            repaired,
+            cosigning: Mutex::new(()),
         });
         for session in inner.sessions.read().unwrap_or_else(|e| e.into_inner()).values() {
             let mut state = lock(&session.state);
@@ -143,10 +195,15 @@ impl Log {
             .name("tracevault-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|source| OpenError::Io { path: PathBuf::from("<writer thread>"), source })?;
-        let log = Log { inner, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) };
+        let log = Log { inner, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)), _lock: lock_file };
         // Make what recovery found durable in the index, and start from a clean checkpoint.
         log.checkpoint().map_err(|e| OpenError::Recovery(Box::new(e)))?;
         Ok(log)
+    }
+
+    /// What this open repaired ([`LogOptions::repair`]): empty when nothing needed it.
+    pub fn repaired(&self) -> &Repaired {
+        &self.inner.repaired
     }
 
     /// Totals, with the bytes of every file of the data directory (as [`layout::ENTRIES`] names
@@ -206,6 +263,65 @@ fn check_key_dir_outside(data: &Path, keys: &KeySource) -> Result<(), OpenError>
         ))));
     }
     Ok(())
+}
+
+/// Takes the data directory's `LOCK` file (flock, exclusive, not waiting), held as long as the
+/// file stays open. After locking, the file at the path must still be the one locked: a `LOCK`
+/// deleted and recreated between open and flock would otherwise let two processes in.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = dir.join(layout::LOCK);
+    let io = |source| OpenError::Io { path: path.clone(), source };
+    for _ in 0..3 {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(crate::storage::FILE_MODE)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { path: dir.to_owned() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let (held, named) = (file.metadata().map_err(io)?, std::fs::metadata(&path));
+        if named.is_ok_and(|n| n.ino() == held.ino() && n.dev() == held.dev()) {
+            return Ok(file);
+        }
+    }
+    Err(OpenError::Locked { path: dir.to_owned() })
+}
+
+/// Opens (creating) the index database. The index is a cache: a file that redb cannot open (a
+/// crash during creation, damage) is removed and created again, and recovery rebuilds it from
+/// the segments; `fresh` removes it first. Only "held by another process" and I/O errors on the
+/// directory itself are errors.
+fn open_index(path: &Path, fresh: bool) -> Result<redb::Database, OpenError> {
+    let remove = |path: &Path| match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(OpenError::Io { path: path.to_owned(), source }),
+    };
+    if fresh {
+        remove(path)?;
+    }
+    let create = || std::panic::catch_unwind(|| redb::Database::create(path));
+    let reason = match create() {
+        Ok(Ok(db)) => return Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            return Err(OpenError::Locked { path: path.parent().unwrap_or(path).to_owned() });
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "redb panicked opening it".to_owned(),
+    };
+    tracing::warn!(file = %path.display(), %reason, "the session index does not open: rebuilding it from the segments");
+    remove(path)?;
+    match create() {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(OpenError::Index(IndexError::Db(e.into()))),
+        Err(_) => Err(OpenError::Index(IndexError::Row("redb panicked creating a new index".into()))),
+    }
 }
 
 /// Whether `dir` holds a tracevault log (its key store is the one file every log has).

@@ -52,6 +52,10 @@ pub struct LogOptions {
     /// Create the data directory, its key store and keys when missing (false for commands that
     /// only read: a mistyped path is then an error, not a new empty log).
     pub create: bool,
+    /// Open to repair (who asks, and why): what does not verify against the newest signed head is
+    /// recorded (an audit entry, then a repair head saying what was found) instead of refused, and
+    /// evidence that does not verify is moved aside. `None`: a normal open, which refuses.
+    pub repair: Option<crate::policy::Access>,
 }
 
 impl Default for LogOptions {
@@ -68,6 +72,7 @@ impl Default for LogOptions {
             journal_files_max: 8,
             keys: None,
             create: true,
+            repair: None,
         }
     }
 }

@@ -148,6 +148,10 @@ pub(crate) struct Inner {
     pub vault: Vault,
     /// Signs the Merkle tree heads at each checkpoint.
     pub signing: ed25519_dalek::SigningKey,
+    /// What the open repaired, if it was a repair.
+    pub repaired: super::Repaired,
+    /// One push to a witness at a time (each appends to the cosignatures file).
+    pub cosigning: Mutex<()>,
 }
 
 impl Inner {
@@ -180,6 +184,8 @@ pub struct Log {
     pub(crate) inner: Arc<Inner>,
     pub(crate) tx: Mutex<Option<Sender<Request>>>,
     pub(crate) writer: Mutex<Option<JoinHandle<()>>>,
+    /// The data directory's `LOCK`, held while the log is open (none for other storages).
+    pub(crate) _lock: Option<Arc<std::fs::File>>,
 }
 
 pub(crate) use crate::sync::lock;

@@ -64,6 +64,17 @@ impl Vault {
         lock(&self.audit).head()
     }
 
+    /// The key store's change counter and hash, for the signed heads.
+    pub fn keystore_commitment(&self) -> Result<(u64, Hash), KeyError> {
+        lock(&self.store).commitment()
+    }
+
+    /// Whether the master key is one tracevault can replace (a key file, not an environment
+    /// variable).
+    pub fn master_key_is_managed(&self) -> bool {
+        lock(&self.store).master_key_is_managed()
+    }
+
     /// A data key for tracevault's own use (sealing or recovering a session's open block). The
     /// first unwrap of each key in a process is recorded in the audit log first.
     pub fn engine_key(&self, id: u32, purpose: &str) -> Result<Arc<DataKey>, VaultError> {

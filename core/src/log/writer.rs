@@ -13,7 +13,7 @@ use crate::error::AppendError;
 use crate::files::FrameFile;
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, IndexBatch, SessionRow};
-use crate::integrity::SignedHead;
+use crate::integrity::{Commitments, Link, SignedHead};
 use crate::merkle::{self, Frontier};
 use crate::storage::AppendFile;
 
@@ -40,9 +40,13 @@ pub(crate) struct WriterState {
     /// The ledger of leaf hashes, and the leaves not yet written to it.
     pub ledger: Box<dyn AppendFile>,
     pub ledger_pending: Vec<u8>,
-    /// The signed heads file, and the (tree size, audit size) of the newest head in it.
+    /// The signed heads file, and the newest head in it.
     pub heads: Box<dyn AppendFile>,
-    pub last_head: Option<(u64, u64)>,
+    pub last_head: Option<SignedHead>,
+    /// The head the next one chains to (the newest, or after a repair the last one known).
+    pub chain_to: Option<Link>,
+    /// For a repair: the bits the next head records (then 0).
+    pub repair: u32,
 }
 
 pub(crate) struct Writer {
@@ -310,21 +314,30 @@ impl Writer {
             self.state.ledger_pending.clear();
         }
         let (audit_size, audit_root) = self.inner.vault.audit_head();
-        let sizes = (self.state.next_frame, audit_size);
-        if self.state.last_head != Some(sizes) {
-            let head = SignedHead::sign(
-                &self.inner.signing,
-                sizes.0,
-                self.state.tree.root(),
-                audit_size,
-                audit_root,
-            );
+        let (keystore_changes, keystore_hash) = self
+            .inner
+            .vault
+            .keystore_commitment()
+            .map_err(|e| poison(&inner, format!("reading the key store: {e}")))?;
+        let commitments = Commitments {
+            tree_size: self.state.next_frame,
+            root: self.state.tree.root(),
+            audit_size,
+            audit_root,
+            keystore_changes,
+            keystore_hash,
+        };
+        let unchanged = self.state.last_head.as_ref().is_some_and(|h| h.commitments() == commitments);
+        if !unchanged || self.state.repair != 0 {
+            let prev = self.state.last_head.as_ref().map(SignedHead::link).or(self.state.chain_to);
+            let head = SignedHead::sign(&self.inner.signing, prev, &commitments, self.state.repair);
             let heads = &mut self.state.heads;
             heads
                 .append(&head.to_bytes())
                 .and_then(|()| heads.sync())
                 .map_err(|e| poison(&inner, format!("writing {HEADS_PATH}: {e}")))?;
-            self.state.last_head = Some(sizes);
+            self.state.last_head = Some(head);
+            self.state.repair = 0;
         }
         let s = &self.state.segment;
         let checkpoint = Checkpoint {
@@ -332,6 +345,7 @@ impl Writer {
             offset: s.file.len(),
             next_frame: self.state.next_frame,
             frontier: self.state.tree.hashes().to_vec(),
+            head: self.state.last_head.as_ref().map(SignedHead::link),
         };
         let mut batch = std::mem::take(&mut self.state.pending);
         batch.sessions.extend(self.dirty_rows.drain().map(|(_, row)| row));

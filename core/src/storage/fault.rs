@@ -291,6 +291,17 @@ impl Storage for FaultStorage {
         Ok(())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = lock(&self.state);
+        if state.fail_writes || state.fail_syncs {
+            return Err(injected("rename"));
+        }
+        let mut file = state.files.remove(from).ok_or_else(|| not_found(from))?;
+        file.entry_durable = true;
+        state.files.insert(to.to_owned(), file);
+        Ok(())
+    }
+
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut state = lock(&self.state);
         if state.fail_writes || state.fail_syncs {

@@ -2,10 +2,56 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{AppendFile, Storage};
+
+/// Every file tracevault creates is readable by its owner only, and every directory listable by
+/// its owner only, whatever the umask: the session directory is in clear, and no other local
+/// account has any business reading even the ciphertext.
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+
+/// Opens for writing a file created with [`FILE_MODE`] (set again after creation, in case the
+/// umask took bits the mode needs).
+fn private(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options.mode(FILE_MODE).open(path)?;
+    let meta = file.metadata()?;
+    if meta.permissions().mode() & 0o777 != FILE_MODE {
+        file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(file)
+}
+
+/// Makes `path` and everything under it private: directories [`DIR_MODE`], files [`FILE_MODE`].
+/// For data directories made by earlier versions (0755/0644) and files other tools made in it.
+pub fn make_private(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let want = if meta.is_dir() { DIR_MODE } else { FILE_MODE };
+    if meta.permissions().mode() & 0o777 != want {
+        fs::set_permissions(path, fs::Permissions::from_mode(want))?;
+    }
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            make_private(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing parents inside `root` with [`DIR_MODE`].
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    let meta = fs::metadata(dir)?;
+    if meta.permissions().mode() & 0o777 != DIR_MODE {
+        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
+}
 
 /// Files under a root directory on the local file system.
 #[derive(Debug, Clone)]
@@ -58,7 +104,7 @@ impl Storage for FsStorage {
         if full.is_dir() {
             return Ok(());
         }
-        fs::create_dir_all(&full)?;
+        create_private_dir(&full)?;
         // Make each new entry durable in its parent, from the deepest up to the root.
         let mut at = full.as_path();
         while let Some(parent) = at.parent() {
@@ -89,7 +135,7 @@ impl Storage for FsStorage {
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        let file = OpenOptions::new().create(true).append(true).open(self.path(path))?;
+        let file = private(OpenOptions::new().create(true).append(true), &self.path(path))?;
         let len = file.metadata()?.len();
         Ok(Box::new(FsFile { file, len }))
     }
@@ -133,13 +179,20 @@ impl Storage for FsStorage {
         file.sync_data()
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (self.path(from), self.path(to));
+        fs::rename(&from, &to)?;
+        sync_dir_path(to.parent().unwrap_or(Path::new(".")))?;
+        sync_dir_path(from.parent().unwrap_or(Path::new(".")))
+    }
+
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let full = self.path(path);
         let mut tmp = full.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         {
-            let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+            let mut file = private(OpenOptions::new().create(true).write(true).truncate(true), &tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
         }

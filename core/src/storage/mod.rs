@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 
 pub use fault::{CrashPolicy, FaultStorage};
-pub use fs::FsStorage;
+pub use fs::{DIR_MODE, FILE_MODE, FsStorage, create_private_dir, make_private};
 
 /// A file open for appending. Appends are buffered by the OS until [`AppendFile::sync`].
 pub trait AppendFile: Send {
@@ -53,6 +53,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Overwrites `bytes.len()` bytes of an existing file at `offset` (within its length) in place,
     /// durably (the data is synced before returning). For the key store's shredding.
     fn overwrite(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
+    /// Renames a file, durably (both directories synced): how damaged evidence is moved aside
+    /// rather than deleted.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Replaces `path` with `bytes` atomically and durably: a temporary file, fsynced, renamed
     /// over `path`, and the directory fsynced. After a crash the file holds the old bytes or the
     /// new ones, never a mix.

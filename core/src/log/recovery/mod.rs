@@ -18,19 +18,20 @@ use crate::error::OpenError;
 use crate::files::{self, FrameFile, Stop};
 use crate::frame::{self, FrameHeader, FrameKind};
 use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
-use crate::integrity::{self, HASH_BYTES};
+use crate::integrity::HASH_BYTES;
 use crate::keys::SlotState;
 use crate::layout::{
     CHECKPOINT as CHECKPOINT_FILE, HEADS as HEADS_PATH, INTEGRITY_DIR, JOURNAL, LEDGER as LEDGER_PATH,
     SEGMENTS,
 };
-use crate::merkle::{self, Frontier};
+use crate::merkle::{self, Frontier, Hash};
 use crate::records;
 use crate::storage::Storage;
 
 mod journal;
 mod segments;
 
+use super::anchor::Anchor;
 use super::options::{LogOptions, RECENT_BATCHES_MAX};
 use super::state::{OpenBlock, Session, SessionState};
 use super::vault::Vault;
@@ -148,18 +149,28 @@ fn cut_tail(
     }
 }
 
+/// Recovers the log, checking its frames against the newest signed head in `anchor` (before
+/// anything is written: a torn tail cut is all that happens first).
 pub(crate) fn recover(
     storage: &dyn Storage,
     index: &Index,
     options: &LogOptions,
     vault: &Vault,
+    anchor: &mut Anchor,
 ) -> Result<Recovered, OpenError> {
-    let mut recovery = Recovery::start(storage, index, options, vault)?;
+    let head_size = anchor.newest().map(|h| h.tree_size);
+    let mut recovery = Recovery::start(storage, index, options, vault, head_size)?;
     recovery.scan_segments()?;
+    anchor.check_frames(recovery.tree.size(), recovery.root_at_head)?;
+    let chain_to = anchor.settle(storage)?;
     recovery.mark_erased();
     recovery.replay_journal()?;
     let files = recovery.open_files()?;
-    recovery.finish(files)
+    let mut recovered = recovery.finish(files)?;
+    recovered.writer.last_head = anchor.newest().cloned();
+    recovered.writer.chain_to = chain_to;
+    recovered.writer.repair = anchor.bits();
+    Ok(recovered)
 }
 
 /// Recovery's state, phase to phase.
@@ -172,6 +183,9 @@ struct Recovery<'a> {
     /// The checkpoint file's position, rebuilt index or not: everything before it was synced.
     durable: Option<Checkpoint>,
     tree: Frontier,
+    /// The newest signed head's tree size, and the tree's root when it held that many frames.
+    head_size: Option<u64>,
+    root_at_head: Option<Hash>,
     /// Leaf hashes for the ledger, not yet written.
     ledger_pending: Vec<u8>,
     sessions: BTreeMap<u64, Rebuild>,
@@ -193,7 +207,6 @@ struct OpenFiles {
     segment: FrameFile,
     ledger: Box<dyn crate::storage::AppendFile>,
     heads: Box<dyn crate::storage::AppendFile>,
-    last_head: Option<(u64, u64)>,
     journal: FrameFile,
     journal_covers: HashMap<u64, u64>,
 }
@@ -206,6 +219,7 @@ impl<'a> Recovery<'a> {
         index: &'a Index,
         options: &'a LogOptions,
         vault: &'a Vault,
+        head_size: Option<u64>,
     ) -> Result<Recovery<'a>, OpenError> {
         for dir in [SEGMENTS.dir, JOURNAL.dir, INTEGRITY_DIR] {
             storage.create_dir_all(Path::new(dir)).map_err(io_error(Path::new(dir)))?;
@@ -218,11 +232,18 @@ impl<'a> Recovery<'a> {
         };
 
         let checkpoint_path = Path::new(CHECKPOINT_FILE);
-        let from_file = storage
-            .read_all(checkpoint_path)
-            .map_err(io_error(checkpoint_path))?
-            .map(|b| Checkpoint::from_bytes(&b).map_err(|c| corrupt(checkpoint_path, 0, c.reason)))
-            .transpose()?;
+        // The checkpoint is a cache: one that does not read (damaged, or of an earlier version)
+        // means starting from the first segment, checked against the signed heads all the same.
+        let from_file = match storage.read_all(checkpoint_path).map_err(io_error(checkpoint_path))? {
+            Some(b) => match Checkpoint::from_bytes(&b) {
+                Ok(c) => Some(c),
+                Err(c) => {
+                    tracing::warn!(reason = %c.reason, "the checkpoint does not read: rebuilding the index");
+                    None
+                }
+            },
+            None => None,
+        };
         let from_index = index.checkpoint().map_err(OpenError::Index)?;
         // Everything before the checkpoint file's position was synced: damage there is corruption to
         // report, never a torn tail to cut, even when the index is being rebuilt.
@@ -230,7 +251,14 @@ impl<'a> Recovery<'a> {
         // The ledger must reach the checkpoint too (it is synced before it); if it does not, it and
         // the index are rebuilt from the segments.
         let start = match (from_file, from_index) {
-            (Some(a), Some(b)) if a == b && ledger_len >= a.next_frame * HASH_BYTES as u64 => Some(a),
+            // A checkpoint past the newest signed head could not be checked against it.
+            (Some(a), Some(b))
+                if a == b
+                    && ledger_len >= a.next_frame * HASH_BYTES as u64
+                    && head_size.is_none_or(|s| a.next_frame <= s) =>
+            {
+                Some(a)
+            }
             _ => {
                 index.clear().map_err(OpenError::Index)?;
                 None
@@ -270,6 +298,7 @@ impl<'a> Recovery<'a> {
         }
 
         let next_frame = start.as_ref().map_or(0, |c| c.next_frame);
+        let root_at_head = (head_size == Some(tree.size())).then(|| tree.root());
         Ok(Recovery {
             storage,
             options,
@@ -277,6 +306,8 @@ impl<'a> Recovery<'a> {
             start,
             durable,
             tree,
+            head_size,
+            root_at_head,
             ledger_pending,
             sessions,
             pending: IndexBatch::default(),
@@ -309,41 +340,28 @@ impl<'a> Recovery<'a> {
         // A session whose record reached only the journal before a crash gets it written to the
         // segment again, before any of its blocks can be sealed there (and before the journal file
         // that holds it can be deleted).
-        for (number, s) in self.sessions.iter_mut().filter(|(_, s)| !s.in_segments) {
+        let journal_only: Vec<u64> =
+            self.sessions.iter().filter(|(_, s)| !s.in_segments).map(|(n, _)| *n).collect();
+        for number in journal_only {
+            let s = self.sessions.get_mut(&number).expect("listed above");
+            s.in_segments = true;
             let mut bytes = Vec::new();
             frame::write(
                 &mut bytes,
-                &FrameHeader::new(FrameKind::Session, *number),
+                &FrameHeader::new(FrameKind::Session, number),
                 &records::session_payload(&s.meta),
             );
             segment.append(&bytes, 1).map_err(io_error(&segment.path()))?;
-            leaf(&mut self.tree, &mut self.ledger_pending, &bytes);
+            self.leaf(&bytes);
             self.next_frame += 1;
-            s.in_segments = true;
         }
-        // The ledger and the signed heads files, to go on appending to.
+        // The ledger and the signed heads files (read and checked by the anchor), to go on
+        // appending to.
         let ledger = self.storage.open_append(ledger_path).map_err(io_error(ledger_path))?;
         let heads_path = Path::new(HEADS_PATH);
-        let heads_file = self.storage.open_append(heads_path).map_err(io_error(heads_path))?;
-        let whole = heads_file.len() / integrity::HEAD_BYTES as u64 * integrity::HEAD_BYTES as u64;
-        drop(heads_file);
+        let heads = self.storage.open_append(heads_path).map_err(io_error(heads_path))?;
         // The two files may have just been created: their names must survive a crash too.
         self.storage.sync_dir(Path::new(INTEGRITY_DIR)).map_err(io_error(Path::new(INTEGRITY_DIR)))?;
-        if whole != self.storage.len(heads_path).map_err(io_error(heads_path))? {
-            // A head torn by a crash was never relied on: nothing waits for it.
-            self.storage.truncate(heads_path, whole).map_err(io_error(heads_path))?;
-        }
-        let (heads, damage) =
-            integrity::read_heads(self.storage).map_err(|e| corrupt(heads_path, 0, e.to_string()))?;
-        if let Some((offset, _)) = damage
-            && offset + integrity::HEAD_BYTES as u64 == whole
-        {
-            // The last head was written but its sync never finished (a power cut garbled it): the
-            // checkpoint it belonged to never completed. Damage before the last head is evidence.
-            self.storage.truncate(heads_path, offset).map_err(io_error(heads_path))?;
-        }
-        let last_head = heads.last().map(|h| (h.tree_size, h.audit_size));
-        let heads = self.storage.open_append(heads_path).map_err(io_error(heads_path))?;
         let (journal, journal_covers) = match self.current_journal.take() {
             Some(j) => j,
             None => {
@@ -353,7 +371,7 @@ impl<'a> Recovery<'a> {
                 (file, HashMap::new())
             }
         };
-        Ok(OpenFiles { segment, ledger, heads, last_head, journal, journal_covers })
+        Ok(OpenFiles { segment, ledger, heads, journal, journal_covers })
     }
 
     /// Phase 5: the sessions, as appends will find them.
@@ -371,7 +389,7 @@ impl<'a> Recovery<'a> {
             journal_files,
             ..
         } = self;
-        let OpenFiles { segment, ledger, heads, last_head, journal, journal_covers } = files;
+        let OpenFiles { segment, ledger, heads, journal, journal_covers } = files;
         let next_session_number = sessions.keys().next_back().map_or(1, |n| n + 1);
         let mut sealed = HashMap::new();
         let mut live = HashMap::new();
@@ -430,15 +448,23 @@ impl<'a> Recovery<'a> {
                 ledger,
                 ledger_pending,
                 heads,
-                last_head,
+                last_head: None,
+                chain_to: None,
+                repair: 0,
             },
         })
     }
 }
 
-/// Adds a frame to the tree and its leaf to the ledger's pending bytes.
-fn leaf(tree: &mut Frontier, pending: &mut Vec<u8>, frame: &[u8]) {
-    let hash = merkle::leaf_hash(frame);
-    tree.push(hash);
-    pending.extend_from_slice(&hash);
+impl Recovery<'_> {
+    /// Adds a frame to the tree and its leaf to the ledger's pending bytes, noting the root when
+    /// the tree reaches the newest signed head's size.
+    fn leaf(&mut self, frame: &[u8]) {
+        let hash = merkle::leaf_hash(frame);
+        self.tree.push(hash);
+        self.ledger_pending.extend_from_slice(&hash);
+        if self.head_size == Some(self.tree.size()) {
+            self.root_at_head = Some(self.tree.root());
+        }
+    }
 }

@@ -9,7 +9,7 @@ use crate::layout::SEGMENTS;
 use crate::records;
 
 use super::super::state::segment_path;
-use super::{Rebuild, Recovery, corrupt, cut_tail, io_error, leaf, numbered, read_frame_file, widen};
+use super::{Rebuild, Recovery, corrupt, cut_tail, io_error, numbered, read_frame_file, widen};
 
 impl Recovery<'_> {
     /// Phase 2: the segments after the checkpoint, frame by frame; a torn tail cut.
@@ -60,7 +60,7 @@ impl Recovery<'_> {
                         let meta = records::parse_session(frame.payload)
                             .map_err(|c| corrupt(&path, *offset, c.reason))?;
                         self.sessions.entry(h.session).or_insert_with(|| Rebuild::found(meta, true));
-                        leaf(&mut self.tree, &mut self.ledger_pending, frame.bytes);
+                        self.leaf(frame.bytes);
                         self.next_frame += 1;
                     }
                     FrameKind::Block => {
@@ -94,7 +94,7 @@ impl Recovery<'_> {
                         s.touched = true;
                         self.pending.blocks.push((h.session, h.block, loc));
                         self.recent.entry(h.session).or_default().insert(h.block, loc);
-                        leaf(&mut self.tree, &mut self.ledger_pending, frame.bytes);
+                        self.leaf(frame.bytes);
                         self.next_frame += 1;
                     }
                     FrameKind::Progress => {
@@ -109,7 +109,7 @@ impl Recovery<'_> {
                         };
                         s.progress.recent_batches = batches;
                         s.touched = true;
-                        leaf(&mut self.tree, &mut self.ledger_pending, frame.bytes);
+                        self.leaf(frame.bytes);
                         self.next_frame += 1;
                     }
                     FrameKind::Batch | FrameKind::Audit | FrameKind::Footer => {
