@@ -303,6 +303,11 @@ fn many_open_sessions(root: &Path, data: &[Event], sessions: usize) {
 }
 
 fn main() {
+    // A test runner listing tests (`--list`, as cargo-nextest does, twice at once) gets none:
+    // this binary is one measurement run, not a list of tests.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     // Criterion runs in test mode (each benchmark once) unless cargo passes `--bench`.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let dir = if smoke {

@@ -324,6 +324,11 @@ fn measure(codec: &mut dyn Codec, blocks: &[&[Event]], min_time: Duration) -> Me
 }
 
 fn main() {
+    // A test runner listing tests (`--list`, as cargo-nextest does, twice at once) gets none:
+    // this binary is one measurement run, not a list of tests.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     // Criterion runs in test mode (each benchmark once) unless cargo passes `--bench`.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let (dir, source) = match sapimouse::shared_dir() {

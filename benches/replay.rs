@@ -80,6 +80,11 @@ fn best(rounds: usize, events: u64, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // A test runner listing tests (`--list`, as cargo-nextest does, twice at once) gets none:
+    // this binary is one measurement run, not a list of tests.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     let smoke = !std::env::args().any(|a| a == "--bench");
     let source = if smoke {
         sapimouse::fixtures_dir()

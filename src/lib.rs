@@ -10,3 +10,4 @@
 
 pub mod generate;
 pub mod sapimouse;
+pub mod witness;

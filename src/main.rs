@@ -26,6 +26,10 @@ struct Cli {
     /// if it exists. Flags and environment variables win over it.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A witness to push each new signed head to, to be cosigned (repeatable). Default:
+    /// $TRACEVAULT_WITNESSES (comma-separated), else the config file's `witnesses`.
+    #[arg(long = "witness", global = true, value_name = "URL")]
+    witnesses: Vec<String>,
     /// No progress bars (they are also off when stderr is not a terminal). Logs: RUST_LOG.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -76,8 +80,35 @@ enum Command {
         /// commits to (an audit path per block, checked against the frames on disk).
         #[arg(long, value_name = "SESSION")]
         session: Option<String>,
+        /// A witness's public key (64 hex digits, as `witness serve` prints it): the newest signed
+        /// head must carry its cosignature (repeatable).
+        #[arg(long = "witness-key", value_name = "HEX")]
+        witness_keys: Vec<String>,
+        /// Accept a history with repair heads (each is still listed). Without it, a repaired
+        /// history fails: the heads cannot vouch for what came before a repair.
+        #[arg(long)]
+        allow_repaired: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Re-anchors a log whose integrity state was lost or does not verify (signed heads missing,
+    /// damaged or cut short, frames that no longer match the newest head, an audit log cut short):
+    /// records what was found in the audit log, moves the evidence aside (never deleting it), and
+    /// signs a repair head that records the discontinuity. Every later `verify` reports it.
+    Repair {
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        purpose: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A witness: a separate process, with its own key, that cosigns a log's new signed heads only
+    /// when they are consistent with the last one it cosigned.
+    Witness {
+        #[command(subcommand)]
+        command: WitnessCommand,
     },
     /// An auditor's replay of one session, with its integrity proven first and the read recorded
     /// in the access audit log: the reduced actions as a timeline (or JSONL steps), or with
@@ -136,6 +167,23 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum WitnessCommand {
+    /// Serves the witness over HTTP until interrupted; prints its public key and address.
+    Serve {
+        /// The address to listen on (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: String,
+        /// The witness's own state directory (its key, the heads it cosigned): never a log's.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// Serve only the log with this public key (repeatable). Default: any log, its first head
+        /// trusted on first use.
+        #[arg(long = "log-key", value_name = "HEX")]
+        log_keys: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum KeysCommand {
     /// Re-wraps every person's data key under a new master key (crash-safe; no data rewritten).
     Rotate {
@@ -176,7 +224,10 @@ fn main() -> ExitCode {
     if let Command::Demo(args) = cli.command {
         return finish(commands::demo(args));
     }
-    let flags = Flags { data: cli.data, key_dir: cli.key_dir, config: cli.config };
+    if let Command::Witness { command: WitnessCommand::Serve { listen, state, log_keys } } = cli.command {
+        return finish(tracevault::witness::serve(&listen, state, &log_keys).map(|()| ExitCode::SUCCESS));
+    }
+    let flags = Flags { data: cli.data, key_dir: cli.key_dir, config: cli.config, witnesses: cli.witnesses };
     let settings = match Settings::resolve(&flags, &|name| std::env::var_os(name)) {
         Ok(s) => s,
         Err(e) => {
@@ -187,13 +238,21 @@ fn main() -> ExitCode {
     let ctx = commands::Ctx { settings };
     let ctx = &ctx;
     let result = match cli.command {
-        Command::Demo(_) => unreachable!("run above"),
+        Command::Demo(_) | Command::Witness { .. } => unreachable!("run above"),
         Command::Ingest { files, json } => commands::ingest(ctx, &files, json),
         Command::Sessions { user, json } => commands::sessions(ctx, user.as_deref(), json),
         Command::Stats { json } => commands::stats(ctx, json),
-        Command::Verify { public_key, session, json } => {
-            commands::verify(ctx, public_key.as_deref(), session.as_deref(), json)
-        }
+        Command::Verify { public_key, session, witness_keys, allow_repaired, json } => commands::verify(
+            ctx,
+            commands::VerifyArgs {
+                public_key: public_key.as_deref(),
+                session: session.as_deref(),
+                witness_keys: &witness_keys,
+                allow_repaired,
+                json,
+            },
+        ),
+        Command::Repair { purpose, ticket, json } => commands::repair(ctx, &purpose, ticket.as_deref(), json),
         Command::Replay { session, purpose, ticket, from, to, raw, format } => commands::replay(
             ctx,
             commands::ReplayArgs {

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use tracevault_codecs::SessionMeta;
 
 use crate::bytes::{self, Corruption, Reader, Writer};
-use crate::integrity::Link;
-use crate::merkle::Hash;
+use crate::merkle::{Hash, Link};
 
 /// Why the index could not be read or written. The index is a cache: the log rebuilds it from
 /// the segments rather than trust one that fails.
@@ -300,7 +299,10 @@ mod tests {
             frontier: vec![[1; 32], [2; 32]],
             head: Some(Link { counter: 4, hash: [5; 32] }),
         };
-        assert_eq!(Checkpoint::from_bytes(&Checkpoint { head: None, ..c.clone() }.to_bytes()).unwrap().head, None);
+        assert_eq!(
+            Checkpoint::from_bytes(&Checkpoint { head: None, ..c.clone() }.to_bytes()).unwrap().head,
+            None
+        );
         assert_eq!(Checkpoint::from_bytes(&c.to_bytes()), Ok(c.clone()));
         let mut bad = c.to_bytes();
         bad[20] ^= 1;

@@ -98,7 +98,12 @@ pub const ENTRIES: [Entry; 8] = [
     Entry { name: KEYSTORE_DIR, is_dir: true, rebuildable: false, holds: "wrapped data keys" },
     Entry { name: INTEGRITY_DIR, is_dir: true, rebuildable: false, holds: "Merkle leaves and signed heads" },
     Entry { name: AUDIT.dir, is_dir: true, rebuildable: false, holds: "the access audit log" },
-    Entry { name: LOCK, is_dir: false, rebuildable: true, holds: "the lock of the process that has the log open" },
+    Entry {
+        name: LOCK,
+        is_dir: false,
+        rebuildable: true,
+        holds: "the lock of the process that has the log open",
+    },
 ];
 
 /// Bytes of each top-level entry (a directory: the files in it), in [`ENTRIES`] order; an

@@ -13,6 +13,14 @@ use sha2::{Digest, Sha256};
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
 
+/// A signed tree head's place in a chain of heads (`crate::integrity`): its counter and its
+/// hash. Here, below everything that names one, so the index's checkpoint can hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub counter: u64,
+    pub hash: Hash,
+}
+
 /// The hash of a leaf: SHA-256(0x00 || leaf).
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     let mut h = Sha256::new();

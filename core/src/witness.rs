@@ -192,13 +192,17 @@ pub fn check_request(
         )))
     };
     if head.counter <= last.counter {
-        return refuse("its counter is not after the last one cosigned: the log's history was rewritten".into());
+        return refuse(
+            "its counter is not after the last one cosigned: the log's history was rewritten".into(),
+        );
     }
     if head.counter == last.counter + 1 && head.prev != last.hash() {
         return refuse("it does not chain to the last head cosigned".into());
     }
     if !extends(last.tree_size, head.tree_size, &request.tree_proof, &last.root, &head.root) {
-        return refuse("its frames do not extend the frames cosigned before: frames were removed or altered".into());
+        return refuse(
+            "its frames do not extend the frames cosigned before: frames were removed or altered".into(),
+        );
     }
     if !extends(last.audit_size, head.audit_size, &request.audit_proof, &last.audit_root, &head.audit_root) {
         return refuse(
@@ -230,6 +234,115 @@ pub trait Witness: Send + Sync {
     fn add(&self, log: &VerifyingKey, request: &CosignRequest) -> Result<Cosignature, WitnessError>;
 }
 
+/// A witness's own state: its key and, per log, the newest head it cosigned. Kept in a directory
+/// of its own (never the log's): `witness.key` (the Ed25519 secret, hex, 0600), `logs/<log key
+/// hex>.head` (that head's bytes, replaced atomically before a cosignature is returned), and a
+/// `LOCK` held by the one process serving it.
+pub struct Keeper {
+    key: SigningKey,
+    storage: crate::storage::FsStorage,
+    /// Logs it serves (public keys); empty: any log, its first head trusted on first use.
+    allowed: Vec<VerifyingKey>,
+    /// One cosignature at a time: check, persist, sign.
+    serial: std::sync::Mutex<()>,
+    _lock: std::fs::File,
+}
+
+/// Why a witness's state could not be opened or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum KeeperError {
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{0}: another witness process serves this state directory")]
+    Locked(std::path::PathBuf),
+    #[error("{path}: {reason}")]
+    Format { path: std::path::PathBuf, reason: String },
+}
+
+const WITNESS_KEY: &str = "witness.key";
+const LOGS_DIR: &str = "logs";
+
+impl Keeper {
+    /// Opens (creating) the witness state in `dir`, serving only `allowed` logs if any are given.
+    pub fn open(dir: &Path, allowed: Vec<VerifyingKey>) -> Result<Keeper, KeeperError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeeperError::Io { path, source }
+        };
+        crate::storage::create_private_dir(&dir.join(LOGS_DIR)).map_err(io(dir))?;
+        let lock = crate::storage::try_lock(&dir.join("LOCK"))
+            .map_err(io(dir))?
+            .ok_or_else(|| KeeperError::Locked(dir.to_owned()))?;
+        let storage = crate::storage::FsStorage::new(dir);
+        let key_path = dir.join(WITNESS_KEY);
+        let secret = match storage.read_all(Path::new(WITNESS_KEY)).map_err(io(&key_path))? {
+            Some(text) => {
+                let text = String::from_utf8_lossy(&text);
+                crate::keys::Secret::from_hex(&text)
+                    .map_err(|e| KeeperError::Format { path: key_path.clone(), reason: e.to_string() })?
+            }
+            None => {
+                let secret = crate::keys::Secret::random()
+                    .map_err(|e| KeeperError::Format { path: key_path.clone(), reason: e.to_string() })?;
+                storage
+                    .write_atomic(
+                        Path::new(WITNESS_KEY),
+                        format!("{}\n", secret.to_hex().as_str()).as_bytes(),
+                    )
+                    .map_err(io(&key_path))?;
+                secret
+            }
+        };
+        Ok(Keeper {
+            key: SigningKey::from_bytes(secret.expose()),
+            storage,
+            allowed,
+            serial: std::sync::Mutex::new(()),
+            _lock: lock,
+        })
+    }
+
+    pub fn public_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    fn head_path(log: &VerifyingKey) -> std::path::PathBuf {
+        Path::new(LOGS_DIR).join(format!("{}.head", hex(log.as_bytes())))
+    }
+
+    /// The newest head of `log` this witness cosigned.
+    pub fn latest(&self, log: &VerifyingKey) -> Result<Option<SignedHead>, KeeperError> {
+        let path = Self::head_path(log);
+        let bytes =
+            self.storage.read_all(&path).map_err(|source| KeeperError::Io { path: path.clone(), source })?;
+        bytes
+            .map(|b| SignedHead::from_bytes(&b).map_err(|c| KeeperError::Format { path, reason: c.reason }))
+            .transpose()
+    }
+
+    /// Checks `request` against the last head cosigned for `log`, keeps the new head durably,
+    /// then cosigns it.
+    pub fn cosign(&self, log: &VerifyingKey, request: &CosignRequest) -> Result<Cosignature, WitnessError> {
+        if !self.allowed.is_empty() && !self.allowed.contains(log) {
+            return Err(WitnessError::Refused(format!(
+                "log {} is not one this witness serves",
+                hex(log.as_bytes())
+            )));
+        }
+        let _one = crate::sync::lock(&self.serial);
+        let latest = self.latest(log).map_err(|e| WitnessError::Unreachable(e.to_string()))?;
+        check_request(log, latest.as_ref(), request)?;
+        if latest.as_ref() != Some(&request.head) {
+            let path = Self::head_path(log);
+            self.storage
+                .write_atomic(&path, &request.head.to_bytes())
+                .map_err(|e| WitnessError::Unreachable(format!("{}: {e}", path.display())))?;
+            tracing::info!(log = %hex(log.as_bytes()), head = request.head.counter, "cosigned");
+        }
+        Ok(Cosignature::sign(&self.key, log, &request.head))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,7 +356,12 @@ mod tests {
         headed(key, prev.map(SignedHead::link), frames, audit)
     }
 
-    fn headed(key: &SigningKey, prev: Option<crate::integrity::Link>, frames: usize, audit: usize) -> SignedHead {
+    fn headed(
+        key: &SigningKey,
+        prev: Option<crate::integrity::Link>,
+        frames: usize,
+        audit: usize,
+    ) -> SignedHead {
         let c = Commitments {
             tree_size: frames as u64,
             root: merkle::root(&tree(frames)),

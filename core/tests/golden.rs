@@ -177,10 +177,12 @@ fn golden_files_read_with_todays_code() {
 #[test]
 fn a_store_of_the_previous_format_is_refused_by_name_and_brought_forward_by_repair() {
     let (data, keys) = copy_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1"), "v1");
-    let refused = Log::open(&data, LogOptions { create: false, ..golden_options(&keys) }).err().expect("refused");
+    let refused =
+        Log::open(&data, LogOptions { create: false, ..golden_options(&keys) }).err().expect("refused");
     assert!(refused.to_string().contains("format v1"), "{refused}");
     let admin = Access::new("ops", Role::Admin, "upgrade to chained heads");
-    let log = Log::open(&data, LogOptions { create: false, repair: Some(admin), ..golden_options(&keys) }).unwrap();
+    let log =
+        Log::open(&data, LogOptions { create: false, repair: Some(admin), ..golden_options(&keys) }).unwrap();
     assert_eq!(log.repaired().findings.len(), 1, "{:?}", log.repaired().findings);
     assert_eq!(log.repaired().moved.len(), 1, "the v1 heads are kept aside");
     for (id, _, seed, n) in SESSIONS {

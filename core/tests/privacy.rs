@@ -585,7 +585,8 @@ fn a_signed_head_garbled_by_a_power_cut_is_cut_on_open_and_one_damaged_earlier_i
     // The first head damaged, later ones intact: evidence, neither cut nor signed over. The open
     // refuses, naming it, and so does verify.
     storage.corrupt(heads, 20, 0x01).unwrap();
-    let refused = Log::open_with(Arc::new(storage.clone()), memory_index(), small_options()).err().expect("refused");
+    let refused =
+        Log::open_with(Arc::new(storage.clone()), memory_index(), small_options()).err().expect("refused");
     assert!(matches!(refused, OpenError::Integrity { .. }), "{refused}");
     assert!(refused.to_string().contains("integrity/heads: at offset 0"), "{refused}");
     let problem = integrity::verify(&storage, &test_keys().public_key().unwrap())

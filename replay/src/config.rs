@@ -6,6 +6,7 @@
 //! ```toml
 //! data = "/var/lib/tracevault"          # the data directory (default ./tracevault-data)
 //! key_dir = "/etc/tracevault/keys"      # where the master and signing keys are
+//! witnesses = ["http://witness-a:7000"] # where each new signed head is sent to be cosigned
 //!
 //! [log]
 //! block_events = 4096                   # events per sealed block
@@ -46,6 +47,7 @@ type Result<T> = std::result::Result<T, ConfigError>;
 pub struct Config {
     pub data: Option<PathBuf>,
     pub key_dir: Option<PathBuf>,
+    pub witnesses: Option<Vec<String>>,
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
@@ -136,6 +138,8 @@ pub struct Flags {
     pub data: Option<PathBuf>,
     pub key_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
+    /// `--witness URL`, repeatable.
+    pub witnesses: Vec<String>,
 }
 
 /// Everything a front end needs to open the log and replay it, resolved once.
@@ -146,6 +150,9 @@ pub struct Settings {
     /// `--key-dir`, else `$TRACEVAULT_KEY_DIR`, else the file's `key_dir`, else the user's config
     /// directory; keys given in `$TRACEVAULT_MASTER_KEY` / `$TRACEVAULT_SIGNING_KEY` win.
     pub keys: KeySource,
+    /// The witnesses each new signed head is pushed to: `--witness`, else `$TRACEVAULT_WITNESSES`
+    /// (comma-separated), else the file's `witnesses`.
+    pub witnesses: Vec<String>,
     pub config: Config,
 }
 
@@ -171,7 +178,19 @@ impl Settings {
             .or_else(|| config.key_dir.clone().map(OsString::from));
         let keys =
             KeySource::from_vars(&|name| if name == ENV_KEY_DIR { key_dir.clone() } else { vars(name) })?;
-        Ok(Settings { data, keys, config })
+        let witnesses = if !flags.witnesses.is_empty() {
+            flags.witnesses.clone()
+        } else if let Some(list) = var("TRACEVAULT_WITNESSES") {
+            list.to_string_lossy()
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        } else {
+            config.witnesses.clone().unwrap_or_default()
+        };
+        Ok(Settings { data, keys, witnesses, config })
     }
 
     /// The log's options: the defaults, the file's `[log]`, the keys; `create` for commands that

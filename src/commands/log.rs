@@ -50,7 +50,7 @@ pub fn ingest(ctx: &Ctx, files: &[PathBuf], json: bool) -> Result<ExitCode> {
     for session in &total.sessions {
         log.seal_session(session).with_context(|| format!("sealing session {session:?}"))?;
     }
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let data = ctx.data();
     let mut out = std::io::stdout().lock();
     if json {
@@ -99,6 +99,7 @@ pub fn sessions(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<ExitCode> {
     let log = ctx.open_to_read()?;
     let sessions: Vec<SessionInfo> =
         log.sessions().into_iter().filter(|s| user.is_none_or(|u| s.meta.user == u)).collect();
+    ctx.close(log)?;
     let mut out = std::io::stdout().lock();
     if json {
         let rows: Vec<_> = sessions
@@ -158,6 +159,7 @@ pub fn sessions(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<ExitCode> {
 pub fn stats(ctx: &Ctx, json: bool) -> Result<ExitCode> {
     let log = ctx.open_to_read()?;
     let stats = log.stats();
+    ctx.close(log)?;
     let per_event = if stats.events == 0 { 0.0 } else { stats.bytes_on_disk as f64 / stats.events as f64 };
     let mut out = std::io::stdout().lock();
     if json {

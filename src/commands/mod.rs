@@ -8,13 +8,13 @@ mod privacy;
 pub mod progress;
 mod replay;
 
-use anyhow::Result;
-use tracevault_core::Log;
+use anyhow::{Context, Result};
+use tracevault_core::{Log, LogOptions};
 use tracevault_replay::config::Settings;
 
 pub use demo::{DemoArgs, demo};
 pub use log::{ingest, sessions, stats};
-pub use privacy::{audit_list, audit_verify, keys_list, keys_rotate, shred, verify};
+pub use privacy::{VerifyArgs, audit_list, audit_verify, keys_list, keys_rotate, repair, shred, verify};
 pub use replay::{ExportArgs, ReplayArgs, ReplayFormat, export, parse_time, replay};
 
 /// What every command is given: the settings resolved once in `main`.
@@ -38,10 +38,32 @@ impl Ctx {
         self.open(false)
     }
 
+    /// Closes the log: a last checkpoint (a head signed over what this command did), that head
+    /// pushed to every configured witness (a refusal said loudly: it is evidence), then closed.
+    pub fn close(&self, log: Log) -> Result<()> {
+        log.checkpoint().context("closing the log")?;
+        for url in &self.settings.witnesses {
+            match log.cosign(&tracevault::witness::HttpWitness::new(url)) {
+                Ok(c) => tracing::info!(witness = %url, head = c.counter, "cosigned"),
+                Err(e) => eprintln!("error: witness {url} did not cosign the newest signed head: {e}"),
+            }
+        }
+        log.close().context("closing the log")
+    }
+
     fn open(&self, create: bool) -> Result<Log> {
+        self.open_with(self.settings.log_options(create))
+    }
+
+    /// Opens the log to repair it, as `access`.
+    pub fn open_to_repair(&self, access: tracevault_core::Access) -> Result<Log> {
+        self.open_with(LogOptions { repair: Some(access), ..self.settings.log_options(false) })
+    }
+
+    fn open_with(&self, options: LogOptions) -> Result<Log> {
         let data = self.data();
-        tracing::debug!(data = %data.display(), create, "opening the log");
-        Log::open(data, self.settings.log_options(create)).map_err(|e| {
+        tracing::debug!(data = %data.display(), create = options.create, "opening the log");
+        Log::open(data, options).map_err(|e| {
             // Name the data directory once: most open errors already do.
             let named = e.to_string().contains(&data.display().to_string());
             let e = anyhow::Error::new(e);

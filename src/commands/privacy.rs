@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use tracevault_core::integrity::{self, VerifyReport};
 use tracevault_core::keys::{SlotState, hex};
+use tracevault_core::log::MasterKeyAfterShred;
 use tracevault_core::storage::FsStorage;
 use tracevault_core::{Access, Decision, Role, audit, layout};
 
@@ -46,14 +47,21 @@ pub fn shred(ctx: &Ctx, user: &str, purpose: &str, ticket: Option<&str>, json: b
     let done = log
         .shred(&cli_access(Role::Admin, purpose, ticket), user)
         .with_context(|| format!("shredding user {user:?}"))?;
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let mut out = std::io::stdout().lock();
     if json {
+        let (replaced, kept) = match &done.master_key {
+            MasterKeyAfterShred::Replaced(fp) => (Some(fp.as_str()), None),
+            MasterKeyAfterShred::Kept(why) => (None, Some(why.as_str())),
+            MasterKeyAfterShred::Unchanged => (None, None),
+        };
         let value = json!({
             "user": user,
             "keys_erased": done.keys,
             "sessions": done.sessions,
             "audit_seq": done.audit_seq,
+            "new_master_key": replaced,
+            "master_key_kept": kept,
         });
         writeln!(out, "{value}")?;
     } else if done.keys.is_empty() {
@@ -71,9 +79,20 @@ pub fn shred(ctx: &Ctx, user: &str, purpose: &str, ticket: Option<&str>, json: b
             done.sessions.join(", "),
             done.audit_seq
         )?;
+        match &done.master_key {
+            MasterKeyAfterShred::Replaced(fp) => writeln!(
+                out,
+                "the remaining keys are re-wrapped under a new master key ({fp}) and the old one destroyed: a copy \
+                 of the key store from before this shred no longer opens"
+            )?,
+            MasterKeyAfterShred::Kept(why) => {
+                writeln!(out, "warning: the master key was not replaced: {why}")?
+            }
+            MasterKeyAfterShred::Unchanged => {}
+        }
         writeln!(
             out,
-            "not erased by this: exports already made, backups, and copies of the key store under an old master key"
+            "not erased by this: exports already made, and backups of the data directory with their keys"
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -85,7 +104,7 @@ pub fn keys_rotate(ctx: &Ctx, json: bool) -> Result<ExitCode> {
     let new = log
         .rotate_master_key(&cli_access(Role::Admin, "rotate the master key", None))
         .context("rotating the master key")?;
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", json!({"old_master": old, "new_master": new, "keys_rewrapped": keys.len()}))?;
@@ -98,7 +117,7 @@ pub fn keys_rotate(ctx: &Ctx, json: bool) -> Result<ExitCode> {
 pub fn keys_list(ctx: &Ctx, json: bool) -> Result<ExitCode> {
     let log = ctx.open_to_read()?;
     let (master, keys) = log.keys();
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let state = |s: &SlotState| match s {
         SlotState::Live => "live".to_owned(),
         SlotState::Erased => "erased".to_owned(),
@@ -200,23 +219,103 @@ pub fn audit_verify(ctx: &Ctx, public: Option<&str>, json: bool) -> Result<ExitC
     print_report(data, &report, json, "audit log")
 }
 
-pub fn verify(ctx: &Ctx, public: Option<&str>, session: Option<&str>, json: bool) -> Result<ExitCode> {
-    if let Some(id) = session {
-        return verify_session(ctx, id, json);
+/// `tracevault verify`'s arguments.
+pub struct VerifyArgs<'a> {
+    pub public_key: Option<&'a str>,
+    pub session: Option<&'a str>,
+    pub witness_keys: &'a [String],
+    pub allow_repaired: bool,
+    pub json: bool,
+}
+
+pub fn verify(ctx: &Ctx, args: VerifyArgs<'_>) -> Result<ExitCode> {
+    if let Some(id) = args.session {
+        return verify_session(ctx, id, args.json);
     }
     let data = ctx.data();
     require_data_dir(data)?;
-    let key = public_key(ctx, public)?;
-    let spinner = super::progress::spinner("verify", json);
-    let report = integrity::verify(&FsStorage::new(data), &key).context("verifying");
+    let key = public_key(ctx, args.public_key)?;
+    let witnesses = args
+        .witness_keys
+        .iter()
+        .map(|k| integrity::parse_public_key(k).map_err(|e| anyhow::anyhow!("--witness-key {k}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let spinner = super::progress::spinner("verify", args.json);
+    let report = integrity::verify_witnessed(&FsStorage::new(data), &key, &witnesses).context("verifying");
     spinner.finish_and_clear();
     let report = report?;
-    print_report(data, &report, json, "log")
+    let code = print_report(data, &report, args.json, "log")?;
+    if code == ExitCode::SUCCESS && !report.discontinuities.is_empty() && !args.allow_repaired {
+        eprintln!(
+            "error: the history was repaired {} time(s) (listed above): the signed heads cannot vouch for what came \
+             before a repair; --allow-repaired accepts it",
+            report.discontinuities.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(code)
+}
+
+/// `tracevault repair`: opens the log to repair it, as an admin, and says what was found.
+pub fn repair(ctx: &Ctx, purpose: &str, ticket: Option<&str>, json: bool) -> Result<ExitCode> {
+    let log = ctx.open_to_repair(cli_access(Role::Admin, purpose, ticket))?;
+    let repaired = log.repaired().clone();
+    let head = log.signed_heads().ok().and_then(|h| h.last().cloned());
+    ctx.close(log)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let found: Vec<_> = repaired
+            .findings
+            .iter()
+            .map(|f| json!({"file": f.path.display().to_string(), "reason": f.reason}))
+            .collect();
+        let moved: Vec<_> = repaired
+            .moved
+            .iter()
+            .map(|(from, to)| json!({"from": from.display().to_string(), "to": to.display().to_string()}))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"repaired": !found.is_empty(), "found": found, "moved_aside": moved, "head": head.map(|h| h.counter)})
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if repaired.findings.is_empty() {
+        writeln!(out, "nothing to repair: the log verifies against its newest signed head")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for f in &repaired.findings {
+        writeln!(out, "found: {}: {}", f.path.display(), f.reason)?;
+    }
+    for (from, to) in &repaired.moved {
+        writeln!(out, "moved aside (kept): {} -> {}", from.display(), to.display())?;
+    }
+    if let Some(h) = head {
+        writeln!(
+            out,
+            "signed repair head {} over {} frames and {} audit entries; every verify will report this discontinuity",
+            h.counter, h.tree_size, h.audit_size
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let problem = report.first_problem.as_ref();
+    let discontinuities: Vec<_> = report
+        .discontinuities
+        .iter()
+        .map(|d| {
+            json!({
+                "head": d.counter,
+                "time": time(d.time_unix_us),
+                "found": d.found,
+                "last_known_head": d.last_known,
+            })
+        })
+        .collect();
     if json {
         let value = json!({
             "ok": problem.is_none(),
@@ -228,7 +327,16 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
             "unsigned_frames": report.unsigned_frames,
             "audit_entries": report.audit_entries,
             "public_key": report.public_key,
+            "discontinuities": discontinuities,
+            "keystore": report.keystore.as_ref().map(|k| json!({
+                "changes": k.changes,
+                "live_keys": k.live,
+                "erased_keys": k.erased,
+                "changed_since_newest_head": k.changed_since_head,
+            })),
+            "cosigned_by": report.cosigned_by,
             "latest_head": report.latest_head.as_ref().map(|h| json!({
+                "counter": h.counter,
                 "tree_size": h.tree_size,
                 "root": hex(&h.root),
                 "audit_size": h.audit_size,
@@ -269,10 +377,34 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
                 if let Some(h) = &report.latest_head {
                     writeln!(
                         out,
-                        "newest signed head: root {} at {} (public key {})",
+                        "newest signed head: {} (chained to every head before it), root {} at {} (public key {})",
+                        h.counter,
                         hex(&h.root),
                         time(h.time_unix_us),
                         report.public_key
+                    )?;
+                }
+                if let Some(k) = &report.keystore {
+                    writeln!(
+                        out,
+                        "key store: change {}, {} live and {} erased key(s), every erasure recorded in the audit log{}",
+                        k.changes,
+                        k.live,
+                        k.erased,
+                        if k.changed_since_head { " (changed since the newest head)" } else { "" }
+                    )?;
+                }
+                for w in &report.cosigned_by {
+                    writeln!(out, "cosigned by witness {w}")?;
+                }
+                for d in &report.discontinuities {
+                    let known = d.last_known.map_or("none".to_owned(), |c| format!("head {c}"));
+                    writeln!(
+                        out,
+                        "DISCONTINUITY at head {} ({}): repaired; {}; last head known: {known}",
+                        d.counter,
+                        time(d.time_unix_us),
+                        d.found.join("; ")
                     )?;
                 }
             }
@@ -295,7 +427,7 @@ fn verify_session(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {
     let _ = ctx.data();
     let log = ctx.open_to_read()?;
     let result = log.verify_session(id);
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let mut out = std::io::stdout().lock();
     match result {
         Ok(proof) => {

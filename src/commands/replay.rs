@@ -64,7 +64,7 @@ pub fn replay(ctx: &Ctx, args: ReplayArgs<'_>) -> Result<ExitCode> {
     let AuditedReplay { proof, session, raw } = engine
         .audited_replay(&log, &access, args.session, range, args.raw)
         .with_context(|| format!("replaying session {}", args.session))?;
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let mut out = std::io::stdout().lock();
     if args.raw {
         // Exactly what was stored, as the recorder would have sent it: re-ingestable.
@@ -199,7 +199,7 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     drop(engine);
-    log.close().context("closing the log")?;
+    ctx.close(log)?;
     let pass = &report.pass;
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -78,12 +78,7 @@ pub mod repaired {
     }
 }
 
-/// A head's place in the chain: its counter and its hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Link {
-    pub counter: u64,
-    pub hash: Hash,
-}
+pub use crate::merkle::Link;
 
 /// What a head commits to, besides its place in the chain.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

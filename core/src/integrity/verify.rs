@@ -116,7 +116,8 @@ pub fn verify_witnessed(
 pub fn verify_audit(storage: &dyn Storage, public: &VerifyingKey) -> Result<VerifyReport, ReadError> {
     let mut report = VerifyReport::empty(public);
     let checked = check_heads(storage, public, &mut report)?.and_then(|heads| {
-        let audit = audit::scan(storage).map_err(|e| problem(layout::audit_path(), 0, None, e.to_string()))?;
+        let audit =
+            audit::scan(storage).map_err(|e| problem(layout::audit_path(), 0, None, e.to_string()))?;
         report.audit_entries = audit.entries.len() as u64;
         check_audit_scan(&audit, &heads, &mut report)
     });
@@ -244,11 +245,7 @@ fn check_checkpoint(storage: &dyn Storage, heads: &[SignedHead]) -> Checked<()> 
 }
 
 /// The segments, frame by frame, against the ledger and the heads.
-fn check_segments(
-    storage: &dyn Storage,
-    heads: &[SignedHead],
-    report: &mut VerifyReport,
-) -> Checked<()> {
+fn check_segments(storage: &dyn Storage, heads: &[SignedHead], report: &mut VerifyReport) -> Checked<()> {
     let ledger = read_ledger(storage)?;
     let names = storage
         .list(Path::new(SEGMENTS.dir))
@@ -444,7 +441,6 @@ fn check_audit_scan(
     Ok(())
 }
 
-
 /// The key store against the newest head (a store behind it was rolled back; one at the same
 /// change counter with other bytes was altered or replaced) and against the audit log: every
 /// erased key must have been erased by a shred the audit log records, and every key a recorded
@@ -456,7 +452,9 @@ fn check_keystore(
     report: &mut VerifyReport,
 ) -> Checked<()> {
     let path = Path::new(KEYSTORE);
-    let Some(bytes) = storage.read_all(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })? else {
+    let Some(bytes) =
+        storage.read_all(path).map_err(|source| ReadError::Io { path: path.to_owned(), source })?
+    else {
         return Ok(match heads.last() {
             Some(h) => Err(problem(
                 path,
@@ -525,7 +523,9 @@ fn check_keystore(
                     "key {id} is erased, but no shred in the access audit log erased it: the slot was forged"
                 ));
             }
-            (SlotState::Damaged(reason), _) => return at(format!("key {id}: its slot is damaged ({reason})")),
+            (SlotState::Damaged(reason), _) => {
+                return at(format!("key {id}: its slot is damaged ({reason})"));
+            }
         }
     }
     report.keystore = Some(found);

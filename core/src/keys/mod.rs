@@ -40,7 +40,8 @@ pub use source::{
     STORE_ID_BYTES, master_key_file, parse_public_key,
 };
 pub use store::{
-    Inspected, KEYSTORE_HEADER_BYTES, KeyInfo, KeyStore, SLOT_BYTES, SlotState, commitment, inspect, user_hash,
+    Inspected, KEYSTORE_HEADER_BYTES, KeyInfo, KeyStore, SLOT_BYTES, SlotState, commitment, inspect,
+    user_hash,
 };
 
 /// Bytes of every symmetric key, and of an Ed25519 secret key.

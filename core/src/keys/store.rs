@@ -227,7 +227,9 @@ fn read_keystore_header(b: &[u8]) -> Result<Header, Corruption> {
         // Version 1 kept these bytes reserved (zeros).
         1 => Ok(Header { store, master, changes: 0 }),
         KEYSTORE_VERSION => Ok(Header { store, master, changes }),
-        _ => Err(Corruption::new(format!("key store version {version}, this build reads 1 and {KEYSTORE_VERSION}"))),
+        _ => Err(Corruption::new(format!(
+            "key store version {version}, this build reads 1 and {KEYSTORE_VERSION}"
+        ))),
     }
 }
 

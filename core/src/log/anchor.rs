@@ -72,8 +72,13 @@ impl Anchor {
             offset: 0,
             reason: e.to_string(),
         })?;
-        let mut anchor =
-            Anchor { repair, heads: Vec::new(), checkpoint_head: None, findings: Vec::new(), moved: Vec::new() };
+        let mut anchor = Anchor {
+            repair,
+            heads: Vec::new(),
+            checkpoint_head: None,
+            findings: Vec::new(),
+            moved: Vec::new(),
+        };
         if let Some((offset, reason)) = damage {
             let len = storage.len(path).map_err(io(path))?;
             if offset + HEAD_BYTES as u64 == len && !heads.is_empty() {
@@ -81,11 +86,7 @@ impl Anchor {
                 // its checkpoint never completed. Damage before the last head is evidence.
                 storage.truncate(path, offset).map_err(io(path))?;
             } else {
-                anchor.found(
-                    repaired::HEADS_DAMAGED,
-                    path,
-                    format!("at offset {offset}: {reason}"),
-                )?;
+                anchor.found(repaired::HEADS_DAMAGED, path, format!("at offset {offset}: {reason}"))?;
             }
         }
         for k in 1..heads.len() {

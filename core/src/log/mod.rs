@@ -90,7 +90,8 @@ impl Log {
             return Err(OpenError::Missing { path: dir.to_owned() });
         }
         if !dir.is_dir() {
-            crate::storage::create_private_dir(dir).map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
+            crate::storage::create_private_dir(dir)
+                .map_err(|source| OpenError::Io { path: dir.to_owned(), source })?;
             // The new directory's own entry must be durable too, or a crash could lose the log.
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             std::fs::File::open(parent)
@@ -138,7 +139,8 @@ impl Log {
         options.check()?;
         if let Some(access) = &options.repair {
             // Checked before anything is looked at or moved.
-            policy::check(access, Operation::Repair).map_err(|d| OpenError::Options(format!("repair: {d}")))?;
+            policy::check(access, Operation::Repair)
+                .map_err(|d| OpenError::Options(format!("repair: {d}")))?;
         }
         let keys = match &options.keys {
             Some(k) => k.clone(),
@@ -161,8 +163,12 @@ impl Log {
             && !anchor.findings.is_empty()
         {
             // The repair is on record before the head that records the discontinuity is signed.
-            let found: Vec<String> = anchor.findings.iter().map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
-            let access = Access { purpose: format!("{}; found: {}", access.purpose, found.join("; ")), ..access.clone() };
+            let found: Vec<String> =
+                anchor.findings.iter().map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
+            let access = Access {
+                purpose: format!("{}; found: {}", access.purpose, found.join("; ")),
+                ..access.clone()
+            };
             vault.record(&access, Action::Repair, Vec::new(), Vec::new(), Decision::Allowed)?;
         }
         let repaired = Repaired { findings: anchor.findings, moved: anchor.moved };
@@ -265,32 +271,14 @@ fn check_key_dir_outside(data: &Path, keys: &KeySource) -> Result<(), OpenError>
     Ok(())
 }
 
-/// Takes the data directory's `LOCK` file (flock, exclusive, not waiting), held as long as the
-/// file stays open. After locking, the file at the path must still be the one locked: a `LOCK`
-/// deleted and recreated between open and flock would otherwise let two processes in.
+/// Takes the data directory's `LOCK` file, held as long as the log is open.
 fn lock_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let path = dir.join(layout::LOCK);
-    let io = |source| OpenError::Io { path: path.clone(), source };
-    for _ in 0..3 {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(crate::storage::FILE_MODE)
-            .open(&path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked { path: dir.to_owned() }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-        let (held, named) = (file.metadata().map_err(io)?, std::fs::metadata(&path));
-        if named.is_ok_and(|n| n.ino() == held.ino() && n.dev() == held.dev()) {
-            return Ok(file);
-        }
+    match crate::storage::try_lock(&path) {
+        Ok(Some(file)) => Ok(file),
+        Ok(None) => Err(OpenError::Locked { path: dir.to_owned() }),
+        Err(source) => Err(OpenError::Io { path, source }),
     }
-    Err(OpenError::Locked { path: dir.to_owned() })
 }
 
 /// Opens (creating) the index database. The index is a cache: a file that redb cannot open (a

@@ -33,7 +33,8 @@ impl Log {
     pub fn cosign(&self, witness: &dyn Witness) -> Result<Cosignature, WitnessError> {
         let _one_at_a_time = lock(&self.inner.cosigning);
         let storage = self.inner.storage.as_ref();
-        let unreadable = |e: crate::error::ReadError| WitnessError::Unreachable(format!("reading the log: {e}"));
+        let unreadable =
+            |e: crate::error::ReadError| WitnessError::Unreachable(format!("reading the log: {e}"));
         let (heads, _) = integrity::read_heads(storage).map_err(unreadable)?;
         let head = heads.last().cloned().ok_or_else(|| WitnessError::Refused("no signed head yet".into()))?;
         let public = self.public_key();
@@ -85,11 +86,7 @@ impl Log {
                 storage.truncate(path, whole).map_err(kept)?;
             }
         }
-        let mut file = self
-            .inner
-            .storage
-            .open_append(path)
-            .map_err(kept)?;
+        let mut file = self.inner.storage.open_append(path).map_err(kept)?;
         file.append(&cosignature.to_bytes()).and_then(|()| file.sync()).map_err(kept)?;
         tracing::info!(witness = %witness.name(), head = head.counter, "head cosigned");
         Ok(cosignature)

@@ -53,6 +53,27 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes an exclusive flock on the file at `path` (created 0600), without waiting: `None` if
+/// another process holds it. Held as long as the returned file stays open (RocksDB's `LOCK`).
+/// After locking, the file at the path must still be the one locked: a lock file deleted and
+/// recreated between open and flock would otherwise let two processes in.
+pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..3 {
+        let file = private(OpenOptions::new().create(true).truncate(false).write(true), path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let (held, named) = (file.metadata()?, fs::metadata(path));
+        if named.is_ok_and(|n| n.ino() == held.ino() && n.dev() == held.dev()) {
+            return Ok(Some(file));
+        }
+    }
+    Ok(None)
+}
+
 /// Files under a root directory on the local file system.
 #[derive(Debug, Clone)]
 pub struct FsStorage {

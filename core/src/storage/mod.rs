@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 
 pub use fault::{CrashPolicy, FaultStorage};
-pub use fs::{DIR_MODE, FILE_MODE, FsStorage, create_private_dir, make_private};
+pub use fs::{DIR_MODE, FILE_MODE, FsStorage, create_private_dir, make_private, try_lock};
 
 /// A file open for appending. Appends are buffered by the OS until [`AppendFile::sync`].
 pub trait AppendFile: Send {
