@@ -99,8 +99,9 @@ pub enum AuditError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(
         "access audit log refuses entries after a failure ({0}): no data is released that cannot be recorded. \
-         A failed write clears on reopening; damage on disk does not: restore audit/ from a backup, or move \
-         the damaged file aside (`tracevault audit verify` can still check it against the signed heads)"
+         A failed write clears on reopening; damage on disk does not: restore audit/ from a backup, or run \
+         `tracevault repair`, which moves the damaged file aside and records the discontinuity (`tracevault \
+         audit verify` still checks what is there against the signed heads)"
     )]
     Broken(String),
 }

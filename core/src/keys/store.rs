@@ -489,17 +489,28 @@ impl KeyStore {
         (0..self.slots.len()).filter(|&i| self.slots[i].user == hash).map(|i| i as u32 + 1).collect()
     }
 
+    /// Erases the live slots among `ids` (a shred the audit log records, interrupted by a crash
+    /// before it erased them), in place, synced. Returns the ids erased.
+    pub fn erase(&mut self, ids: &[u32]) -> Result<Vec<u32>, KeyError> {
+        self.shred_where(|id, slot| ids.contains(&id).then_some(slot.user))
+    }
+
     /// Crypto-shreds a person: overwrites in place, with an erased slot (the wrapped key zeroed),
     /// every slot naming them and every slot in `also` (the keys their sessions' frames name: a
     /// damaged slot may no longer name its person, but must go too), syncing each. Returns the
     /// key ids erased (empty if there were none left).
     pub fn shred(&mut self, user: &str, also: &[u32]) -> Result<Vec<u32>, KeyError> {
         let hash = user_hash(user);
+        // (A damaged slot in `also` may no longer name them: its erased slot does.)
+        self.shred_where(|id, slot| (slot.user == hash || also.contains(&id)).then_some(hash))
+    }
+
+    /// Erases every slot `chosen` returns a person for (the user hash the erased slot names).
+    fn shred_where(&mut self, chosen: impl Fn(u32, &Slot) -> Option<[u8; 32]>) -> Result<Vec<u32>, KeyError> {
         let path = Path::new(KEYSTORE_PATH);
         let mut erased = Vec::new();
-        let theirs = |i: usize, slot: &Slot| {
-            (slot.user == hash || also.contains(&(i as u32 + 1))) && slot.state != SlotState::Erased
-        };
+        let theirs =
+            |i: usize, slot: &Slot| slot.state != SlotState::Erased && chosen(i as u32 + 1, slot).is_some();
         if self.slots.iter().enumerate().any(|(i, s)| theirs(i, s)) {
             self.count_change()?;
         }
@@ -508,7 +519,8 @@ impl KeyStore {
             if !theirs(i, &self.slots[i]) {
                 continue;
             }
-            let slot = Slot::erased(hash);
+            let user = chosen(id, &self.slots[i]).unwrap_or(self.slots[i].user);
+            let slot = Slot::erased(user);
             let offset = (KEYSTORE_HEADER_BYTES + i * SLOT_BYTES) as u64;
             self.storage
                 .overwrite(path, offset, &slot.to_bytes(id))

@@ -204,6 +204,49 @@ impl Anchor {
         Ok(())
     }
 
+    /// The key store's erasures against the audit log's shreds, when either changed since the
+    /// newest head (after a crash; a clean close signs a head over both): an erased key no
+    /// recorded shred erased was forged, refused; a key a recorded shred names that is still live
+    /// is a shred a crash interrupted (the audit entry is written first), finished now.
+    pub fn check_shreds(
+        &mut self,
+        store: &mut KeyStore,
+        audit: &AuditLog,
+        storage: &dyn Storage,
+    ) -> Result<(), OpenError> {
+        let Some(newest) = self.newest().cloned() else { return Ok(()) };
+        let (_, hash) = store.commitment()?;
+        if hash == newest.keystore_hash && audit.head().0 <= newest.audit_size {
+            return Ok(());
+        }
+        let Ok(scan) = audit::scan(storage) else { return Ok(()) };
+        let mut shredded = std::collections::BTreeSet::new();
+        for e in &scan.entries {
+            if e.action == audit::Action::Shred && e.decision == audit::Decision::Allowed {
+                shredded.extend(e.keys.iter().copied());
+            }
+        }
+        let mut unfinished = Vec::new();
+        for k in store.keys() {
+            match (&k.state, shredded.contains(&k.id)) {
+                (keys::SlotState::Erased, false) => {
+                    let reason = format!(
+                        "key {} is erased, but no shred in the access audit log erased it: the slot was forged",
+                        k.id
+                    );
+                    self.found(repaired::KEYSTORE_DIFFERS, Path::new(KEYSTORE), reason)?;
+                }
+                (keys::SlotState::Live, true) => unfinished.push(k.id),
+                _ => {}
+            }
+        }
+        if !unfinished.is_empty() {
+            tracing::warn!(keys = ?unfinished, "finishing a shred the audit log records but a crash interrupted");
+            store.erase(&unfinished)?;
+        }
+        Ok(())
+    }
+
     /// The audit log against the newest head. Repairing, a log that does not verify is moved
     /// aside and a new one started (the repair head commits to it).
     pub fn check_audit(&mut self, storage: &Arc<dyn Storage>, log: AuditLog) -> Result<AuditLog, OpenError> {
@@ -262,15 +305,12 @@ impl Anchor {
         self.findings.iter().fold(0, |bits, f| bits | f.bit)
     }
 
-    /// Repairing, once every check ran: if the heads are what did not verify, they are moved aside
-    /// and a new chain starts from the last head known. Returns the head the next one chains to.
+    /// Repairing, once every check ran: if anything did not verify, the heads are moved aside (they
+    /// commit to state that is gone) and a new chain starts from the last head known, with the
+    /// repair head first. Returns the head the next one chains to.
     pub fn settle(&mut self, storage: &dyn Storage) -> Result<Option<Link>, OpenError> {
         let newest = self.newest().map(SignedHead::link);
-        let restart = repaired::HEADS_MISSING
-            | repaired::HEADS_DAMAGED
-            | repaired::HEADS_DROPPED
-            | repaired::SEGMENTS_DIFFER;
-        if self.bits() & restart == 0 {
+        if self.findings.is_empty() {
             return Ok(newest);
         }
         let path = Path::new(HEADS);

@@ -153,9 +153,10 @@ impl Log {
         // Nothing is signed over state that was not checked against the newest signed head.
         let mut anchor = Anchor::read(storage.as_ref(), &signing.verifying_key(), options.repair.is_some())?;
         anchor.check_keystore_present(storage.as_ref())?;
-        let store = KeyStore::open(storage.clone(), keys.clone())?;
+        let mut store = KeyStore::open(storage.clone(), keys.clone())?;
         anchor.check_keystore(&store)?;
         let audit = anchor.check_audit(&storage, AuditLog::open(storage.clone(), anchor.audit_anchor())?)?;
+        anchor.check_shreds(&mut store, &audit, storage.as_ref())?;
         let vault = Vault::new(store, audit);
         let index = Index::open(db)?;
         let recovered = recovery::recover(storage.as_ref(), &index, &options, &vault, &mut anchor)?;
