@@ -82,8 +82,9 @@ fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, Json(json!({"error": reason.into()}))).into_response()
 }
 
-fn log_key(text: &str) -> Result<PublicKey, Response> {
-    parse_public_key(text).map_err(|e| error(StatusCode::BAD_REQUEST, format!("log key: {e}")))
+/// The log's key in a URL, or why it is not one.
+fn log_key(text: &str) -> Result<PublicKey, String> {
+    parse_public_key(text).map_err(|e| format!("log key: {e}"))
 }
 
 async fn key(State(keeper): State<Arc<Keeper>>) -> Response {
@@ -93,7 +94,7 @@ async fn key(State(keeper): State<Arc<Keeper>>) -> Response {
 async fn latest(State(keeper): State<Arc<Keeper>>, UrlPath(log): UrlPath<String>) -> Response {
     let log = match log_key(&log) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     match keeper.latest(&log) {
         Ok(Some(head)) => Json(json!({"head": hex(&head.to_bytes())})).into_response(),
@@ -109,7 +110,7 @@ async fn cosign(
 ) -> Response {
     let log = match log_key(&log) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let request = match body.request() {
         Ok(r) => r,

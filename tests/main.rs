@@ -7,3 +7,4 @@ mod privacy_cli;
 mod read_commands;
 mod sapimouse_round_trip;
 mod structure;
+mod witness_cli;

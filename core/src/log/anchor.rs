@@ -151,7 +151,7 @@ impl Anchor {
         if !self.repair {
             return Err(OpenError::Integrity { path: path.to_owned(), reason });
         }
-        tracing::warn!(file = %path.display(), %reason, "repair: found");
+        tracing::info!(file = %path.display(), %reason, "repair: found");
         self.findings.push(Finding { bit, path: path.to_owned(), reason });
         Ok(())
     }
