@@ -128,6 +128,25 @@ fn laundering_by_deletion_is_refused_and_only_an_audited_repair_re_anchors_the_l
     let denied = Log::open(&data, LogOptions { repair: Some(auditor), ..opts(&keys) }).err().unwrap();
     assert!(denied.to_string().contains("may not repair"), "{denied}");
 
+    // A second repair (the newest head dropped this time): verify reports both discontinuities,
+    // the first from the heads file the second one moved aside.
+    let log = Log::open(&data, opts(&keys)).unwrap();
+    log.append("s-2", &events(3, 3_000_000, 100)).unwrap();
+    log.close().unwrap();
+    let heads = data.join(layout::HEADS);
+    let f = std::fs::OpenOptions::new().write(true).open(&heads).unwrap();
+    f.set_len(heads_len(&data) - integrity::HEAD_BYTES as u64).unwrap();
+    assert!(refused(&data, &keys).contains("newest heads were removed"));
+    let log = Log::open(&data, LogOptions { repair: Some(admin("second")), ..opts(&keys) }).unwrap();
+    log.close().unwrap();
+    let report = verify(&data, &keys);
+    assert!(report.ok(), "{:?}", report.first_problem);
+    assert_eq!(report.discontinuities.len(), 2, "{:?}", report.discontinuities);
+    assert!(
+        report.discontinuities[1].last_known.is_some(),
+        "the second repair knew the head before the dropped one"
+    );
+
     // Deleting the integrity state alone is refused the same way.
     std::fs::remove_dir_all(data.join(layout::INTEGRITY_DIR)).unwrap();
     let reason = refused(&data, &keys);

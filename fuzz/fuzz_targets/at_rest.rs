@@ -1,5 +1,6 @@
 //! The files a copy of the data directory holds besides segments, read back after someone may
-//! have damaged or forged them: the key store, the access audit log, the signed heads, and a
+//! have damaged or forged them: the key store (opened, and inspected offline as `verify` does),
+//! the access audit log, the signed heads, the checkpoint, the witnesses' cosignatures, and a
 //! whole segment under `verify`. None of it may panic; damage is an error or a named problem.
 //! The first byte chooses the file.
 #![no_main]
@@ -24,7 +25,7 @@ fn write(storage: &FaultStorage, path: &str, bytes: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
     let storage = FaultStorage::new();
-    match which % 4 {
+    match which % 6 {
         0 => {
             // Slots after a valid header for the fixed master key.
             drop(KeyStore::open(Arc::new(storage.clone()), keys()).unwrap());
@@ -36,6 +37,22 @@ fuzz_target!(|data: &[u8]| {
                 let _ = ks.key_for_user("fuzz");
                 let _ = ks.shred("fuzz", &[1]);
             }
+            let whole = storage.read_all(Path::new("keystore/data-keys")).unwrap().unwrap_or_default();
+            let _ = tracevault_core::keys::inspect(&whole);
+            let _ = tracevault_core::keys::inspect(rest);
+        }
+        4 => {
+            // A checkpoint and cosignatures, as verify reads them beside valid heads.
+            write(&storage, "checkpoint", rest);
+            write(&storage, "integrity/cosignatures", rest);
+            let public = integrity::PublicKey::from(&ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]));
+            let _ = tracevault_core::witness::read_cosignatures(&storage);
+            let _ = integrity::verify_witnessed(&storage, &public, &[public]);
+        }
+        5 => {
+            // A witness's view: a forged head and proofs against a witness that saw one before.
+            let _ = tracevault_core::SignedHead::from_bytes(rest);
+            let _ = tracevault_core::witness::Cosignature::from_bytes(rest);
         }
         1 => {
             write(&storage, &audit::audit_path().to_string_lossy(), rest);

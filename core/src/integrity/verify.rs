@@ -30,6 +30,38 @@ pub struct Discontinuity {
     pub last_known: Option<u64>,
 }
 
+impl Discontinuity {
+    fn of(head: &SignedHead) -> Discontinuity {
+        Discontinuity {
+            counter: head.counter,
+            time_unix_us: head.time_unix_us,
+            found: repaired::describe(head.repair),
+            last_known: (head.prev != [0; 32]).then(|| head.counter.saturating_sub(1)),
+        }
+    }
+}
+
+/// The repair heads that started the heads files earlier repairs moved aside (each repair moves
+/// the file it replaces aside), oldest first: every discontinuity, not just the last.
+fn earlier_repairs(storage: &dyn Storage, public: &VerifyingKey) -> Result<Vec<Discontinuity>, ReadError> {
+    let dir = Path::new(layout::INTEGRITY_DIR);
+    let names = storage.list(dir).map_err(|source| ReadError::Io { path: dir.to_owned(), source })?;
+    let mut found = Vec::new();
+    for name in names.iter().filter(|n| n.starts_with("heads.before-repair-")) {
+        let path = dir.join(name);
+        let bytes =
+            storage.read_all(&path).map_err(|source| ReadError::Io { path, source })?.unwrap_or_default();
+        if let Some(Ok(first)) = bytes.get(..HEAD_BYTES).map(SignedHead::from_bytes)
+            && first.repair != 0
+            && first.verify_signature(public)
+        {
+            found.push(Discontinuity::of(&first));
+        }
+    }
+    found.sort_by_key(|d| (d.counter, d.time_unix_us));
+    Ok(found)
+}
+
 /// What `verify` found of the key store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyStoreReport {
@@ -178,12 +210,8 @@ fn check_heads(
         }
         if k == 0 {
             if head.repair != 0 {
-                report.discontinuities.push(Discontinuity {
-                    counter: head.counter,
-                    time_unix_us: head.time_unix_us,
-                    found: repaired::describe(head.repair),
-                    last_known: (head.prev != [0; 32]).then(|| head.counter.saturating_sub(1)),
-                });
+                report.discontinuities.extend(earlier_repairs(storage, public)?);
+                report.discontinuities.push(Discontinuity::of(head));
             } else if head.counter != 0 || head.prev != [0; 32] {
                 return at(format!(
                     "the heads file starts at head counter {}, not at the first head: earlier heads were removed",

@@ -81,9 +81,10 @@ impl Anchor {
         };
         if let Some((offset, reason)) = damage {
             let len = storage.len(path).map_err(io(path))?;
-            if offset + HEAD_BYTES as u64 == len && !heads.is_empty() {
+            if offset + HEAD_BYTES as u64 == len {
                 // The last head was written but its sync never finished (a power cut garbled it):
-                // its checkpoint never completed. Damage before the last head is evidence.
+                // its checkpoint never completed (an insider garbling it only drops it, which the
+                // checkpoint's reference catches). Damage before the last head is evidence.
                 storage.truncate(path, offset).map_err(io(path))?;
             } else {
                 anchor.found(repaired::HEADS_DAMAGED, path, format!("at offset {offset}: {reason}"))?;
