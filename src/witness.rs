@@ -96,7 +96,12 @@ async fn latest(State(keeper): State<Arc<Keeper>>, UrlPath(log): UrlPath<String>
         Ok(k) => k,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
-    match keeper.latest(&log) {
+    let found = tokio::task::spawn_blocking(move || keeper.latest(&log)).await;
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match found {
         Ok(Some(head)) => Json(json!({"head": hex(&head.to_bytes())})).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "this witness has cosigned no head of that log"),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -106,11 +111,16 @@ async fn latest(State(keeper): State<Arc<Keeper>>, UrlPath(log): UrlPath<String>
 async fn cosign(
     State(keeper): State<Arc<Keeper>>,
     UrlPath(log): UrlPath<String>,
-    Json(body): Json<CosignBody>,
+    body: axum::body::Bytes,
 ) -> Response {
     let log = match log_key(&log) {
         Ok(k) => k,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    // Parsed here, so that a malformed body gets a JSON 400 saying where, like every other error.
+    let body: CosignBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the request body: {e}")),
     };
     let request = match body.request() {
         Ok(r) => r,

@@ -76,6 +76,22 @@ fn two_witnesses_cosign_a_normal_run_and_refuse_a_laundered_one() {
     assert!(with(&["stats"]).status.success(), "the witnesses catch up on the next head");
     assert!(verify(&[]).status.success(), "{}", text(&verify(&[])));
 
+    // Rolled back whole, cosignatures and all: consistent with itself, so the offline check
+    // passes; asking the witnesses (`--witness` with verify) finds their later head missing.
+    let backup = dir.join("backup");
+    copy_dir(&data, &backup);
+    let out = with(&["replay", "s-0001", "--purpose", "second look"]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&backup, &data);
+    assert!(verify(&[]).status.success(), "offline, a whole rollback looks consistent");
+    let out = with(&["verify"]);
+    assert!(
+        !out.status.success() && text(&out).contains("which the chain here does not hold"),
+        "{}",
+        text(&out)
+    );
+
     // Laundering: a frame removed, the integrity state, checkpoint and index deleted.
     let segment = data.join("segments/00000000000000000000.seg");
     let bytes = std::fs::read(&segment).unwrap();
@@ -178,4 +194,17 @@ fn files_are_private_whatever_the_umask_and_the_actor_is_the_os_account() {
     let read = entries.lines().find(|l| l.contains("\"read\"")).expect("the read is recorded");
     assert!(read.contains("(uid ") && !read.contains("\"actor\":\"alice\""), "{read}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

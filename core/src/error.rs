@@ -69,7 +69,8 @@ pub enum OpenError {
     #[error("finishing recovery: {0}")]
     Recovery(Box<AppendError>),
     /// The integrity state (signed heads, the audit log, the key store) does not verify against
-    /// the data: opening would sign over it. Nothing was changed.
+    /// the data: opening would sign over it. Nothing was signed (only a tail torn by a crash may
+    /// have been cut).
     #[error(
         "{path}: {reason}. The log was not opened, and nothing was signed over it: `tracevault verify` says \
          what is wrong; `tracevault repair` re-anchors the log, recording this discontinuity in a signed head"

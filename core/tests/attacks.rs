@@ -533,3 +533,121 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Appends a well-formed audit entry that no one made: a shred of key 2 (bob's), "allowed".
+fn forge_shred_entry(data: &Path) {
+    use tracevault_core::frame::FrameHeader;
+    use tracevault_core::{AuditEntry, Decision};
+    let path = data.join(layout::audit_path());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let seq = frames_of(&bytes).len() as u64;
+    let entry = AuditEntry {
+        seq,
+        time_unix_us: 1,
+        actor: "admin".into(),
+        role: Role::Admin,
+        action: Action::Shred,
+        sessions: vec!["s-2".into()],
+        keys: vec![2],
+        purpose: "forged".into(),
+        ticket: None,
+        decision: Decision::Allowed,
+    };
+    let payload = rmp_serde::to_vec_named(&entry).unwrap();
+    frame::write(&mut bytes, &FrameHeader::new(FrameKind::Audit, seq), &payload);
+    std::fs::write(&path, &bytes).unwrap();
+}
+
+#[test]
+fn a_forged_shred_entry_destroys_no_key() {
+    let dir = temp("forged-shred");
+    let (data, keys) = filled(&dir);
+    let store = data.join(layout::KEYSTORE);
+    let before = std::fs::read(&store).unwrap();
+    forge_shred_entry(&data);
+    // The entry is not under any signed head: it could be a shred a crash interrupted, or a
+    // forgery. Either way the key is refused in this process, and never erased by the open.
+    let log = Log::open(&data, opts(&keys)).unwrap();
+    assert!(log.read_session(&reader(), "s-2", 0..=u64::MAX).is_err(), "withheld");
+    assert_eq!(log.read_session(&reader(), "s-1", 0..=u64::MAX).unwrap().len(), 90);
+    log.close().unwrap();
+    assert_eq!(std::fs::read(&store).unwrap(), before, "the key store is untouched");
+    let report = verify(&data, &keys);
+    assert!(problem(&report).contains("key 2 is live, but audit entry"), "{}", problem(&report));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn deleted_journal_files_are_named_and_a_repair_takes_the_lost_batches_again() {
+    use tracevault_core::Batch;
+    let dir = temp("journal");
+    let (data, keys) = (dir.join("data"), dir.join("keys"));
+    let log = Log::open(&data, opts(&keys)).unwrap();
+    log.create_session(meta("s", "u")).unwrap();
+    let all = events(1, 0, 100);
+    for (i, chunk) in all.chunks(25).enumerate() {
+        log.append_batch(Batch {
+            session: "s",
+            events: chunk,
+            batch_id: Some(i as u128 + 1),
+            expected_seq: None,
+        })
+        .unwrap();
+    }
+    log.close().unwrap();
+    // 64 events are sealed; the 36 after them are only in the journal, acknowledged.
+    for f in std::fs::read_dir(data.join(layout::JOURNAL.dir)).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let reason = refused(&data, &keys);
+    assert!(
+        reason.contains("acknowledged events up to 100") && reason.contains("journal files were deleted"),
+        "{reason}"
+    );
+    let log =
+        Log::open(&data, LogOptions { repair: Some(admin("journal disk lost")), ..opts(&keys) }).unwrap();
+    assert_eq!(log.repaired().findings[0].bit, repaired::JOURNAL_MISSING);
+    // The recorder retries the lost batches: taken again, not acknowledged as duplicates.
+    let held = log.read_session(&reader(), "s", 0..=u64::MAX).unwrap().len();
+    assert_eq!(held, 64);
+    log.append_batch(Batch { session: "s", events: &all[64..75], batch_id: Some(3), expected_seq: None })
+        .unwrap();
+    log.append_batch(Batch { session: "s", events: &all[75..], batch_id: Some(4), expected_seq: None })
+        .unwrap();
+    assert_eq!(log.read_session(&reader(), "s", 0..=u64::MAX).unwrap(), all);
+    log.close().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn wiping_everything_but_the_key_store_and_the_audit_log_is_refused() {
+    let dir = temp("wipe");
+    let (data, keys) = filled(&dir);
+    for d in [layout::SEGMENTS.dir, layout::JOURNAL.dir, layout::INTEGRITY_DIR] {
+        std::fs::remove_dir_all(data.join(d)).unwrap();
+    }
+    std::fs::remove_file(data.join(layout::CHECKPOINT)).unwrap();
+    std::fs::remove_file(data.join(layout::INDEX)).unwrap();
+    let reason = refused(&data, &keys);
+    assert!(reason.contains("no signed head, but the key store is at change"), "{reason}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_audit_log_repaired_after_a_shred_keeps_the_erasure_on_record() {
+    let dir = temp("repair-after-shred");
+    let (data, keys) = filled(&dir);
+    let log = Log::open(&data, opts(&keys)).unwrap();
+    log.shred(&admin("erasure request"), "alice").unwrap();
+    log.close().unwrap();
+    std::fs::remove_file(data.join(layout::audit_path())).unwrap();
+    let log = Log::open(&data, LogOptions { repair: Some(admin("audit disk lost")), ..opts(&keys) }).unwrap();
+    assert!(log.read_session(&reader(), "s-1", 0..=u64::MAX).is_err(), "alice stays erased");
+    log.close().unwrap();
+    let report = verify(&data, &keys);
+    assert!(report.ok(), "an honest erasure is not taken for a forged slot: {:?}", report.first_problem);
+    assert_eq!(report.keystore.unwrap().erased, 1);
+    // And a later normal open after a key change (a crash before its head) does not refuse.
+    Log::open(&data, opts(&keys)).unwrap().close().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

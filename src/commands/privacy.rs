@@ -216,7 +216,7 @@ pub fn audit_verify(ctx: &Ctx, public: Option<&str>, json: bool) -> Result<ExitC
     require_data_dir(data)?;
     let key = public_key(ctx, public)?;
     let report = integrity::verify_audit(&FsStorage::new(data), &key).context("verifying the audit log")?;
-    print_report(data, &report, json, "audit log")
+    print_report(data, &report, json, "audit log", &[])
 }
 
 /// `tracevault verify`'s arguments.
@@ -242,9 +242,10 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs<'_>) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     let spinner = super::progress::spinner("verify", args.json);
     let report = integrity::verify_witnessed(&FsStorage::new(data), &key, &witnesses).context("verifying");
+    let online = ask_witnesses(ctx, data, &key);
     spinner.finish_and_clear();
     let report = report?;
-    let code = print_report(data, &report, args.json, "log")?;
+    let code = print_report(data, &report, args.json, "log", &online)?;
     if code == ExitCode::SUCCESS && !report.discontinuities.is_empty() && !args.allow_repaired {
         eprintln!(
             "error: the history was repaired {} time(s) (listed above): the signed heads cannot vouch for what came \
@@ -254,6 +255,37 @@ pub fn verify(ctx: &Ctx, args: VerifyArgs<'_>) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(code)
+}
+
+/// What each configured witness (`--witness URL`) says is the newest head of this log it
+/// cosigned, against the chain here: that head must be in it. This is what catches a data
+/// directory rolled back whole, cosignatures and all: the witness remembers the later head.
+fn ask_witnesses(
+    ctx: &Ctx,
+    data: &Path,
+    key: &integrity::PublicKey,
+) -> Vec<(String, Result<String, String>)> {
+    use tracevault_core::witness::Witness;
+    let heads = integrity::read_heads(&FsStorage::new(data)).map(|(h, _)| h).unwrap_or_default();
+    ctx.settings
+        .witnesses
+        .iter()
+        .map(|url| {
+            let answer = match tracevault::witness::HttpWitness::new(url).latest(key) {
+                Err(e) => Err(format!("could not ask it: {e}")),
+                Ok(None) => Err("it has cosigned no head of this log".to_owned()),
+                Ok(Some(theirs)) if heads.iter().any(|h| h.counter == theirs.counter && h.hash() == theirs.hash()) => {
+                    Ok(format!("its newest cosigned head of this log, {}, is in the chain here", theirs.counter))
+                }
+                Ok(Some(theirs)) => Err(format!(
+                    "it cosigned head {} ({} frames, {} audit entries), which the chain here does not hold: this copy \
+                     was rolled back or rewritten",
+                    theirs.counter, theirs.tree_size, theirs.audit_size
+                )),
+            };
+            (url.clone(), answer)
+        })
+        .collect()
 }
 
 /// `tracevault repair`: opens the log to repair it, as an admin, and says what was found.
@@ -301,9 +333,16 @@ pub fn repair(ctx: &Ctx, purpose: &str, ticket: Option<&str>, json: bool) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> Result<ExitCode> {
+fn print_report(
+    data: &Path,
+    report: &VerifyReport,
+    json: bool,
+    what: &str,
+    online: &[(String, Result<String, String>)],
+) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let problem = report.first_problem.as_ref();
+    let witnesses_failed = online.iter().any(|(_, a)| a.is_err());
     let discontinuities: Vec<_> = report
         .discontinuities
         .iter()
@@ -318,7 +357,7 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
         .collect();
     if json {
         let value = json!({
-            "ok": problem.is_none(),
+            "ok": problem.is_none() && !witnesses_failed,
             "segments": report.segments,
             "frames": report.frames,
             "bytes": report.bytes,
@@ -335,6 +374,10 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
                 "changed_since_newest_head": k.changed_since_head,
             })),
             "cosigned_by": report.cosigned_by,
+            "witnesses_asked": online.iter().map(|(url, a)| match a {
+                Ok(said) => json!({"witness": url, "ok": true, "said": said}),
+                Err(said) => json!({"witness": url, "ok": false, "said": said}),
+            }).collect::<Vec<_>>(),
             "latest_head": report.latest_head.as_ref().map(|h| json!({
                 "counter": h.counter,
                 "tree_size": h.tree_size,
@@ -420,7 +463,15 @@ fn print_report(data: &Path, report: &VerifyReport, json: bool, what: &str) -> R
             }
         }
     }
-    Ok(if problem.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    if !json {
+        for (url, answer) in online {
+            match answer {
+                Ok(said) => writeln!(out, "witness {url}: {said}")?,
+                Err(said) => writeln!(out, "FAILED: witness {url}: {said}")?,
+            }
+        }
+    }
+    Ok(if problem.is_none() && !witnesses_failed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn verify_session(ctx: &Ctx, id: &str, json: bool) -> Result<ExitCode> {

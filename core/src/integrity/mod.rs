@@ -60,6 +60,9 @@ pub mod repaired {
     /// The key store was missing, rolled back or not the one the newest head committed to (kept
     /// as found: repair cannot bring back keys).
     pub const KEYSTORE_DIFFERS: u32 = 1 << 5;
+    /// Acknowledged events the signed progress records name were in neither the segments nor the
+    /// journal: journal files were deleted or cut (those events are lost).
+    pub const JOURNAL_MISSING: u32 = 1 << 6;
 
     /// Each bit set, in words.
     pub fn describe(bits: u32) -> Vec<&'static str> {
@@ -70,6 +73,7 @@ pub mod repaired {
             (SEGMENTS_DIFFER, "the segments did not match the newest signed head"),
             (AUDIT_LOG, "the access audit log was missing, cut short or damaged"),
             (KEYSTORE_DIFFERS, "the key store was missing, rolled back or replaced"),
+            (JOURNAL_MISSING, "acknowledged events were missing from the journal"),
         ]
         .into_iter()
         .filter(|(bit, _)| bits & bit != 0)
@@ -231,6 +235,11 @@ impl SignedHead {
         }
         Ok(head)
     }
+}
+
+/// Whether a heads file holds heads of an earlier format (kept whole: never cut as a torn tail).
+pub fn is_earlier_format(bytes: &[u8]) -> bool {
+    bytes.starts_with(&HEAD_MAGIC_V1)
 }
 
 /// Where and why reading a file stopped early: (offset, reason).

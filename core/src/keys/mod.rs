@@ -11,8 +11,8 @@
 //!   key: the person it belongs to (as a hash of the user id) and the key, sealed with
 //!   XChaCha20-Poly1305 under the master key. A copy of the data directory without the master key
 //!   decrypts nothing.
-//! - Shredding a person overwrites their slots in place (the wrapped key becomes zeros) and syncs:
-//!   every frame sealed with that key can never be decrypted again. Then the remaining keys are
+//! - Shredding a person erases their slots (the wrapped key becomes zeros) in an atomic rewrite of
+//!   the key store: every frame sealed with that key can never be decrypted again. Then the remaining keys are
 //!   re-wrapped under a new master key and the old one destroyed, so a copy of the key store taken
 //!   before the shred opens with no key that still exists.
 //! - The key store's header counts its changes (keys added, people shredded, rotations); every

@@ -1,5 +1,5 @@
 //! The key store: one fixed-size slot per data key, wrapped under the store's master key;
-//! shredding overwrites slots in place, rotation rewrites the store under a new master key.
+//! shredding erases slots and rotation re-wraps them, each an atomic rewrite of the file.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -285,6 +285,8 @@ pub struct KeyStore {
     changes: u64,
     /// Slot `i` holds key `i + 1`.
     slots: Vec<Slot>,
+    /// Live keys refused as erased in this process ([`KeyStore::withhold`]).
+    withheld: std::collections::HashSet<u32>,
     /// Person -> their newest key id.
     by_user: HashMap<[u8; 32], u32>,
 }
@@ -357,6 +359,7 @@ impl KeyStore {
             master,
             changes,
             slots: Vec::new(),
+            withheld: Default::default(),
             by_user: HashMap::new(),
         };
         for (i, chunk) in bytes[KEYSTORE_HEADER_BYTES..end].chunks_exact(SLOT_BYTES).enumerate() {
@@ -410,6 +413,9 @@ impl KeyStore {
     pub fn key_for_user(&mut self, user: &str) -> Result<(u32, Option<DataKey>), KeyError> {
         let hash = user_hash(user);
         if let Some(&id) = self.by_user.get(&hash) {
+            if self.withheld.contains(&id) {
+                return Err(KeyError::Erased(id));
+            }
             return match &self.slots[id as usize - 1].state {
                 SlotState::Live => Ok((id, None)),
                 SlotState::Erased => Err(KeyError::Erased(id)),
@@ -419,33 +425,38 @@ impl KeyStore {
         let id = self.slots.len() as u32 + 1;
         let key = Secret::random()?;
         let slot = Slot::wrap(&self.master, id, hash, &key)?;
-        let path = Path::new(KEYSTORE_PATH);
-        let io = |source| KeyError::Io { path: path.to_owned(), source };
-        let expected = (KEYSTORE_HEADER_BYTES + self.slots.len() * SLOT_BYTES) as u64;
-        let found = self.storage.len(path).map_err(io)?;
-        if found != expected {
-            return Err(KeyError::format(path, format!("{found} bytes, expected {expected}")));
-        }
-        self.count_change()?;
-        let mut file = self.storage.open_append(path).map_err(io)?;
-        file.append(&slot.to_bytes(id)).map_err(io)?;
-        file.sync().map_err(io)?;
-        self.slots.push(slot);
+        let mut slots = self.slots.clone();
+        slots.push(slot);
+        self.rewrite(self.master.clone(), slots)?;
         self.by_user.insert(hash, id);
         Ok((id, Some(DataKey::new(id, &key))))
     }
 
-    /// Counts a change in the header, durably, before the change is made: a crash in between
-    /// leaves a counter ahead of the slots, never slots that changed under an old counter (which
-    /// `verify` would take for a forged store).
-    fn count_change(&mut self) -> Result<(), KeyError> {
+    /// Replaces the key store with `slots` under `master`, one change more, atomically and
+    /// durably (a temporary file, fsynced, renamed over it): a crash leaves the old store or the
+    /// new one, never a mix, so the change counter always describes the slots beside it.
+    fn rewrite(&mut self, master: Secret, slots: Vec<Slot>) -> Result<(), KeyError> {
+        let changes = self.changes + 1;
+        let mut bytes = keystore_header(&self.store, &master, changes).to_vec();
+        for (i, slot) in slots.iter().enumerate() {
+            bytes.extend_from_slice(&slot.to_bytes(i as u32 + 1));
+        }
         let path = Path::new(KEYSTORE_PATH);
-        let header = keystore_header(&self.store, &self.master, self.changes + 1);
         self.storage
-            .overwrite(path, 0, &header)
+            .write_atomic(path, &bytes)
             .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
-        self.changes += 1;
+        self.slots = slots;
+        self.master = master;
+        self.changes = changes;
         Ok(())
+    }
+
+    /// Keys a recorded shred names that the store holds live (a key store rolled back, or a shred
+    /// a crash interrupted): refused for every use in this process, as erased, though not erased
+    /// on disk (an audit entry alone, which anyone who can write the data directory can forge,
+    /// never destroys a key). Running the shred again erases them.
+    pub fn withhold(&mut self, ids: &[u32]) {
+        self.withheld.extend(ids.iter().copied());
     }
 
     /// The change counter and the SHA-256 of the key store file, as it is on disk: what a signed
@@ -468,6 +479,9 @@ impl KeyStore {
 
     /// Whether key `id` can be unwrapped: `Ok` for a live key, else why not.
     pub fn check(&self, id: u32) -> Result<(), KeyError> {
+        if self.withheld.contains(&id) {
+            return Err(KeyError::Erased(id));
+        }
         let slot = id.checked_sub(1).and_then(|i| self.slots.get(i as usize)).ok_or(KeyError::Unknown(id))?;
         match &slot.state {
             SlotState::Live => Ok(()),
@@ -478,6 +492,7 @@ impl KeyStore {
 
     /// Unwraps a data key.
     pub(crate) fn unwrap(&self, id: u32) -> Result<DataKey, KeyError> {
+        self.check(id)?;
         let slot = id.checked_sub(1).and_then(|i| self.slots.get(i as usize)).ok_or(KeyError::Unknown(id))?;
         let key = slot.unwrap(&self.master, id)?;
         Ok(DataKey::new(id, &key))
@@ -489,16 +504,10 @@ impl KeyStore {
         (0..self.slots.len()).filter(|&i| self.slots[i].user == hash).map(|i| i as u32 + 1).collect()
     }
 
-    /// Erases the live slots among `ids` (a shred the audit log records, interrupted by a crash
-    /// before it erased them), in place, synced. Returns the ids erased.
-    pub fn erase(&mut self, ids: &[u32]) -> Result<Vec<u32>, KeyError> {
-        self.shred_where(|id, slot| ids.contains(&id).then_some(slot.user))
-    }
-
-    /// Crypto-shreds a person: overwrites in place, with an erased slot (the wrapped key zeroed),
-    /// every slot naming them and every slot in `also` (the keys their sessions' frames name: a
-    /// damaged slot may no longer name its person, but must go too), syncing each. Returns the
-    /// key ids erased (empty if there were none left).
+    /// Crypto-shreds a person: every slot naming them and every slot in `also` (the keys their
+    /// sessions' frames name: a damaged slot may no longer name its person, but must go too)
+    /// becomes an erased slot (the wrapped key zeroed), in one atomic rewrite of the key store.
+    /// Returns the key ids erased (empty if there were none left).
     pub fn shred(&mut self, user: &str, also: &[u32]) -> Result<Vec<u32>, KeyError> {
         let hash = user_hash(user);
         // (A damaged slot in `also` may no longer name them: its erased slot does.)
@@ -507,26 +516,21 @@ impl KeyStore {
 
     /// Erases every slot `chosen` returns a person for (the user hash the erased slot names).
     fn shred_where(&mut self, chosen: impl Fn(u32, &Slot) -> Option<[u8; 32]>) -> Result<Vec<u32>, KeyError> {
-        let path = Path::new(KEYSTORE_PATH);
+        let mut slots = self.slots.clone();
         let mut erased = Vec::new();
-        let theirs =
-            |i: usize, slot: &Slot| slot.state != SlotState::Erased && chosen(i as u32 + 1, slot).is_some();
-        if self.slots.iter().enumerate().any(|(i, s)| theirs(i, s)) {
-            self.count_change()?;
-        }
-        for i in 0..self.slots.len() {
+        for (i, slot) in slots.iter_mut().enumerate() {
             let id = i as u32 + 1;
-            if !theirs(i, &self.slots[i]) {
+            if slot.state == SlotState::Erased {
                 continue;
             }
-            let user = chosen(id, &self.slots[i]).unwrap_or(self.slots[i].user);
-            let slot = Slot::erased(user);
-            let offset = (KEYSTORE_HEADER_BYTES + i * SLOT_BYTES) as u64;
-            self.storage
-                .overwrite(path, offset, &slot.to_bytes(id))
-                .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
-            self.slots[i] = slot;
-            erased.push(id);
+            if let Some(user) = chosen(id, slot) {
+                *slot = Slot::erased(user);
+                erased.push(id);
+            }
+        }
+        if !erased.is_empty() {
+            self.rewrite(self.master.clone(), slots)?;
+            self.withheld.retain(|id| !erased.contains(id));
         }
         Ok(erased)
     }
@@ -559,26 +563,15 @@ impl KeyStore {
     }
 
     fn rewrite_under(&mut self, new: Secret) -> Result<(), KeyError> {
-        let changes = self.changes + 1;
-        let mut bytes = keystore_header(&self.store, &new, changes).to_vec();
         let mut slots = Vec::with_capacity(self.slots.len());
         for (i, slot) in self.slots.iter().enumerate() {
             let id = i as u32 + 1;
-            let next = match slot.state {
+            slots.push(match slot.state {
                 SlotState::Live => Slot::wrap(&new, id, slot.user, &slot.unwrap(&self.master, id)?)?,
                 _ => slot.clone(),
-            };
-            bytes.extend_from_slice(&next.to_bytes(id));
-            slots.push(next);
+            });
         }
-        let path = Path::new(KEYSTORE_PATH);
-        self.storage
-            .write_atomic(path, &bytes)
-            .map_err(|source| KeyError::Io { path: path.to_owned(), source })?;
-        self.slots = slots;
-        self.master = new;
-        self.changes = changes;
-        Ok(())
+        self.rewrite(new, slots)
     }
 }
 
@@ -623,12 +616,12 @@ mod tests {
         let text = std::fs::read_to_string(dir.join(master_key_file(&ks.store))).unwrap();
         assert!(!text.contains("previous"), "the old master key is gone after rotation");
 
-        // Shredding: alice's slot zeroed in place, bob untouched.
+        // Shredding: alice's slot zeroed (the file rewritten), bob untouched.
         let mut ks = ks;
         let before = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
         assert_eq!(ks.shred("alice", &[]).unwrap(), vec![a]);
         let after = storage.read_all(Path::new(KEYSTORE_PATH)).unwrap().unwrap();
-        assert_eq!(before.len(), after.len(), "overwritten in place, not appended");
+        assert_eq!(before.len(), after.len(), "the slot replaced, not appended");
         let slot = &after[KEYSTORE_HEADER_BYTES..KEYSTORE_HEADER_BYTES + SLOT_BYTES];
         assert!(slot[SLOT_OFFSET_NONCE..SLOT_OFFSET_CRC].iter().all(|&b| b == 0));
         let ks = store(&storage, &source);

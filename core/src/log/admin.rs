@@ -38,9 +38,9 @@ pub enum MasterKeyAfterShred {
 }
 
 impl Log {
-    /// Crypto-shreds a person (admins only): their data keys are overwritten in place and synced,
-    /// so none of their frames can be decrypted again, by anyone; everyone else's still can, and
-    /// the log still verifies (the Merkle tree hashes ciphertext). Recorded in the access audit
+    /// Crypto-shreds a person (admins only): their data keys are erased (an atomic rewrite of the
+    /// key store), so none of their frames can be decrypted again, by anyone; everyone else's can,
+    /// and the log still verifies (the Merkle tree hashes ciphertext). Recorded in the access audit
     /// log (before the keys are destroyed) as the verifiable record of the erasure. Their
     /// sessions take no more events, and what was waiting in memory to be sealed is dropped.
     pub fn shred(&self, access: &Access, user: &str) -> Result<Shredded, AppendError> {
@@ -67,14 +67,16 @@ impl Log {
         let entry = self
             .inner
             .vault
-            .record(access, Action::Shred, ids.clone(), keys, decision)
+            .record(access, Action::Shred, ids.clone(), keys.clone(), decision)
             .map_err(|e| self.audit_failed(e))?;
         decided?;
         let erased = self.inner.vault.shred(user, &session_keys)?;
         tracing::info!(keys = ?erased, sessions = ids.len(), "crypto-shredded a person");
         // The remaining keys go under a new master key and the old one is destroyed, so that a
         // copy of the key store from before the shred (a backup, an insider's copy) is useless.
-        let master_key = if erased.is_empty() {
+        // Also when their keys were already erased: a shred run again after a crash between the
+        // erasure and the rotation finishes the rotation.
+        let master_key = if keys.is_empty() && erased.is_empty() {
             MasterKeyAfterShred::Unchanged
         } else if !self.inner.vault.master_key_is_managed() {
             MasterKeyAfterShred::Kept(format!(

@@ -61,11 +61,11 @@ impl Anchor {
     pub fn read(storage: &dyn Storage, public: &VerifyingKey, repair: bool) -> Result<Anchor, OpenError> {
         let path = Path::new(HEADS);
         storage.create_dir_all(Path::new(INTEGRITY_DIR)).map_err(io(Path::new(INTEGRITY_DIR)))?;
-        if let Ok(len) = storage.len(path) {
-            let whole = len / HEAD_BYTES as u64 * HEAD_BYTES as u64;
-            if whole != len {
-                storage.truncate(path, whole).map_err(io(path))?;
-            }
+        let bytes = storage.read_all(path).map_err(io(path))?.unwrap_or_default();
+        // Heads of an earlier format are other-sized records: evidence to keep whole, not a tail.
+        let this_format = !integrity::is_earlier_format(&bytes);
+        if this_format && bytes.len() % HEAD_BYTES != 0 {
+            storage.truncate(path, (bytes.len() - bytes.len() % HEAD_BYTES) as u64).map_err(io(path))?;
         }
         let (mut heads, damage) = integrity::read_heads(storage).map_err(|e| OpenError::Corrupt {
             path: path.to_owned(),
@@ -81,7 +81,7 @@ impl Anchor {
         };
         if let Some((offset, reason)) = damage {
             let len = storage.len(path).map_err(io(path))?;
-            if offset + HEAD_BYTES as u64 == len {
+            if this_format && offset + HEAD_BYTES as u64 == len {
                 // The last head was written but its sync never finished (a power cut garbled it):
                 // its checkpoint never completed (an insider garbling it only drops it, which the
                 // checkpoint's reference catches). Damage before the last head is evidence.
@@ -169,7 +169,9 @@ impl Anchor {
     /// A key store must be there once the log has signed anything.
     pub fn check_keystore_present(&mut self, storage: &dyn Storage) -> Result<(), OpenError> {
         let Some(newest) = self.newest() else { return Ok(()) };
-        if storage.len(Path::new(KEYSTORE)).is_ok() {
+        // (Shorter than its header, it would be taken for a store a crash interrupted at creation
+        // and started again, with a new master key: never once heads exist.)
+        if storage.len(Path::new(KEYSTORE)).is_ok_and(|n| n >= keys::KEYSTORE_HEADER_BYTES as u64) {
             return Ok(());
         }
         let reason = format!(
@@ -207,8 +209,11 @@ impl Anchor {
 
     /// The key store's erasures against the audit log's shreds, when either changed since the
     /// newest head (after a crash; a clean close signs a head over both): an erased key no
-    /// recorded shred erased was forged, refused; a key a recorded shred names that is still live
-    /// is a shred a crash interrupted (the audit entry is written first), finished now.
+    /// recorded shred erased was forged, and a damaged slot was not there when the head was
+    /// signed: refused. A key a recorded shred names that is still live (a key store rolled back,
+    /// or a shred a crash interrupted after its audit entry) is withheld, refused as erased, but
+    /// never erased here: an audit entry is not signed until a head covers it, and a forged one
+    /// must not destroy anyone's key. Running the shred again erases it.
     pub fn check_shreds(
         &mut self,
         store: &mut KeyStore,
@@ -217,7 +222,8 @@ impl Anchor {
     ) -> Result<(), OpenError> {
         let Some(newest) = self.newest().cloned() else { return Ok(()) };
         let (_, hash) = store.commitment()?;
-        if hash == newest.keystore_hash && audit.head().0 <= newest.audit_size {
+        let changed = hash != newest.keystore_hash;
+        if !changed && audit.head().0 <= newest.audit_size {
             return Ok(());
         }
         let Ok(scan) = audit::scan(storage) else { return Ok(()) };
@@ -227,23 +233,52 @@ impl Anchor {
                 shredded.extend(e.keys.iter().copied());
             }
         }
-        let mut unfinished = Vec::new();
+        let mut withheld = Vec::new();
         for k in store.keys() {
-            match (&k.state, shredded.contains(&k.id)) {
-                (keys::SlotState::Erased, false) => {
-                    let reason = format!(
-                        "key {} is erased, but no shred in the access audit log erased it: the slot was forged",
+            let reason = match (&k.state, shredded.contains(&k.id)) {
+                (keys::SlotState::Erased, false) if changed => format!(
+                    "key {} is erased, but no shred in the access audit log erased it: the slot was forged",
+                    k.id
+                ),
+                (keys::SlotState::Damaged(why), _) if changed => {
+                    format!(
+                        "key {}: its slot is damaged ({why}), in a key store changed since the newest head",
                         k.id
-                    );
-                    self.found(repaired::KEYSTORE_DIFFERS, Path::new(KEYSTORE), reason)?;
+                    )
                 }
-                (keys::SlotState::Live, true) => unfinished.push(k.id),
-                _ => {}
-            }
+                (keys::SlotState::Live, true) => {
+                    withheld.push(k.id);
+                    continue;
+                }
+                _ => continue,
+            };
+            self.found(repaired::KEYSTORE_DIFFERS, Path::new(KEYSTORE), reason)?;
         }
-        if !unfinished.is_empty() {
-            tracing::warn!(keys = ?unfinished, "finishing a shred the audit log records but a crash interrupted");
-            store.erase(&unfinished)?;
+        if !withheld.is_empty() {
+            tracing::warn!(
+                keys = ?withheld,
+                "the audit log records these keys shredded but the key store holds them live (rolled back, or a \
+                 shred a crash interrupted): refused as erased; run the shred again to erase them"
+            );
+            store.withhold(&withheld);
+        }
+        Ok(())
+    }
+
+    /// A log that never signed a head has neither audit entries nor key store changes (its first
+    /// head is signed before either can happen): a log that has them lost its heads.
+    pub fn check_unsigned(&mut self, store: &KeyStore, audit: &AuditLog) -> Result<(), OpenError> {
+        if self.newest().is_some() || self.bits() & repaired::HEADS_DAMAGED != 0 {
+            return Ok(());
+        }
+        let (changes, _) = store.commitment()?;
+        let entries = audit.head().0;
+        if changes > 0 || entries > 0 {
+            let reason = format!(
+                "no signed head, but the key store is at change {changes} and the audit log holds {entries} entries: \
+                 the heads (and perhaps the data) were removed"
+            );
+            self.found(repaired::HEADS_MISSING, Path::new(HEADS), reason)?;
         }
         Ok(())
     }
@@ -275,7 +310,7 @@ impl Anchor {
         let path = Path::new(HEADS);
         let Some(newest) = self.newest().cloned() else {
             // (Heads that did not read are already a finding.)
-            if frames > 0 && self.bits() & repaired::HEADS_DAMAGED == 0 {
+            if frames > 0 && self.bits() & (repaired::HEADS_DAMAGED | repaired::HEADS_MISSING) == 0 {
                 let reason = format!(
                     "the log holds {frames} frames but no signed head: every open signs one before any frame is \
                      written, so the heads were removed"

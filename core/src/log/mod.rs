@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::audit::{Action, AuditLog, Decision};
 use crate::error::{AppendError, OpenError};
 use crate::index::{Index, IndexError};
-use crate::keys::{self, KeyError, KeySource, KeyStore};
+use crate::keys::{self, KeyError, KeySource, KeyStore, SlotState};
 use crate::layout;
 use crate::policy::{self, Access, Operation};
 use crate::storage::{FsStorage, Storage};
@@ -146,19 +146,21 @@ impl Log {
             Some(k) => k.clone(),
             None => KeySource::from_env()?,
         };
-        if !options.create && storage.len(Path::new(layout::KEYSTORE)).is_err() {
-            return Err(OpenError::Missing { path: PathBuf::from(layout::KEYSTORE) });
-        }
         let signing = keys.signing_key(options.create)?;
+        // First, so that an index that does not open is rebuilt before a repair has moved anything.
+        let index = Index::open(db)?;
         // Nothing is signed over state that was not checked against the newest signed head.
         let mut anchor = Anchor::read(storage.as_ref(), &signing.verifying_key(), options.repair.is_some())?;
         anchor.check_keystore_present(storage.as_ref())?;
+        if !options.create && storage.len(Path::new(layout::KEYSTORE)).is_err() {
+            return Err(OpenError::Missing { path: PathBuf::from(layout::KEYSTORE) });
+        }
         let mut store = KeyStore::open(storage.clone(), keys.clone())?;
         anchor.check_keystore(&store)?;
         let audit = anchor.check_audit(&storage, AuditLog::open(storage.clone(), anchor.audit_anchor())?)?;
         anchor.check_shreds(&mut store, &audit, storage.as_ref())?;
+        anchor.check_unsigned(&store, &audit)?;
         let vault = Vault::new(store, audit);
-        let index = Index::open(db)?;
         let recovered = recovery::recover(storage.as_ref(), &index, &options, &vault, &mut anchor)?;
         if let Some(access) = &options.repair
             && !anchor.findings.is_empty()
@@ -171,6 +173,21 @@ impl Log {
                 ..access.clone()
             };
             vault.record(&access, Action::Repair, Vec::new(), Vec::new(), Decision::Allowed)?;
+            if anchor.bits() & crate::integrity::repaired::AUDIT_LOG != 0 {
+                // The audit log that recorded the erasures was moved aside: the new one records the
+                // keys erased as the repair found them, so that an erased key is never taken for a
+                // forged one.
+                let erased: Vec<u32> =
+                    vault.keys().into_iter().filter(|k| k.state == SlotState::Erased).map(|k| k.id).collect();
+                if !erased.is_empty() {
+                    let carried = Access {
+                        purpose: "erasures carried over by a repair (the audit log that recorded them was moved aside)"
+                            .into(),
+                        ..access
+                    };
+                    vault.record(&carried, Action::Shred, Vec::new(), erased, Decision::Allowed)?;
+                }
+            }
         }
         let repaired = Repaired { findings: anchor.findings, moved: anchor.moved };
         let inner = Arc::new(Inner {
@@ -315,5 +332,6 @@ fn open_index(path: &Path, fresh: bool) -> Result<redb::Database, OpenError> {
 
 /// Whether `dir` holds a tracevault log (its key store is the one file every log has).
 fn is_data_dir(dir: &Path) -> bool {
-    dir.join(layout::KEYSTORE).is_file()
+    // (Or its signed heads, so that a log whose key store was deleted is named as such.)
+    dir.join(layout::KEYSTORE).is_file() || dir.join(layout::HEADS).is_file()
 }

@@ -126,7 +126,7 @@ impl Vault {
         lock(&self.store).keys_of(user)
     }
 
-    /// Erases the person's keys and the keys in `also` (in place, synced) and forgets any
+    /// Erases the person's keys and the keys in `also` (an atomic rewrite of the key store) and forgets any
     /// unwrapped copy, under the store's lock so no unwrap can race it.
     pub fn shred(&self, user: &str, also: &[u32]) -> Result<Vec<u32>, KeyError> {
         let mut store = lock(&self.store);

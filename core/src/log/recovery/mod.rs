@@ -162,9 +162,35 @@ pub(crate) fn recover(
     let mut recovery = Recovery::start(storage, index, options, vault, head_size)?;
     recovery.scan_segments()?;
     anchor.check_frames(recovery.tree.size(), recovery.root_at_head)?;
-    let chain_to = anchor.settle(storage)?;
+    // How far each session's acknowledged batches go, as the progress records in the (signed)
+    // segments say: the journal must bring every session at least that far.
+    let acknowledged: Vec<(u64, u64)> = recovery
+        .sessions
+        .iter()
+        .map(|(n, s)| (*n, s.progress.recent_batches.iter().map(|b| b.1 + b.2).max().unwrap_or(0)))
+        .collect();
     recovery.mark_erased();
     recovery.replay_journal()?;
+    if options.sync == super::options::SyncMode::Always {
+        for (number, end) in acknowledged {
+            let Some(s) = recovery.sessions.get_mut(&number) else { continue };
+            if s.erased.is_some() || s.next_seq >= end {
+                continue;
+            }
+            let reason = format!(
+                "session {:?}: the signed progress records name acknowledged events up to {end}, the segments and \
+                 the journal hold {}: journal files were deleted or cut",
+                s.id, s.next_seq
+            );
+            anchor.found(crate::integrity::repaired::JOURNAL_MISSING, Path::new(JOURNAL.dir), reason)?;
+            // Repairing: those events are gone; a recorder's retry of them must be taken again,
+            // not acknowledged as a duplicate.
+            let kept = s.next_seq;
+            s.progress.recent_batches.retain(|b| b.1 + b.2 <= kept);
+            s.touched = true;
+        }
+    }
+    let chain_to = anchor.settle(storage)?;
     let files = recovery.open_files()?;
     let mut recovered = recovery.finish(files)?;
     recovered.writer.last_head = anchor.newest().cloned();
@@ -183,6 +209,8 @@ struct Recovery<'a> {
     /// The checkpoint file's position, rebuilt index or not: everything before it was synced.
     durable: Option<Checkpoint>,
     tree: Frontier,
+    /// Where the ledger is cut back to before the writer appends to it, if it is longer.
+    ledger_keep: Option<u64>,
     /// The newest signed head's tree size, and the tree's root when it held that many frames.
     head_size: Option<u64>,
     root_at_head: Option<Hash>,
@@ -255,7 +283,9 @@ impl<'a> Recovery<'a> {
             (Some(a), Some(b))
                 if a == b
                     && ledger_len >= a.next_frame * HASH_BYTES as u64
-                    && head_size.is_none_or(|s| a.next_frame <= s) =>
+                    && head_size.is_none_or(|s| a.next_frame <= s)
+                    // A repair rechecks every frame, not just those after the checkpoint.
+                    && options.repair.is_none() =>
             {
                 Some(a)
             }
@@ -270,11 +300,11 @@ impl<'a> Recovery<'a> {
             })?,
             None => Frontier::default(),
         };
-        // Leaves past the checkpoint are recomputed from the segments below.
-        let ledger_keep = tree.size() * HASH_BYTES as u64;
-        if ledger_len > ledger_keep {
-            storage.truncate(ledger_path, ledger_keep).map_err(io_error(ledger_path))?;
-        }
+        // Leaves past the checkpoint are recomputed from the segments below; the ledger is cut
+        // back to it only once the open has checked everything (it is what `verify` names a frame
+        // by, if the open refuses).
+        let ledger_keep =
+            (ledger_len > tree.size() * HASH_BYTES as u64).then(|| tree.size() * HASH_BYTES as u64);
         let ledger_pending: Vec<u8> = Vec::new();
 
         let mut sessions: BTreeMap<u64, Rebuild> = BTreeMap::new();
@@ -306,6 +336,7 @@ impl<'a> Recovery<'a> {
             start,
             durable,
             tree,
+            ledger_keep,
             head_size,
             root_at_head,
             ledger_pending,
@@ -332,6 +363,9 @@ impl<'a> Recovery<'a> {
     /// Phase 4: the files to go on writing.
     fn open_files(&mut self) -> Result<OpenFiles, OpenError> {
         let ledger_path = Path::new(LEDGER_PATH);
+        if let Some(keep) = self.ledger_keep {
+            self.storage.truncate(ledger_path, keep).map_err(io_error(ledger_path))?;
+        }
         let mut segment = match self.current_segment.take() {
             Some(s) => s,
             None => FrameFile::create(self.storage, SEGMENTS, self.next_frame)
