@@ -54,7 +54,10 @@ fn kill_child() {
             .append_batch(Batch {
                 session: &id,
                 events: &events,
-                batch_id: None,
+                // An id per batch, as every ingest and recorder sends: the signed progress
+                // records then name acknowledged batches, which each reopen checks the journal
+                // still holds (a false alarm there would fail the reopen).
+                batch_id: Some((u128::from(s) << 64) | u128::from(n + 1)),
                 expected_seq: Some(n * BATCH as u64),
             })
             .unwrap();
