@@ -569,9 +569,13 @@ fn a_forged_shred_entry_destroys_no_key() {
     // forgery. Either way the key is refused in this process, and never erased by the open.
     let log = Log::open(&data, opts(&keys)).unwrap();
     assert!(log.read_session(&reader(), "s-2", 0..=u64::MAX).is_err(), "withheld");
+    assert_eq!(log.session_info("s-2").unwrap().events, 150, "its unsealed events are kept, not dropped");
     assert_eq!(log.read_session(&reader(), "s-1", 0..=u64::MAX).unwrap().len(), 90);
     log.close().unwrap();
     assert_eq!(std::fs::read(&store).unwrap(), before, "the key store is untouched");
+    let log = Log::open(&data, opts(&keys)).unwrap();
+    assert_eq!(log.session_info("s-2").unwrap().events, 150, "and still there after a checkpoint");
+    log.close().unwrap();
     let report = verify(&data, &keys);
     assert!(problem(&report).contains("key 2 is live, but audit entry"), "{}", problem(&report));
     std::fs::remove_dir_all(&dir).unwrap();

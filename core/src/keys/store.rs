@@ -452,11 +452,17 @@ impl KeyStore {
     }
 
     /// Keys a recorded shred names that the store holds live (a key store rolled back, or a shred
-    /// a crash interrupted): refused for every use in this process, as erased, though not erased
-    /// on disk (an audit entry alone, which anyone who can write the data directory can forge,
-    /// never destroys a key). Running the shred again erases them.
+    /// a crash interrupted): refused to readers and to new appends in this process, as erased,
+    /// though not erased on disk, and still usable by tracevault itself to re-seal what the
+    /// journal holds (an audit entry alone, which anyone who can write the data directory can
+    /// forge, never destroys a key or an acknowledged event). Running the shred again erases them.
     pub fn withhold(&mut self, ids: &[u32]) {
         self.withheld.extend(ids.iter().copied());
+    }
+
+    /// The keys withheld ([`KeyStore::withhold`]).
+    pub fn withheld(&self) -> std::collections::HashSet<u32> {
+        self.withheld.clone()
     }
 
     /// The change counter and the SHA-256 of the key store file, as it is on disk: what a signed
@@ -479,9 +485,6 @@ impl KeyStore {
 
     /// Whether key `id` can be unwrapped: `Ok` for a live key, else why not.
     pub fn check(&self, id: u32) -> Result<(), KeyError> {
-        if self.withheld.contains(&id) {
-            return Err(KeyError::Erased(id));
-        }
         let slot = id.checked_sub(1).and_then(|i| self.slots.get(i as usize)).ok_or(KeyError::Unknown(id))?;
         match &slot.state {
             SlotState::Live => Ok(()),
@@ -492,7 +495,6 @@ impl KeyStore {
 
     /// Unwraps a data key.
     pub(crate) fn unwrap(&self, id: u32) -> Result<DataKey, KeyError> {
-        self.check(id)?;
         let slot = id.checked_sub(1).and_then(|i| self.slots.get(i as usize)).ok_or(KeyError::Unknown(id))?;
         let key = slot.unwrap(&self.master, id)?;
         Ok(DataKey::new(id, &key))

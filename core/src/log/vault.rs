@@ -35,6 +35,8 @@ pub(crate) struct Vault {
     /// Keys unwrapped (or created) by this process, by id.
     cache: Mutex<HashMap<u32, Arc<DataKey>>>,
     audit: Mutex<AuditLog>,
+    /// Keys refused to readers in this process ([`KeyStore::withhold`]), fixed at open.
+    withheld: std::collections::HashSet<u32>,
 }
 
 /// tracevault itself, as an actor in the audit log.
@@ -44,7 +46,13 @@ fn engine(purpose: &str) -> Access {
 
 impl Vault {
     pub fn new(store: KeyStore, audit: AuditLog) -> Vault {
-        Vault { store: Mutex::new(store), cache: Mutex::new(HashMap::new()), audit: Mutex::new(audit) }
+        let withheld = store.withheld();
+        Vault {
+            store: Mutex::new(store),
+            cache: Mutex::new(HashMap::new()),
+            audit: Mutex::new(audit),
+            withheld,
+        }
     }
 
     /// Appends an audit entry, durably.
@@ -96,6 +104,9 @@ impl Vault {
 
     /// A data key for a read the caller has already recorded in the audit log.
     pub fn read_key(&self, id: u32) -> Result<Arc<DataKey>, KeyError> {
+        if self.withheld.contains(&id) {
+            return Err(KeyError::Erased(id));
+        }
         if let Some(key) = lock(&self.cache).get(&id) {
             return Ok(key.clone());
         }
