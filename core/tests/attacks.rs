@@ -335,7 +335,8 @@ fn a_damaged_or_half_made_index_is_rebuilt_from_the_segments() {
     let (data, keys) = filled(&dir);
     let index = data.join(layout::INDEX);
     let len = std::fs::metadata(&index).unwrap().len() as usize;
-    let damages: [(&str, Box<dyn Fn(&mut Vec<u8>)>); 4] = [
+    type Damage<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+    let damages: [(&str, Damage); 4] = [
         (
             "garbage in the middle",
             Box::new(|b: &mut Vec<u8>| b[len / 3..len / 3 + 4096.min(len / 3)].fill(0xa5)),
