@@ -137,10 +137,9 @@ async fn cosign(
             .into_response(),
         Ok(Err(WitnessError::Refused(reason))) => {
             tracing::warn!(%reason, "refused to cosign");
-            let status =
-                if reason.contains("not one this witness serves") { StatusCode::FORBIDDEN } else { StatusCode::UNPROCESSABLE_ENTITY };
-            error(status, reason)
+            error(StatusCode::UNPROCESSABLE_ENTITY, reason)
         }
+        Ok(Err(WitnessError::NotServed(reason))) => error(StatusCode::FORBIDDEN, reason),
         Ok(Err(WitnessError::Unreachable(reason))) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -255,7 +254,12 @@ impl Witness for HttpWitness {
                 let head = head_from_hex(self.field(&body, "head")?).map_err(|e| self.unreachable(e))?;
                 Err(WitnessError::Conflict(Box::new(head)))
             }
-            (422 | 403, body) => Err(WitnessError::Refused(format!(
+            (422, body) => Err(WitnessError::Refused(format!(
+                "{}: {}",
+                self.url,
+                self.field(&body, "error").unwrap_or("?")
+            ))),
+            (403, body) => Err(WitnessError::NotServed(format!(
                 "{}: {}",
                 self.url,
                 self.field(&body, "error").unwrap_or("?")

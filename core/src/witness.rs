@@ -158,6 +158,9 @@ pub enum WitnessError {
     /// The head is not consistent with what the witness cosigned before: evidence.
     #[error("refused: {0}")]
     Refused(String),
+    /// The witness does not serve this log (`witness serve --log-key`).
+    #[error("not served: {0}")]
+    NotServed(String),
     /// The witness could not be asked (network, its own failure).
     #[error("unreachable: {0}")]
     Unreachable(String),
@@ -324,7 +327,7 @@ impl Keeper {
     /// then cosigns it.
     pub fn cosign(&self, log: &VerifyingKey, request: &CosignRequest) -> Result<Cosignature, WitnessError> {
         if !self.allowed.is_empty() && !self.allowed.contains(log) {
-            return Err(WitnessError::Refused(format!(
+            return Err(WitnessError::NotServed(format!(
                 "log {} is not one this witness serves",
                 hex(log.as_bytes())
             )));

@@ -41,6 +41,9 @@ impl Ctx {
     /// Closes the log: a last checkpoint (a head signed over what this command did), that head
     /// pushed to every configured witness (a refusal said loudly: it is evidence), then closed.
     pub fn close(&self, log: Log) -> Result<()> {
+        if self.settings.witnesses.is_empty() {
+            return log.close().context("closing the log");
+        }
         log.checkpoint().context("closing the log")?;
         for url in &self.settings.witnesses {
             match log.cosign(&tracevault::witness::HttpWitness::new(url)) {

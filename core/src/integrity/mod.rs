@@ -16,8 +16,10 @@
 //!
 //! [`verify`] rechecks everything from the files themselves and needs only the public key.
 
+mod keystore;
 mod verify;
 
+pub(crate) use keystore::{keystore_against_head, shredded_keys};
 pub use verify::{Discontinuity, KeyStoreReport, VerifyReport, verify, verify_audit, verify_witnessed};
 
 use std::fmt;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use super::{HEAD_BYTES, Problem, SignedHead, problem, read_heads, read_ledger, repaired};
-use crate::audit::{self, Action, Decision};
+use crate::audit;
 use crate::error::ReadError;
 use crate::files::{self, FILE_HEADER_BYTES, Stop};
 use crate::index::Checkpoint;
@@ -500,40 +500,12 @@ fn check_keystore(
     let (changes, hash) = keys::commitment(&bytes);
     let mut found = KeyStoreReport { changes, ..KeyStoreReport::default() };
     if let Some(h) = heads.last() {
-        if changes < h.keystore_changes {
-            return Ok(Err(problem(
-                path,
-                0,
-                None,
-                format!(
-                    "at change {changes}, but signed head counter {} commits to change {}: the key store was rolled \
-                     back (a copy from before a shred brings erased keys back)",
-                    h.counter, h.keystore_changes
-                ),
-            )));
-        }
-        if changes == h.keystore_changes && hash != h.keystore_hash {
-            return Ok(Err(problem(
-                path,
-                0,
-                None,
-                format!(
-                    "not the key store signed head counter {} commits to (same change counter {changes}, other \
-                     bytes): it was altered or replaced",
-                    h.counter
-                ),
-            )));
+        if let Some(reason) = super::keystore_against_head(h, changes, &hash) {
+            return Ok(Err(problem(path, 0, None, reason)));
         }
         found.changed_since_head = hash != h.keystore_hash;
     }
-    let mut shredded = std::collections::BTreeMap::new();
-    for e in &audit.entries {
-        if e.action == Action::Shred && e.decision == Decision::Allowed {
-            for k in &e.keys {
-                shredded.entry(*k).or_insert(e.seq);
-            }
-        }
-    }
+    let shredded = super::shredded_keys(&audit.entries);
     for (id, _, state) in &inspected.slots {
         let offset = (keys::KEYSTORE_HEADER_BYTES + (*id as usize - 1) * keys::SLOT_BYTES) as u64;
         let at = |reason: String| Ok(Err(problem(path, offset, None, reason)));

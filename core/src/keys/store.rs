@@ -285,8 +285,9 @@ pub struct KeyStore {
     changes: u64,
     /// Slot `i` holds key `i + 1`.
     slots: Vec<Slot>,
-    /// Live keys refused as erased in this process ([`KeyStore::withhold`]).
-    withheld: std::collections::HashSet<u32>,
+    /// The SHA-256 of the file as this process read or wrote it: what a signed head commits to
+    /// (never re-read from disk, so a file changed under a running log is not signed over).
+    hash: [u8; 32],
     /// Person -> their newest key id.
     by_user: HashMap<[u8; 32], u32>,
 }
@@ -358,8 +359,8 @@ impl KeyStore {
             store: store_id,
             master,
             changes,
+            hash: Sha256::digest(&bytes[..end]).into(),
             slots: Vec::new(),
-            withheld: Default::default(),
             by_user: HashMap::new(),
         };
         for (i, chunk) in bytes[KEYSTORE_HEADER_BYTES..end].chunks_exact(SLOT_BYTES).enumerate() {
@@ -413,9 +414,6 @@ impl KeyStore {
     pub fn key_for_user(&mut self, user: &str) -> Result<(u32, Option<DataKey>), KeyError> {
         let hash = user_hash(user);
         if let Some(&id) = self.by_user.get(&hash) {
-            if self.withheld.contains(&id) {
-                return Err(KeyError::Erased(id));
-            }
             return match &self.slots[id as usize - 1].state {
                 SlotState::Live => Ok((id, None)),
                 SlotState::Erased => Err(KeyError::Erased(id)),
@@ -448,33 +446,14 @@ impl KeyStore {
         self.slots = slots;
         self.master = master;
         self.changes = changes;
+        self.hash = Sha256::digest(&bytes).into();
         Ok(())
     }
 
-    /// Keys a recorded shred names that the store holds live (a key store rolled back, or a shred
-    /// a crash interrupted): refused to readers and to new appends in this process, as erased,
-    /// though not erased on disk, and still usable by tracevault itself to re-seal what the
-    /// journal holds (an audit entry alone, which anyone who can write the data directory can
-    /// forge, never destroys a key or an acknowledged event). Running the shred again erases them.
-    pub fn withhold(&mut self, ids: &[u32]) {
-        self.withheld.extend(ids.iter().copied());
-    }
-
-    /// The keys withheld ([`KeyStore::withhold`]).
-    pub fn withheld(&self) -> std::collections::HashSet<u32> {
-        self.withheld.clone()
-    }
-
-    /// The change counter and the SHA-256 of the key store file, as it is on disk: what a signed
-    /// head commits to.
-    pub fn commitment(&self) -> Result<(u64, [u8; 32]), KeyError> {
-        let path = Path::new(KEYSTORE_PATH);
-        let bytes = self
-            .storage
-            .read_all(path)
-            .map_err(|source| KeyError::Io { path: path.to_owned(), source })?
-            .unwrap_or_default();
-        Ok(commitment(&bytes))
+    /// The change counter and the SHA-256 of the key store file, as this process read or wrote
+    /// it: what a signed head commits to.
+    pub fn commitment(&self) -> (u64, [u8; 32]) {
+        (self.changes, self.hash)
     }
 
     /// Whether shredding can also retire the master key (it lives in a key file tracevault
@@ -532,7 +511,6 @@ impl KeyStore {
         }
         if !erased.is_empty() {
             self.rewrite(self.master.clone(), slots)?;
-            self.withheld.retain(|id| !erased.contains(id));
         }
         Ok(erased)
     }

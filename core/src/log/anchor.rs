@@ -8,6 +8,7 @@
 //!
 //! [`LogOptions::repair`]: super::LogOptions::repair
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -186,56 +187,39 @@ impl Anchor {
     /// change counter with other bytes was forged or swapped. One ahead changed since (a key was
     /// added, a person shredded) and is committed to by the next head.
     pub fn check_keystore(&mut self, store: &KeyStore) -> Result<(), OpenError> {
-        let Some(newest) = self.newest().cloned() else { return Ok(()) };
-        let (changes, hash) = store.commitment()?;
-        let path = Path::new(KEYSTORE);
-        if changes < newest.keystore_changes {
-            let reason = format!(
-                "at change {changes}, but signed head {} commits to change {}: the key store was rolled back \
-                 (a copy from before a shred brings erased keys back)",
-                newest.counter, newest.keystore_changes
-            );
-            self.found(repaired::KEYSTORE_DIFFERS, path, reason)?;
-        } else if changes == newest.keystore_changes && hash != newest.keystore_hash {
-            let reason = format!(
-                "not the key store signed head {} commits to (same change counter {changes}, other bytes): it was \
-                 altered or replaced",
-                newest.counter
-            );
-            self.found(repaired::KEYSTORE_DIFFERS, path, reason)?;
+        let Some(newest) = self.newest() else { return Ok(()) };
+        let (changes, hash) = store.commitment();
+        match integrity::keystore_against_head(newest, changes, &hash) {
+            Some(reason) => self.found(repaired::KEYSTORE_DIFFERS, Path::new(KEYSTORE), reason),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The key store's erasures against the audit log's shreds, when either changed since the
     /// newest head (after a crash; a clean close signs a head over both): an erased key no
     /// recorded shred erased was forged, and a damaged slot was not there when the head was
     /// signed: refused. A key a recorded shred names that is still live (a key store rolled back,
-    /// or a shred a crash interrupted after its audit entry) is withheld, refused as erased, but
-    /// never erased here: an audit entry is not signed until a head covers it, and a forged one
-    /// must not destroy anyone's key. Running the shred again erases it.
+    /// or a shred a crash interrupted after its audit entry) is withheld: refused to readers and
+    /// appends as erased (tracevault itself still re-seals what the journal holds), but never
+    /// erased here: an audit entry is not signed until a head covers it, and a forged one
+    /// must not destroy anyone's key. Running the shred again erases it. Returns the keys withheld.
     pub fn check_shreds(
         &mut self,
-        store: &mut KeyStore,
+        store: &KeyStore,
         audit: &AuditLog,
         storage: &dyn Storage,
-    ) -> Result<(), OpenError> {
-        let Some(newest) = self.newest().cloned() else { return Ok(()) };
-        let (_, hash) = store.commitment()?;
+    ) -> Result<HashSet<u32>, OpenError> {
+        let mut withheld = HashSet::new();
+        let Some(newest) = self.newest().cloned() else { return Ok(withheld) };
+        let (_, hash) = store.commitment();
         let changed = hash != newest.keystore_hash;
         if !changed && audit.head().0 <= newest.audit_size {
-            return Ok(());
+            return Ok(withheld);
         }
-        let Ok(scan) = audit::scan(storage) else { return Ok(()) };
-        let mut shredded = std::collections::BTreeSet::new();
-        for e in &scan.entries {
-            if e.action == audit::Action::Shred && e.decision == audit::Decision::Allowed {
-                shredded.extend(e.keys.iter().copied());
-            }
-        }
-        let mut withheld = Vec::new();
+        let Ok(scan) = audit::scan(storage) else { return Ok(withheld) };
+        let shredded = integrity::shredded_keys(&scan.entries);
         for k in store.keys() {
-            let reason = match (&k.state, shredded.contains(&k.id)) {
+            let reason = match (&k.state, shredded.contains_key(&k.id)) {
                 (keys::SlotState::Erased, false) if changed => format!(
                     "key {} is erased, but no shred in the access audit log erased it: the slot was forged",
                     k.id
@@ -247,7 +231,7 @@ impl Anchor {
                     )
                 }
                 (keys::SlotState::Live, true) => {
-                    withheld.push(k.id);
+                    withheld.insert(k.id);
                     continue;
                 }
                 _ => continue,
@@ -260,9 +244,8 @@ impl Anchor {
                 "the audit log records these keys shredded but the key store holds them live (rolled back, or a \
                  shred a crash interrupted): refused as erased; run the shred again to erase them"
             );
-            store.withhold(&withheld);
         }
-        Ok(())
+        Ok(withheld)
     }
 
     /// A log that never signed a head has neither audit entries nor key store changes (its first
@@ -271,7 +254,7 @@ impl Anchor {
         if self.newest().is_some() || self.bits() & repaired::HEADS_DAMAGED != 0 {
             return Ok(());
         }
-        let (changes, _) = store.commitment()?;
+        let (changes, _) = store.commitment();
         let entries = audit.head().0;
         if changes > 0 || entries > 0 {
             let reason = format!(

@@ -155,12 +155,12 @@ impl Log {
         if !options.create && storage.len(Path::new(layout::KEYSTORE)).is_err() {
             return Err(OpenError::Missing { path: PathBuf::from(layout::KEYSTORE) });
         }
-        let mut store = KeyStore::open(storage.clone(), keys.clone())?;
+        let store = KeyStore::open(storage.clone(), keys.clone())?;
         anchor.check_keystore(&store)?;
         let audit = anchor.check_audit(&storage, AuditLog::open(storage.clone(), anchor.audit_anchor())?)?;
-        anchor.check_shreds(&mut store, &audit, storage.as_ref())?;
+        let withheld = anchor.check_shreds(&store, &audit, storage.as_ref())?;
         anchor.check_unsigned(&store, &audit)?;
-        let vault = Vault::new(store, audit);
+        let vault = Vault::new(store, audit, withheld);
         let recovered = recovery::recover(storage.as_ref(), &index, &options, &vault, &mut anchor)?;
         if let Some(access) = &options.repair
             && !anchor.findings.is_empty()

@@ -35,7 +35,9 @@ pub(crate) struct Vault {
     /// Keys unwrapped (or created) by this process, by id.
     cache: Mutex<HashMap<u32, Arc<DataKey>>>,
     audit: Mutex<AuditLog>,
-    /// Keys refused to readers in this process ([`KeyStore::withhold`]), fixed at open.
+    /// Live keys a recorded shred names, refused to readers and appends as erased in this
+    /// process, though still used by tracevault itself to re-seal what the journal holds (see
+    /// the open's `check_shreds`): an audit entry alone never destroys a key or an event.
     withheld: std::collections::HashSet<u32>,
 }
 
@@ -45,8 +47,7 @@ fn engine(purpose: &str) -> Access {
 }
 
 impl Vault {
-    pub fn new(store: KeyStore, audit: AuditLog) -> Vault {
-        let withheld = store.withheld();
+    pub fn new(store: KeyStore, audit: AuditLog, withheld: std::collections::HashSet<u32>) -> Vault {
         Vault {
             store: Mutex::new(store),
             cache: Mutex::new(HashMap::new()),
@@ -73,7 +74,7 @@ impl Vault {
     }
 
     /// The key store's change counter and hash, for the signed heads.
-    pub fn keystore_commitment(&self) -> Result<(u64, Hash), KeyError> {
+    pub fn keystore_commitment(&self) -> (u64, Hash) {
         lock(&self.store).commitment()
     }
 
@@ -121,6 +122,9 @@ impl Vault {
     /// The person's key id, creating their key on first use.
     pub fn key_for_user(&self, user: &str) -> Result<u32, KeyError> {
         let (id, created) = lock(&self.store).key_for_user(user)?;
+        if self.withheld.contains(&id) {
+            return Err(KeyError::Erased(id));
+        }
         if let Some(key) = created {
             lock(&self.cache).insert(id, Arc::new(key));
         }

@@ -314,11 +314,7 @@ impl Writer {
             self.state.ledger_pending.clear();
         }
         let (audit_size, audit_root) = self.inner.vault.audit_head();
-        let (keystore_changes, keystore_hash) = self
-            .inner
-            .vault
-            .keystore_commitment()
-            .map_err(|e| poison(&inner, format!("reading the key store: {e}")))?;
+        let (keystore_changes, keystore_hash) = self.inner.vault.keystore_commitment();
         let commitments = Commitments {
             tree_size: self.state.next_frame,
             root: self.state.tree.root(),
