@@ -31,6 +31,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod block;
 pub mod event;
 pub mod jsonl;

@@ -43,6 +43,8 @@ pub enum Action {
     Append,
     /// An API token was minted.
     MintToken,
+    /// The session list was refused (allowed listings are not recorded: they hold no events).
+    ListSessions,
     /// The log's integrity state was rebuilt after it was lost or did not verify (the purpose
     /// says what was found).
     Repair,
@@ -58,6 +60,7 @@ impl Action {
             Operation::Rotate => Action::RotateMasterKey,
             Operation::ReadAudit => Action::ReadAudit,
             Operation::Append => Action::Append,
+            Operation::ListSessions => Action::ListSessions,
             Operation::MintTokens => Action::MintToken,
             Operation::Unwrap => Action::Unwrap,
             Operation::Repair => Action::Repair,

@@ -43,9 +43,14 @@ impl Role {
             Role::Recorder => matches!(op, Append),
             Role::Ml => matches!(op, ExportRedacted),
             Role::Auditor => {
-                matches!(op, ReadRaw | ReadSteps | ExportRedacted | ExportUnredacted | ReadAudit)
+                matches!(
+                    op,
+                    ListSessions | ReadRaw | ReadSteps | ExportRedacted | ExportUnredacted | ReadAudit
+                )
             }
-            Role::Admin => matches!(op, Append | Shred | Rotate | ReadAudit | MintTokens | Repair),
+            Role::Admin => {
+                matches!(op, ListSessions | Append | Shred | Rotate | ReadAudit | MintTokens | Repair)
+            }
             Role::System => matches!(op, Append | Unwrap),
         }
     }
@@ -71,6 +76,8 @@ impl std::str::FromStr for Role {
 pub enum Operation {
     /// Append events (and create sessions).
     Append,
+    /// List the sessions: ids, people's (pseudonymous) ids, devices, times, sizes; no events.
+    ListSessions,
     /// Read a session's decrypted events as recorded.
     ReadRaw,
     /// Read a session's reduced steps, text as typed (an auditor's timeline).
@@ -94,8 +101,9 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Operation::Append,
+        Operation::ListSessions,
         Operation::ReadRaw,
         Operation::ReadSteps,
         Operation::ExportRedacted,
@@ -111,6 +119,7 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Append => "append",
+            Operation::ListSessions => "list sessions",
             Operation::ReadRaw => "read raw events",
             Operation::ReadSteps => "read steps",
             Operation::ExportRedacted => "export redacted",

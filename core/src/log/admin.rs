@@ -147,7 +147,32 @@ impl Log {
             .record(access, Action::ReadAudit, Vec::new(), Vec::new(), decision)
             .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
         decided?;
-        crate::audit::scan(self.inner.storage.as_ref())
+        self.inner
+            .vault
+            .with_audit_still(|| crate::audit::scan(self.inner.storage.as_ref()))
             .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))
+    }
+
+    /// Checks the access audit log against the signed heads ([`crate::integrity::verify_audit`]),
+    /// for a role that may read it (recorded like [`Log::audit_entries`]). The newest entries,
+    /// after the newest head, are checked as a chain only; a checkpoint first signs them.
+    pub fn verify_audit(&self, access: &Access) -> Result<crate::VerifyReport, ReadError> {
+        let decided = policy::check(access, Operation::ReadAudit);
+        let decision = decided.as_ref().err().map_or(Decision::Allowed, |d| Decision::Denied(d.0.clone()));
+        self.inner
+            .vault
+            .record(access, Action::ReadAudit, Vec::new(), Vec::new(), decision)
+            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
+        decided?;
+        let public = self.public_key();
+        self.inner
+            .vault
+            .with_audit_still(|| crate::integrity::verify_audit(self.inner.storage.as_ref(), &public))
+    }
+
+    /// Every session, in id order, for a role that may list them (a refusal is recorded).
+    pub fn list_sessions(&self, access: &Access) -> Result<Vec<super::SessionInfo>, ReadError> {
+        self.check_access(access, Operation::ListSessions)?;
+        Ok(self.sessions())
     }
 }

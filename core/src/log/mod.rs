@@ -24,6 +24,7 @@ mod proofs;
 mod read;
 mod recovery;
 mod state;
+mod timings;
 mod vault;
 mod witnessing;
 mod writer;
@@ -34,6 +35,7 @@ pub use append::{Ack, Batch};
 pub use options::{LogOptions, RECENT_BATCHES_MAX, SESSION_META_BYTES_MAX, SyncMode};
 pub use read::{BlockEvents, SessionBlocks, SessionInfo};
 pub use state::Log;
+pub use timings::{SYNC_BOUNDS_S, SyncHistogram};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -208,6 +210,7 @@ impl Log {
             signing,
             repaired,
             cosigning: Mutex::new(()),
+            sync_times: Default::default(),
         });
         for session in inner.sessions.read().unwrap_or_else(|e| e.into_inner()).values() {
             let mut state = lock(&session.state);
@@ -232,6 +235,11 @@ impl Log {
 
     /// Totals, with the bytes of every file of the data directory (as [`layout::ENTRIES`] names
     /// them).
+    /// How long the journal's syncs took (each group commit's fdatasync), since the log opened.
+    pub fn journal_syncs(&self) -> SyncHistogram {
+        self.inner.sync_times.snapshot()
+    }
+
     pub fn stats(&self) -> Stats {
         let sessions = self.sessions();
         let by_entry = layout::bytes_by_entry(self.inner.storage.as_ref());

@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     pub repaired: super::Repaired,
     /// One push to a witness at a time (each appends to the cosignatures file).
     pub cosigning: Mutex<()>,
+    /// The journal syncs' durations.
+    pub sync_times: super::timings::SyncTimes,
 }
 
 impl Inner {

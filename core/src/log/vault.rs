@@ -68,6 +68,13 @@ impl Vault {
         lock(&self.audit).record(access, action, sessions, keys, decision)
     }
 
+    /// Runs `f` while no audit entry can be appended (a reader of the audit file sees no entry
+    /// half-written).
+    pub fn with_audit_still<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _still = lock(&self.audit);
+        f()
+    }
+
     /// The audit log's size and root, for the signed heads.
     pub fn audit_head(&self) -> (u64, Hash) {
         lock(&self.audit).head()

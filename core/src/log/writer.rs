@@ -214,7 +214,9 @@ impl Writer {
             match self.inner.options.sync {
                 SyncMode::Always => {
                     let j = &mut self.state.journal;
+                    let started = Instant::now();
                     j.file.sync().map_err(|e| io("syncing", &j.path(), e))?;
+                    self.inner.sync_times.record(started.elapsed());
                 }
                 SyncMode::IntervalMs(_) => {
                     self.unsynced_since.get_or_insert_with(Instant::now);
