@@ -5,9 +5,11 @@
 //!
 //! # Layout
 //! - [`generate`]: a seeded synthetic workload of realistic human input (for scale).
+//! - [`load`]: many recorders against a server (`tracevault load`, the service benchmark).
 //! - [`sapimouse`]: reads the SapiMouse recordings (real human mouse input) as sessions.
 #![forbid(unsafe_code)]
 
 pub mod generate;
+pub mod load;
 pub mod sapimouse;
 pub mod witness;

@@ -30,6 +30,13 @@ struct Cli {
     /// $TRACEVAULT_WITNESSES (comma-separated), else the config file's `witnesses`.
     #[arg(long = "witness", global = true, value_name = "URL")]
     witnesses: Vec<String>,
+    /// Go through this tracevault server instead of opening the data directory: `sessions`,
+    /// `replay`, `export`, `audit` and `shred` (with --token). Default: $TRACEVAULT_SERVER.
+    #[arg(long, global = true, value_name = "URL", env = "TRACEVAULT_SERVER")]
+    server: Option<String>,
+    /// The API token for --server. Default: $TRACEVAULT_TOKEN.
+    #[arg(long, global = true, value_name = "TOKEN", env = "TRACEVAULT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// No progress bars (they are also off when stderr is not a terminal). Logs: RUST_LOG.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -151,6 +158,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serves the store over HTTP: recorders ingest, auditors replay, ML exports, admins erase;
+    /// each with a token of its role. Holds the data directory's lock until SIGTERM or Ctrl-C,
+    /// then answers the requests in flight and signs a checkpoint.
+    Serve(commands::ServeArgs),
+    /// API tokens for the server (stored as hashes in the data directory).
+    Token {
+        #[command(subcommand)]
+        command: commands::TokenCommand,
+    },
+    /// Plays many recorders against a server, bounded in time, and prints acked events/s and
+    /// the ack latency percentiles.
+    Load(commands::LoadArgs),
     /// The key store.
     Keys {
         #[command(subcommand)]
@@ -227,6 +246,12 @@ fn main() -> ExitCode {
     if let Command::Witness { command: WitnessCommand::Serve { listen, state, log_keys } } = cli.command {
         return finish(tracevault::witness::serve(&listen, state, &log_keys).map(|()| ExitCode::SUCCESS));
     }
+    if let Command::Load(args) = cli.command {
+        return finish(commands::load(args));
+    }
+    if let Some(url) = &cli.server {
+        return finish(remote(url, cli.token.as_deref(), cli.command));
+    }
     let flags = Flags { data: cli.data, key_dir: cli.key_dir, config: cli.config, witnesses: cli.witnesses };
     let settings = match Settings::resolve(&flags, &|name| std::env::var_os(name)) {
         Ok(s) => s,
@@ -238,7 +263,9 @@ fn main() -> ExitCode {
     let ctx = commands::Ctx { settings };
     let ctx = &ctx;
     let result = match cli.command {
-        Command::Demo(_) | Command::Witness { .. } => unreachable!("run above"),
+        Command::Demo(_) | Command::Witness { .. } | Command::Load(_) => unreachable!("run above"),
+        Command::Serve(args) => commands::serve(ctx, args),
+        Command::Token { command } => commands::token(ctx, command),
         Command::Ingest { files, json } => commands::ingest(ctx, &files, json),
         Command::Sessions { user, json } => commands::sessions(ctx, user.as_deref(), json),
         Command::Stats { json } => commands::stats(ctx, json),
@@ -281,6 +308,46 @@ fn main() -> ExitCode {
         }
     };
     finish(result)
+}
+
+/// A command through a server (`--server`): the server holds the store, its keys and its lock.
+fn remote(url: &str, token: Option<&str>, command: Command) -> anyhow::Result<ExitCode> {
+    let Some(token) = token else {
+        anyhow::bail!(
+            "--server {url} needs a token: --token, or $TRACEVAULT_TOKEN (`tracevault token create` on the server mints one)"
+        );
+    };
+    let server = commands::Remote::new(url, token);
+    match command {
+        Command::Sessions { user, json } => server.sessions(user.as_deref(), json),
+        Command::Replay { session, purpose, ticket, from, to, raw, format } => {
+            server.replay(commands::ReplayArgs {
+                session: &session,
+                purpose: &purpose,
+                ticket: ticket.as_deref(),
+                from,
+                to,
+                raw,
+                format: if format == "jsonl" {
+                    commands::ReplayFormat::Jsonl
+                } else {
+                    commands::ReplayFormat::Text
+                },
+            })
+        }
+        Command::Export(args) => server.export(args),
+        Command::Audit { command: None, json } => server.audit(json),
+        Command::Audit { command: Some(AuditCommand::Verify { public_key: None, json }), .. } => {
+            server.audit_verify(json)
+        }
+        Command::Shred { user, purpose, ticket, json } => {
+            server.shred(&user, &purpose, ticket.as_deref(), json)
+        }
+        _ => anyhow::bail!(
+            "--server: only sessions, replay, export, audit, audit verify (without --public-key) and shred go through a \
+             server; this command works on the data directory (run it on the server's host, or without --server)"
+        ),
+    }
 }
 
 fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {

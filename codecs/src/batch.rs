@@ -112,7 +112,10 @@ where
         let mut segments = e.path().iter();
         match segments.next() {
             Some(serde_path_to_error::Segment::Seq { index }) => {
-                let rest: Vec<String> = segments.map(|s| s.to_string()).collect();
+                let rest: Vec<String> = segments
+                    .filter(|s| !matches!(s, serde_path_to_error::Segment::Unknown))
+                    .map(|s| s.to_string())
+                    .collect();
                 let field = (!rest.is_empty()).then(|| rest.join(".").replace(".[", "["));
                 BatchError::Record {
                     index: *index,

@@ -44,3 +44,35 @@ pub fn line(step: &Step) -> String {
     }
     out
 }
+
+/// An audited replay as an auditor reads it: who, where, when, what the proof covered, then one
+/// line per step (what `tracevault replay` prints, locally or through a server).
+pub fn render(replay: &crate::AuditedReplay) -> String {
+    let (m, session, proof) = (&replay.session.meta, &replay.session, &replay.proof);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "session {} of {} on {}, started {}: {} events, {} steps",
+        m.session,
+        m.user,
+        m.device.as_deref().unwrap_or("an unknown device"),
+        m.started_at.as_deref().unwrap_or("at an unknown time"),
+        session.events,
+        session.steps.len()
+    );
+    let _ = writeln!(
+        out,
+        "integrity: {} sealed block(s) proven under the signed head of {} frames{}",
+        proof.frames.len(),
+        proof.head.tree_size,
+        if proof.unsealed_events > 0 {
+            format!(" ({} newest events not yet sealed)", proof.unsealed_events)
+        } else {
+            String::new()
+        }
+    );
+    for step in &session.steps {
+        let _ = writeln!(out, "{}", line(step));
+    }
+    out
+}

@@ -579,6 +579,9 @@ struct ReplayQuery {
     purpose: Option<String>,
     ticket: Option<String>,
     raw: Option<bool>,
+    /// The steps as `json` (default), `jsonl` (one step per line) or `text` (the auditor's
+    /// timeline, as `tracevault replay` prints it).
+    format: Option<String>,
     /// From this time in the session, µs.
     from: Option<u64>,
     /// Up to this time in the session, µs.
@@ -601,6 +604,12 @@ async fn replay(
         return Err(Problem::bad_request("query parameter purpose: required: say why this session is read (it is recorded in the access audit log)").field("purpose"));
     }
     let raw = q.raw.unwrap_or(false);
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "jsonl" | "text") {
+        return Err(Problem::bad_request(format!("format: expected json, jsonl or text, found {format:?}"))
+            .field("format"));
+    }
+    let format = format.to_owned();
     let access = caller.access(purpose, q.ticket.as_deref());
     let range = q.from.unwrap_or(0)..=q.to.unwrap_or(u64::MAX);
     let st = state.clone();
@@ -610,7 +619,19 @@ async fn replay(
         Ok(st.engine.audited_replay(&st.log, &access, &id, range, raw)?)
     })
     .await??;
+    if format == "text" && !raw {
+        let text = tracevault_replay::timeline::render(&replayed);
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+    }
     let AuditedReplay { proof, session, raw: events } = replayed;
+    if format == "jsonl" && !raw {
+        let mut out = String::new();
+        for step in &session.steps {
+            out.push_str(&step.to_json(&session.meta.session).to_string());
+            out.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response());
+    }
     if raw {
         let mut out = Vec::new();
         let _ = jsonl::write_record(&mut out, &Record::Session(session.meta.clone()));

@@ -6,7 +6,9 @@ mod demo;
 mod log;
 mod privacy;
 pub mod progress;
+mod remote;
 mod replay;
+mod service;
 
 use anyhow::{Context, Result};
 use tracevault_core::{Log, LogOptions};
@@ -15,7 +17,9 @@ use tracevault_replay::config::Settings;
 pub use demo::{DemoArgs, demo};
 pub use log::{ingest, sessions, stats};
 pub use privacy::{VerifyArgs, audit_list, audit_verify, keys_list, keys_rotate, repair, shred, verify};
+pub use remote::Remote;
 pub use replay::{ExportArgs, ReplayArgs, ReplayFormat, export, parse_time, replay};
+pub use service::{LoadArgs, ServeArgs, TokenCommand, load, serve, token};
 
 /// What every command is given: the settings resolved once in `main`.
 pub struct Ctx {

@@ -61,10 +61,11 @@ pub fn replay(ctx: &Ctx, args: ReplayArgs<'_>) -> Result<ExitCode> {
     let access = cli_access(Role::Auditor, args.purpose, args.ticket);
     let engine = Engine::new(ctx.settings.config.reduce(), ctx.settings.threads())?;
     let range = args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX);
-    let AuditedReplay { proof, session, raw } = engine
+    let replayed = engine
         .audited_replay(&log, &access, args.session, range, args.raw)
         .with_context(|| format!("replaying session {}", args.session))?;
     ctx.close(log)?;
+    let AuditedReplay { session, raw, .. } = &replayed;
     let mut out = std::io::stdout().lock();
     if args.raw {
         // Exactly what was stored, as the recorder would have sent it: re-ingestable.
@@ -73,7 +74,10 @@ pub fn replay(ctx: &Ctx, args: ReplayArgs<'_>) -> Result<ExitCode> {
         out.write_all(&line)?;
         for event in raw {
             line.clear();
-            jsonl::write_record(&mut line, &Record::Event { session: session.meta.session.clone(), event })?;
+            jsonl::write_record(
+                &mut line,
+                &Record::Event { session: session.meta.session.clone(), event: event.clone() },
+            )?;
             out.write_all(&line)?;
         }
         return Ok(ExitCode::SUCCESS);
@@ -84,33 +88,7 @@ pub fn replay(ctx: &Ctx, args: ReplayArgs<'_>) -> Result<ExitCode> {
                 writeln!(out, "{}", step.to_json(&session.meta.session))?;
             }
         }
-        ReplayFormat::Text => {
-            let m = &session.meta;
-            writeln!(
-                out,
-                "session {} of {} on {}, started {}: {} events, {} steps",
-                m.session,
-                m.user,
-                m.device.as_deref().unwrap_or("an unknown device"),
-                m.started_at.as_deref().unwrap_or("at an unknown time"),
-                session.events,
-                session.steps.len()
-            )?;
-            writeln!(
-                out,
-                "integrity: {} sealed block(s) proven under the signed head of {} frames{}",
-                proof.frames.len(),
-                proof.head.tree_size,
-                if proof.unsealed_events > 0 {
-                    format!(" ({} newest events not yet sealed)", proof.unsealed_events)
-                } else {
-                    String::new()
-                }
-            )?;
-            for step in &session.steps {
-                writeln!(out, "{}", timeline::line(step))?;
-            }
-        }
+        ReplayFormat::Text => out.write_all(timeline::render(&replayed).as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,8 @@ struct State {
     files: BTreeMap<PathBuf, MemFile>,
     fail_writes: bool,
     fail_syncs: bool,
+    /// Appends and syncs to files under this directory fail (one store failing, the others not).
+    fail_under: Option<PathBuf>,
     syncs: u64,
 }
 
@@ -84,6 +86,12 @@ impl FaultStorage {
     /// Makes every later append fail (or stop failing).
     pub fn fail_writes(&self, fail: bool) {
         lock(&self.state).fail_writes = fail;
+    }
+
+    /// Makes every later append and sync to a file under `dir` fail (`None`: stop failing), such
+    /// as the access audit log's alone.
+    pub fn fail_writes_under(&self, dir: Option<&Path>) {
+        lock(&self.state).fail_under = dir.map(Path::to_owned);
     }
 
     /// Makes every later sync fail (or stop failing).
@@ -174,7 +182,7 @@ struct FaultFile {
 impl AppendFile for FaultFile {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut state = lock(&self.state);
-        if state.fail_writes {
+        if state.fail_writes || state.fail_under.as_ref().is_some_and(|d| self.path.starts_with(d)) {
             return Err(injected("write"));
         }
         let file = state.files.get_mut(&self.path).ok_or_else(|| not_found(&self.path))?;
@@ -187,7 +195,7 @@ impl AppendFile for FaultFile {
 
     fn sync(&mut self) -> io::Result<()> {
         let mut state = lock(&self.state);
-        if state.fail_syncs {
+        if state.fail_syncs || state.fail_under.as_ref().is_some_and(|d| self.path.starts_with(d)) {
             return Err(injected("sync"));
         }
         let file = state.files.get_mut(&self.path).ok_or_else(|| not_found(&self.path))?;
