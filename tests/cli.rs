@@ -10,7 +10,9 @@ pub fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let keys = data.parent().unwrap().join("keys");
     cmd.env("TRACEVAULT_KEY_DIR", keys)
         .env_remove("TRACEVAULT_MASTER_KEY")
-        .env_remove("TRACEVAULT_SIGNING_KEY");
+        .env_remove("TRACEVAULT_SIGNING_KEY")
+        .env_remove("TRACEVAULT_SERVER")
+        .env_remove("TRACEVAULT_TOKEN");
     cmd.arg("--data").arg(data).args(args);
     match stdin {
         None => cmd.output().unwrap(),

@@ -6,5 +6,6 @@ mod generate;
 mod privacy_cli;
 mod read_commands;
 mod sapimouse_round_trip;
+mod service_cli;
 mod structure;
 mod witness_cli;
