@@ -34,6 +34,60 @@ pub struct LoadOptions {
     pub zstd: bool,
     /// How long a batch is retried after `seconds` are up.
     pub grace: Duration,
+    /// Real recordings to send instead of the synthetic sweep: see [`Pool`].
+    pub pool: Option<Arc<Pool>>,
+    /// Batches each recorder encodes and compresses before the clock starts (then on the fly):
+    /// a benchmark of the server leaves the recorders' own work on their machines.
+    pub prebuilt_batches: u64,
+}
+
+/// Real events, cycled: event `i` of a session is the pool's `(i + offset) % len`-th, its time
+/// moved on by the pool's span once per cycle, so a session's clock never goes back.
+#[derive(Debug)]
+pub struct Pool {
+    events: Vec<Event>,
+    span_us: u64,
+}
+
+impl Pool {
+    /// Recordings laid end to end on one clock (each starting where the one before ended).
+    pub fn new(recordings: impl IntoIterator<Item = Vec<Event>>) -> Pool {
+        let mut events = Vec::new();
+        let mut end = 0u64;
+        for recording in recordings {
+            let Some(first) = recording.first().map(|e| e.t_us) else { continue };
+            let mut last = end;
+            for mut e in recording {
+                e.t_us = (end + e.t_us.saturating_sub(first)).max(last);
+                last = e.t_us;
+                events.push(e);
+            }
+            end = last + 1_000;
+        }
+        Pool { events, span_us: end.max(1) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events of batch `b` of a session starting at `offset` in the pool.
+    pub fn batch(&self, offset: u64, b: u64, size: usize) -> Vec<Event> {
+        let n = self.events.len() as u64;
+        (0..size as u64)
+            .map(|k| {
+                let i = b * size as u64 + k;
+                let j = i + offset % n;
+                let mut e = self.events[(j % n) as usize].clone();
+                e.t_us += (j / n) * self.span_us;
+                e
+            })
+            .collect()
+    }
 }
 
 /// What a run measured.
@@ -99,13 +153,26 @@ struct Shared {
 /// Runs the load; `progress` is told the events acked so far about once a second.
 pub fn run(options: LoadOptions, progress: &(dyn Fn(u64) + Sync)) -> LoadReport {
     let shared = Arc::new(Shared { options: options.clone(), report: Mutex::default() });
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(options.seconds);
+    // Every recorder has its bodies built (`ready`) before the clock is set and they start (`go`).
+    let ready = std::sync::Barrier::new(options.recorders + 1);
+    let go = std::sync::Barrier::new(options.recorders + 1);
+    let clock = std::sync::OnceLock::new();
+    let (mut started, mut deadline) = (Instant::now(), Instant::now());
     std::thread::scope(|scope| {
         for r in 0..options.recorders {
-            let shared = shared.clone();
-            scope.spawn(move || recorder(&shared, r, deadline));
+            let (shared, ready, go, clock) = (shared.clone(), &ready, &go, &clock);
+            scope.spawn(move || {
+                let prebuilt = prebuild(&shared.options, r);
+                ready.wait();
+                go.wait();
+                recorder(&shared, r, *clock.get().expect("set before the start"), prebuilt)
+            });
         }
+        ready.wait();
+        started = Instant::now();
+        deadline = started + Duration::from_secs_f64(options.seconds);
+        let _ = clock.set(deadline);
+        go.wait();
         while Instant::now() < deadline {
             std::thread::sleep(
                 Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now())),
@@ -131,7 +198,33 @@ enum Sent {
     Failed(String),
 }
 
-fn recorder(shared: &Shared, r: usize, deadline: Instant) {
+/// The session id of recorder `r`'s `n`-th session.
+fn session_id(o: &LoadOptions, r: usize, n: u64) -> String {
+    format!("{}{r}-{n}", o.prefix)
+}
+
+/// Batch `b` of a session, as sent: events, encoded, compressed.
+fn body(o: &LoadOptions, session: &str, b: u64, compressor: &mut zstd::bulk::Compressor<'_>) -> Vec<u8> {
+    let seed = seed_of(session);
+    let events = match &o.pool {
+        Some(pool) if !pool.is_empty() => pool.batch(seed * 7919, b, o.batch),
+        _ => batch_events(seed, b, o.batch),
+    };
+    let body = if o.msgpack { encode_events_msgpack(&events) } else { encode_events_json(&events) };
+    if o.zstd { compressor.compress(&body).expect("compressing to memory") } else { body }
+}
+
+/// The first session's first `prebuilt_batches` bodies.
+fn prebuild(o: &LoadOptions, r: usize) -> Vec<Vec<u8>> {
+    let mut compressor = zstd::bulk::Compressor::new(1).expect("a zstd context");
+    let session = session_id(o, r, 0);
+    let n =
+        if o.session_batches > 0 { o.prebuilt_batches.min(o.session_batches) } else { o.prebuilt_batches };
+    (0..n).map(|b| body(o, &session, b, &mut compressor)).collect()
+}
+
+fn recorder(shared: &Shared, r: usize, deadline: Instant, prebuilt: Vec<Vec<u8>>) {
+    let mut prebuilt = prebuilt.into_iter();
     let o = &shared.options;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(30)))
@@ -144,10 +237,13 @@ fn recorder(shared: &Shared, r: usize, deadline: Instant) {
     let interval =
         (o.rate > 0.0).then(|| Duration::from_secs_f64(o.batch as f64 * o.recorders as f64 / o.rate));
     let mut n = 0u64;
-    let mut next_send = Instant::now();
+    // Recorders are independent: each starts at its own phase of the interval, not all at once.
+    let mut next_send = Instant::now()
+        + interval.map_or(Duration::ZERO, |every| every.mul_f64(r as f64 / o.recorders as f64));
+    // One compression context for the recorder's life, as a real recorder keeps it.
+    let mut compressor = zstd::bulk::Compressor::new(1).expect("a zstd context");
     'sessions: while Instant::now() < deadline {
-        let session = format!("{}{r}-{n}", o.prefix);
-        let seed = seed_of(&session);
+        let session = session_id(o, r, n);
         let record = serde_json::json!({
             "type": "session", "session": session, "user": format!("load-user-{r}"),
             "device": o.device, "screen": {"w": 1920, "h": 1080},
@@ -181,10 +277,10 @@ fn recorder(shared: &Shared, r: usize, deadline: Instant) {
                 }
                 next_send = next_send.max(now - every) + every;
             }
-            let events = batch_events(seed, b, o.batch);
-            let body = if o.msgpack { encode_events_msgpack(&events) } else { encode_events_json(&events) };
-            let body =
-                if o.zstd { zstd::bulk::compress(&body, 1).expect("compressing to memory") } else { body };
+            let body = match (n, prebuilt.next()) {
+                (0, Some(body)) => body,
+                _ => body(o, &session, b, &mut compressor),
+            };
             let key = format!("{session}-{b}");
             let expected = b * o.batch as u64;
             loop {

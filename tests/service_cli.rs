@@ -127,7 +127,20 @@ fn a_server_killed_under_load_keeps_every_acknowledged_batch_exactly_once() {
     let acks = dir.join("acks.txt");
     let load = Command::new(env!("CARGO_BIN_EXE_tracevault"))
         .args(["load", "--url", &url, "--token", &recorder, "--recorders", "8", "--batch", "200"])
-        .args(["--seconds", "6", "--device", "load", "--prefix", "kill-", "--session-batches", "40", "--grace", "60", "--json", "--acks"])
+        .args([
+            "--seconds",
+            "6",
+            "--device",
+            "load",
+            "--prefix",
+            "kill-",
+            "--session-batches",
+            "40",
+            "--grace",
+            "60",
+            "--json",
+            "--acks",
+        ])
         .arg(&acks)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -190,7 +203,12 @@ fn a_server_killed_under_load_keeps_every_acknowledged_batch_exactly_once() {
             next += n;
         }
         let stored = stored_events(&data, &session);
-        assert_eq!(stored.len() as u64, next, "{session}: stored {} events, acknowledged {next}", stored.len());
+        assert_eq!(
+            stored.len() as u64,
+            next,
+            "{session}: stored {} events, acknowledged {next}",
+            stored.len()
+        );
         let seed = seed_of(&session);
         for (i, e) in stored.iter().enumerate() {
             assert_eq!(*e, event(seed, i as u64), "{session}: event {i} is not the one sent");
@@ -209,7 +227,22 @@ fn sigterm_drains_and_signs_a_checkpoint_over_everything_acknowledged() {
     let recorder = token(&data, &["--role", "recorder", "--device", "d-1"]);
     let server = Server::start(&data, "127.0.0.1:0", &["--checkpoint-every", "3600"]);
     let out = Command::new(env!("CARGO_BIN_EXE_tracevault"))
-        .args(["load", "--url", &server.url, "--token", &recorder, "--recorders", "2", "--batch", "100", "--seconds", "1", "--device", "d-1", "--json"])
+        .args([
+            "load",
+            "--url",
+            &server.url,
+            "--token",
+            &recorder,
+            "--recorders",
+            "2",
+            "--batch",
+            "100",
+            "--seconds",
+            "1",
+            "--device",
+            "d-1",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -225,7 +258,17 @@ fn sigterm_drains_and_signs_a_checkpoint_over_everything_acknowledged() {
 fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
         .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -242,20 +285,40 @@ fn tls_with_a_real_certificate_and_no_plain_http_off_loopback() {
     let data = dir.join("data");
     let refused = command(&data).args(["serve", "--listen", "0.0.0.0:0"]).output().unwrap();
     assert!(!refused.status.success(), "{}", text(&refused));
-    assert!(text(&refused).contains("--tls-cert") && text(&refused).contains("--insecure-http"), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("--tls-cert") && text(&refused).contains("--insecure-http"),
+        "{}",
+        text(&refused)
+    );
     let (cert, key) = openssl_cert(&dir);
-    let server = Server::start(&data, "127.0.0.1:0", &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let server = Server::start(
+        &data,
+        "127.0.0.1:0",
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
     assert!(server.url.starts_with("https://"), "{}", server.url);
     let curl = |url: &str, extra: &[&str]| {
-        Command::new("curl").args(["-sS", "--max-time", "10"]).args(extra).arg(url).output().expect("curl is needed (.ci/run installs it)")
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("curl is needed (.ci/run installs it)")
     };
     let ok = curl(&format!("{}/healthz", server.url), &["--cacert", cert.to_str().unwrap()]);
     assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).trim() == "ok", "{}", text(&ok));
-    let unauthorized = curl(&format!("{}/v1/sessions", server.url), &["--cacert", cert.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}"]);
+    let unauthorized = curl(
+        &format!("{}/v1/sessions", server.url),
+        &["--cacert", cert.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}"],
+    );
     assert_eq!(String::from_utf8_lossy(&unauthorized.stdout), "401");
     // Plain HTTP to the TLS port gets no answer, and an unknown certificate is refused.
     let plain = curl(&format!("http://127.0.0.1:{}/healthz", server.port()), &[]);
-    assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"), "{}", text(&plain));
+    assert!(
+        !plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("ok"),
+        "{}",
+        text(&plain)
+    );
     let untrusted = curl(&format!("{}/healthz", server.url), &[]);
     assert!(!untrusted.status.success(), "{}", text(&untrusted));
     // A key that does not parse is an error naming the file.

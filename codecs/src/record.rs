@@ -156,14 +156,7 @@ impl RawRecord {
 
     /// Checks the record against its type and kind and builds the typed record.
     pub(crate) fn validate(self) -> Result<Record, RecordError> {
-        for (name, value) in self.strings() {
-            if value.len() > STRING_BYTES_MAX {
-                return Err(RecordError::field(
-                    name,
-                    format!("expected at most {STRING_BYTES_MAX} bytes, found {}", value.len()),
-                ));
-            }
-        }
+        self.check_strings()?;
         match self.record_type.as_deref() {
             Some("session") => self.validate_session(),
             Some(other) => Err(RecordError::field(
@@ -172,6 +165,19 @@ impl RawRecord {
             )),
             None => self.validate_event(),
         }
+    }
+
+    /// Every string within [`STRING_BYTES_MAX`].
+    pub(crate) fn check_strings(&self) -> Result<(), RecordError> {
+        for (name, value) in self.strings() {
+            if value.len() > STRING_BYTES_MAX {
+                return Err(RecordError::field(
+                    name,
+                    format!("expected at most {STRING_BYTES_MAX} bytes, found {}", value.len()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn strings(&self) -> impl Iterator<Item = (&'static str, &str)> {
@@ -209,8 +215,13 @@ impl RawRecord {
         }))
     }
 
-    fn validate_event(self) -> Result<Record, RecordError> {
-        let session = required_id("session", self.session.clone())?;
+    fn validate_event(mut self) -> Result<Record, RecordError> {
+        let session = required_id("session", self.session.take())?;
+        Ok(Record::Event { session, event: self.into_event()? })
+    }
+
+    /// The event this record describes, its `session` aside (checked by the caller).
+    pub(crate) fn into_event(self) -> Result<Event, RecordError> {
         let t_us = self.t.ok_or_else(|| missing("t", "a time in microseconds (u64)"))?;
         let kind_name = self
             .kind
@@ -270,7 +281,7 @@ impl RawRecord {
             "marker" => EventKind::Marker { label: self.label.ok_or_else(|| missing("label", "a string"))? },
             _ => unreachable!("kind_fields accepted {kind_name:?}"),
         };
-        Ok(Record::Event { session, event: Event { t_us, kind } })
+        Ok(Event { t_us, kind })
     }
 }
 

@@ -277,28 +277,52 @@ fn decoded(headers: &HeaderMap, bytes: Bytes, limits: &Limits) -> Result<Bytes, 
         headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("identity") | Some("") => Ok(bytes),
-        Some("zstd") => {
-            use std::io::Read;
-            let mut out = Vec::new();
-            let decoder = zstd::stream::read::Decoder::with_buffer(&bytes[..])
-                .map_err(|e| Problem::bad_request(format!("body: zstd: {e}")))?;
-            decoder
-                .take(limits.decoded_bytes_max as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Problem::bad_request(format!("body: not a valid zstd stream: {e}")))?;
-            if out.len() > limits.decoded_bytes_max {
-                return Err(Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the body decompresses to over {} bytes", limits.decoded_bytes_max),
-                ));
-            }
-            Ok(out.into())
-        }
+        Some("zstd") => unzstd(&bytes, limits.decoded_bytes_max).map(Bytes::from),
         Some(other) => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Encoding {other:?}: expected zstd or none"),
         )),
     }
+}
+
+thread_local! {
+    /// One decompression context per thread, reused request after request.
+    static UNZSTD: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A zstd body decompressed, at most `max` bytes: in one call when the frame states its size
+/// (as zstd's one-shot compressors write it), else streamed.
+fn unzstd(bytes: &[u8], max: usize) -> Result<Vec<u8>, Problem> {
+    let too_large =
+        || Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body decompresses to over {max} bytes"));
+    let invalid = |e: std::io::Error| Problem::bad_request(format!("body: not a valid zstd stream: {e}"));
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(bytes) {
+        if size > max as u64 {
+            return Err(too_large());
+        }
+        let single_frame = zstd::zstd_safe::find_frame_compressed_size(bytes).is_ok_and(|n| n == bytes.len());
+        if single_frame {
+            return UNZSTD.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                if cell.is_none() {
+                    *cell = Some(zstd::bulk::Decompressor::new().map_err(invalid)?);
+                }
+                let d = cell.as_mut().expect("made above");
+                d.decompress(bytes, size as usize).map_err(invalid)
+            });
+        }
+    }
+    use std::io::Read;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::with_buffer(bytes)
+        .map_err(invalid)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(invalid)?;
+    if out.len() > max {
+        return Err(too_large());
+    }
+    Ok(out)
 }
 
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Problem> {
@@ -430,31 +454,40 @@ async fn append_events(
     let batch_id = batch_id(&id, &headers)?;
     let st = state.clone();
     let access = caller.access("append", None);
-    let (ack, session) = blocking(move || -> Result<_, Problem> {
-        st.log.check_access(&access, Operation::Append)?;
-        let info = st.log.session_info(&id).ok_or_else(|| {
-            Problem::new(StatusCode::NOT_FOUND, format!("session {id:?} does not exist: POST /v1/sessions first"))
-        })?;
-        caller.owns(&info.meta)?;
-        let bytes = decoded(&headers, bytes, &st.limits)?;
-        let events = batch::decode_events(encoding, &bytes, &id).map_err(|e| match e {
-            BatchError::Record { index, error } => {
-                let field = match &error.field {
-                    Some(f) => format!("[{index}].{f}"),
-                    None => format!("[{index}]"),
-                };
-                Problem::bad_request(format!("event {index}: {error}")).field(field)
-            }
-            other => Problem::bad_request(format!("body: {other}")),
-        })?;
-        if events.len() > st.limits.batch_events_max {
-            return Err(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a batch holds at most {} events, found {}", st.limits.batch_events_max, events.len()),
-            ));
+    // A refusal is recorded (a write: off the async workers); an allowance costs nothing.
+    if tracevault_core::policy::check(&access, Operation::Append).is_err() {
+        let (st, access) = (state.clone(), access.clone());
+        blocking(move || st.log.check_access(&access, Operation::Append)).await??;
+    }
+    let info = state.log.session_info(&id).ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, format!("session {id:?} does not exist: POST /v1/sessions first"))
+    })?;
+    caller.owns(&info.meta)?;
+    // Decoding runs here, on the runtime's workers (one per core), so a burst of batches is
+    // decoded a core at a time instead of by a thread per request; only the append, which
+    // waits for the group commit, goes to a blocking thread.
+    let bytes = decoded(&headers, bytes, &st.limits)?;
+    let events = batch::decode_events(encoding, &bytes, &id).map_err(|e| match e {
+        BatchError::Record { index, error } => {
+            let field = match &error.field {
+                Some(f) => format!("[{index}].{f}"),
+                None => format!("[{index}]"),
+            };
+            Problem::bad_request(format!("event {index}: {error}")).field(field)
         }
-        tracevault_core::ingest::check_times(info.t_max_us, &events)
-            .map_err(|(i, reason)| Problem::bad_request(format!("event {i}: {reason}")).field(format!("[{i}].t")))?;
+        other => Problem::bad_request(format!("body: {other}")),
+    })?;
+    drop(bytes);
+    if events.len() > st.limits.batch_events_max {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a batch holds at most {} events, found {}", st.limits.batch_events_max, events.len()),
+        ));
+    }
+    tracevault_core::ingest::check_times(info.t_max_us, &events).map_err(|(i, reason)| {
+        Problem::bad_request(format!("event {i}: {reason}")).field(format!("[{i}].t"))
+    })?;
+    let (ack, session) = blocking(move || -> Result<_, Problem> {
         let ack = st.log.append_batch(Batch { session: &id, events: &events, batch_id: Some(batch_id), expected_seq: q.expected_seq })?;
         if ack.duplicate && ack.events != events.len() as u64 {
             return Err(Problem::new(
@@ -876,4 +909,19 @@ async fn audit_verify(
         "first_problem": report.first_problem.as_ref().map(|p| p.to_string()),
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn frame_size_probe() {
+        let data = vec![7u8; 100_000];
+        let c = zstd::bulk::compress(&data, 1).unwrap();
+        eprintln!(
+            "size {:?} compressed {:?} len {}",
+            zstd::zstd_safe::get_frame_content_size(&c),
+            zstd::zstd_safe::find_frame_compressed_size(&c),
+            c.len()
+        );
+    }
 }

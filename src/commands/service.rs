@@ -318,6 +318,8 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
         msgpack: !args.json_batches,
         zstd: !args.no_zstd,
         grace: Duration::from_secs(args.grace),
+        pool: None,
+        prebuilt_batches: 0,
     };
     let bar = super::progress::spinner("load", args.json);
     let report = load::run(options, &|events| bar.set_message(format!("{events} events acknowledged")));
