@@ -226,11 +226,14 @@ fn prebuild(o: &LoadOptions, r: usize) -> Vec<Vec<u8>> {
 fn recorder(shared: &Shared, r: usize, deadline: Instant, prebuilt: Vec<Vec<u8>>) {
     let mut prebuilt = prebuilt.into_iter();
     let o = &shared.options;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let connect = || -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .into()
+    };
+    let mut agent = connect();
     let url = o.url.trim_end_matches('/');
     let auth = format!("Bearer {}", o.token);
     // Each recorder's share of the offered rate, as a batch interval.
@@ -244,6 +247,10 @@ fn recorder(shared: &Shared, r: usize, deadline: Instant, prebuilt: Vec<Vec<u8>>
     let mut compressor = zstd::bulk::Compressor::new(1).expect("a zstd context");
     'sessions: while Instant::now() < deadline {
         let session = session_id(o, r, n);
+        if n > 0 {
+            // A recorder that closed its session leaves; the next arrives on a new connection.
+            agent = connect();
+        }
         let record = serde_json::json!({
             "type": "session", "session": session, "user": format!("load-user-{r}"),
             "device": o.device, "screen": {"w": 1920, "h": 1080},

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: [&str; 5] = ["codecs", "actions", "core", "replay", "."];
+const CRATES: [&str; 6] = ["codecs", "actions", "core", "replay", "service", "."];
 
 /// Module path ("log::append") -> file, for one crate's src/.
 fn modules(src: &Path) -> BTreeMap<String, PathBuf> {
@@ -253,7 +253,7 @@ fn the_circle_check_finds_a_circle() {
 
 #[test]
 fn no_library_file_is_over_600_lines_without_saying_why() {
-    for krate in ["codecs", "actions", "core", "replay"] {
+    for krate in ["codecs", "actions", "core", "replay", "service"] {
         for file in modules(&root().join(krate).join("src")).values() {
             let text = std::fs::read_to_string(file).unwrap();
             let lines = code(&text).lines().count();

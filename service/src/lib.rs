@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod error;
 mod metrics;
 mod openapi;
 mod problem;
@@ -30,6 +31,7 @@ use tracevault_core::witness::Witness;
 use tracevault_replay::{Engine, ReduceConfig};
 
 pub use app::Limits;
+pub use error::ServiceError;
 pub use problem::Problem;
 
 /// How the service runs.
@@ -59,24 +61,6 @@ impl Default for Options {
             export_dir: None,
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    Tokens(#[from] tokens::TokenError),
-    #[error("{0}")]
-    Replay(#[from] tracevault_replay::ReplayError),
-    #[error("listening on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
-    #[error("{0}")]
-    Tls(String),
-    #[error("serving: {0}")]
-    Serve(std::io::Error),
-    #[error("the server's runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("the server thread panicked")]
-    Panicked,
 }
 
 /// The service: a log and what serves it.

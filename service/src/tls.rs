@@ -13,7 +13,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 /// What completes TLS handshakes.
 #[derive(Clone)]

@@ -280,10 +280,13 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// Tokens by id.
+type ById = Arc<HashMap<String, Arc<TokenRecord>>>;
+
 /// The server's view of the tokens file, re-read when it changes.
 pub struct Tokens {
     path: PathBuf,
-    cache: RwLock<(Option<Stamp>, Arc<HashMap<String, Arc<TokenRecord>>>)>,
+    cache: RwLock<(Option<Stamp>, ById)>,
 }
 
 impl Tokens {
@@ -294,7 +297,7 @@ impl Tokens {
         Ok(tokens)
     }
 
-    fn current(&self) -> Result<Arc<HashMap<String, Arc<TokenRecord>>>, TokenError> {
+    fn current(&self) -> Result<ById, TokenError> {
         let now = stamp(&self.path);
         {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());

@@ -16,6 +16,9 @@ fn events_held(h: &Harness, session: &str) -> u64 {
         .map_or(0, |s| s["events"].as_u64().unwrap())
 }
 
+/// A bad request: its name, headers, path, body, the status it gets and what its message says.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, Vec<u8>, u16, &'a str);
+
 #[test]
 fn each_bad_batch_gets_its_status_and_reason_and_stores_nothing() {
     let limits = Limits {
@@ -46,7 +49,7 @@ fn each_bad_batch_gets_its_status_and_reason_and_stores_nothing() {
     }]);
     bad_msgpack.truncate(bad_msgpack.len() - 2);
     let zstd_bomb = zstd::bulk::compress(&vec![b' '; 100 << 20], 3).unwrap();
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", vec![json_ct], path.into(), b"[{\"t\": 1,".to_vec(), 400, "EOF while parsing"),
         ("not an array", vec![json_ct], path.into(), b"{\"t\": 1}".to_vec(), 400, "expected an array of events"),
         ("trailing bytes", vec![json_ct], path.into(), b"[] []".to_vec(), 400, "after the array"),

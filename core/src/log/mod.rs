@@ -307,6 +307,9 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
     }
 }
 
+/// The index's page cache.
+const INDEX_CACHE_BYTES: usize = 64 << 20;
+
 /// Opens (creating) the index database. The index is a cache: a file that redb cannot open (a
 /// crash during creation, damage) is removed and created again, and recovery rebuilds it from
 /// the segments; `fresh` removes it first. Only "held by another process" and I/O errors on the
@@ -320,7 +323,11 @@ fn open_index(path: &Path, fresh: bool) -> Result<redb::Database, OpenError> {
     if fresh {
         remove(path)?;
     }
-    let create = || std::panic::catch_unwind(|| redb::Database::create(path));
+    // redb caches up to 1 GiB of pages by default: a long-running server's RSS would grow with
+    // its index toward that. The index is read at open and for blocks not in memory; 64 MiB of
+    // its pages is plenty.
+    let create =
+        || std::panic::catch_unwind(|| redb::Builder::new().set_cache_size(INDEX_CACHE_BYTES).create(path));
     let reason = match create() {
         Ok(Ok(db)) => return Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {

@@ -24,6 +24,9 @@ use crate::error::{AppendError, ErrorKind, ReadError};
 use crate::log::{Batch, Log};
 use crate::policy::{self, Access, Operation};
 
+mod rules;
+pub use rules::{T_BACKWARDS_US_MAX, T_US_MAX, check_meta, check_times};
+
 /// Events per planned batch: fixed (not a caller's choice), because batch ids derive from where
 /// batches are cut, and a re-run must cut the same input the same way.
 pub const BATCH_EVENTS: usize = 4096;
@@ -32,15 +35,6 @@ pub const BATCH_EVENTS: usize = 4096;
 /// that a batch of long strings (pastes, titles) still fits one frame (`FRAME_BYTES_MAX`, 64 MiB)
 /// and one block: checked in the first pass, never found too large in the second.
 pub const PLANNED_BATCH_BYTES_MAX: usize = 8 << 20;
-
-/// The largest `t` accepted: 2^53 - 1 µs (about 285 years), so every reader of the interchange
-/// format (JavaScript, a Python float) reads it exactly.
-pub const T_US_MAX: u64 = (1 << 53) - 1;
-
-/// How far `t` may step back within a session: real recorders' clocks do step back a little
-/// (one SapiMouse recording does by 16 ms); a larger step is an input error, such as a file
-/// appended to itself.
-pub const T_BACKWARDS_US_MAX: u64 = 1_000_000;
 
 /// Where a record came from: the source's name and its line (a MessagePack batch: its record
 /// number, from 1).
@@ -309,53 +303,6 @@ impl Chain {
     }
 }
 
-/// Checks a session record against the interchange rules (docs/FORMAT.md, "Ingest rules"): what
-/// the ingest and the HTTP service both apply.
-pub fn check_meta(meta: &SessionMeta) -> Result<(), String> {
-    if let Some(t) = &meta.started_at
-        && let Err(e) = t.parse::<jiff::Timestamp>()
-    {
-        return Err(format!(
-            "field started_at: expected an RFC 3339 time such as \"2026-11-27T09:00:00Z\", found {t:?} ({e})"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks one batch of a session's events against the interchange rules on time (`t` at most
-/// [`T_US_MAX`], never more than [`T_BACKWARDS_US_MAX`] before the event before it, or before the
-/// session's latest stored event for the first): the index of the first event that breaks them,
-/// and why.
-pub fn check_times(previous_t_us: Option<u64>, events: &[Event]) -> Result<(), (usize, String)> {
-    let mut last = previous_t_us;
-    for (i, event) in events.iter().enumerate() {
-        if event.t_us > T_US_MAX {
-            return Err((
-                i,
-                format!(
-                    "field t: expected at most {T_US_MAX} (microseconds since the session started), found {}",
-                    event.t_us
-                ),
-            ));
-        }
-        if let Some(last) = last
-            && event.t_us + T_BACKWARDS_US_MAX < last
-        {
-            return Err((
-                i,
-                format!(
-                    "field t: {} goes back {} µs from the session's previous event ({last}); at most \
-                     {T_BACKWARDS_US_MAX} µs back is accepted",
-                    event.t_us,
-                    last - event.t_us
-                ),
-            ));
-        }
-        last = Some(event.t_us);
-    }
-    Ok(())
-}
-
 /// Ingests `source` into `log` for `access` (a role that may append): checks it all, then stores
 /// what the log does not hold yet.
 pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<IngestReport, IngestError> {
@@ -432,23 +379,8 @@ pub fn ingest(log: &Log, access: &Access, source: &mut dyn Source) -> Result<Ing
                         },
                     );
                 }
-                if event.t_us > T_US_MAX {
-                    return Err(reject(format!(
-                        "field t: expected at most {T_US_MAX} (microseconds since the session started), found {}",
-                        event.t_us
-                    )));
-                }
                 let (chain, last_t) = chains.get_mut(&session).expect("inserted above");
-                if let Some(last) = *last_t
-                    && event.t_us + T_BACKWARDS_US_MAX < last
-                {
-                    return Err(reject(format!(
-                        "field t: {} goes back {} µs from the session's previous event ({last}); at most \
-                         {T_BACKWARDS_US_MAX} µs back is accepted (is the input appended to itself?)",
-                        event.t_us,
-                        last - event.t_us
-                    )));
-                }
+                check_times(*last_t, std::slice::from_ref(&event)).map_err(|(_, reason)| reject(reason))?;
                 *last_t = Some(event.t_us);
                 let plan = plans.get_mut(&session).expect("planned with its chain");
                 if chain.pending == 0 {
