@@ -183,6 +183,7 @@ fn main() {
         zstd: true,
         grace: Duration::from_secs(30),
         pool: Some(pool.clone()),
+        ca_cert: None,
         // Enough for 3 M events/s: the recorders' encoding is on their machines, not the server's.
         prebuilt_batches: (3e6 * seconds / (recorders * batch) as f64).ceil() as u64,
     };

@@ -36,6 +36,8 @@ pub struct LoadOptions {
     pub grace: Duration,
     /// Real recordings to send instead of the synthetic sweep: see [`Pool`].
     pub pool: Option<Arc<Pool>>,
+    /// The CA certificate an `https://` server's certificate chains to (else Mozilla's roots).
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Batches each recorder encodes and compresses before the clock starts (then on the fly):
     /// a benchmark of the server leaves the recorders' own work on their machines.
     pub prebuilt_batches: u64,
@@ -88,6 +90,33 @@ impl Pool {
             })
             .collect()
     }
+}
+
+/// An HTTP client for the service: HTTPS checked against `ca_cert` (PEM) when given, else
+/// Mozilla's roots; answers of any status returned, not turned into errors.
+pub fn agent(timeout: Duration, ca_cert: Option<&std::path::Path>) -> Result<ureq::Agent, String> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("--ca-cert {}: no PEM certificate in it", path.display()));
+        }
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    Ok(ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .tls_config(tls.build())
+        .build()
+        .into())
 }
 
 /// What a run measured.
@@ -226,14 +255,11 @@ fn prebuild(o: &LoadOptions, r: usize) -> Vec<Vec<u8>> {
 fn recorder(shared: &Shared, r: usize, deadline: Instant, prebuilt: Vec<Vec<u8>>) {
     let mut prebuilt = prebuilt.into_iter();
     let o = &shared.options;
-    let connect = || -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .http_status_as_error(false)
-            .build()
-            .into()
+    let connect = || agent(Duration::from_secs(30), o.ca_cert.as_deref());
+    let mut agent = match connect() {
+        Ok(a) => a,
+        Err(e) => return fail(shared, e),
     };
-    let mut agent = connect();
     let url = o.url.trim_end_matches('/');
     let auth = format!("Bearer {}", o.token);
     // Each recorder's share of the offered rate, as a batch interval.
@@ -249,7 +275,10 @@ fn recorder(shared: &Shared, r: usize, deadline: Instant, prebuilt: Vec<Vec<u8>>
         let session = session_id(o, r, n);
         if n > 0 {
             // A recorder that closed its session leaves; the next arrives on a new connection.
-            agent = connect();
+            agent = match connect() {
+                Ok(a) => a,
+                Err(e) => return fail(shared, e),
+            };
         }
         let record = serde_json::json!({
             "type": "session", "session": session, "user": format!("load-user-{r}"),

@@ -34,6 +34,10 @@ struct Cli {
     /// `replay`, `export`, `audit` and `shred` (with --token). Default: $TRACEVAULT_SERVER.
     #[arg(long, global = true, value_name = "URL", env = "TRACEVAULT_SERVER")]
     server: Option<String>,
+    /// The CA certificate (PEM) a --server's TLS certificate must chain to, for a private CA or a
+    /// self-signed server. Default: $TRACEVAULT_CA_CERT, else Mozilla's roots.
+    #[arg(long, global = true, value_name = "FILE", env = "TRACEVAULT_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// The API token for --server. Default: $TRACEVAULT_TOKEN.
     #[arg(long, global = true, value_name = "TOKEN", env = "TRACEVAULT_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -247,10 +251,10 @@ fn main() -> ExitCode {
         return finish(tracevault::witness::serve(&listen, state, &log_keys).map(|()| ExitCode::SUCCESS));
     }
     if let Command::Load(args) = cli.command {
-        return finish(commands::load(args));
+        return finish(commands::load(args, cli.ca_cert.as_deref()));
     }
     if let Some(url) = &cli.server {
-        return finish(remote(url, cli.token.as_deref(), cli.command));
+        return finish(remote(url, cli.token.as_deref(), cli.ca_cert.as_deref(), cli.command));
     }
     let flags = Flags { data: cli.data, key_dir: cli.key_dir, config: cli.config, witnesses: cli.witnesses };
     let settings = match Settings::resolve(&flags, &|name| std::env::var_os(name)) {
@@ -311,13 +315,18 @@ fn main() -> ExitCode {
 }
 
 /// A command through a server (`--server`): the server holds the store, its keys and its lock.
-fn remote(url: &str, token: Option<&str>, command: Command) -> anyhow::Result<ExitCode> {
+fn remote(
+    url: &str,
+    token: Option<&str>,
+    ca_cert: Option<&std::path::Path>,
+    command: Command,
+) -> anyhow::Result<ExitCode> {
     let Some(token) = token else {
         anyhow::bail!(
             "--server {url} needs a token: --token, or $TRACEVAULT_TOKEN (`tracevault token create` on the server mints one)"
         );
     };
-    let server = commands::Remote::new(url, token);
+    let server = commands::Remote::new(url, token, ca_cert)?;
     match command {
         Command::Sessions { user, json } => server.sessions(user.as_deref(), json),
         Command::Replay { session, purpose, ticket, from, to, raw, format } => {

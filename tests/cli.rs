@@ -12,7 +12,8 @@ pub fn tracevault(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .env_remove("TRACEVAULT_MASTER_KEY")
         .env_remove("TRACEVAULT_SIGNING_KEY")
         .env_remove("TRACEVAULT_SERVER")
-        .env_remove("TRACEVAULT_TOKEN");
+        .env_remove("TRACEVAULT_TOKEN")
+        .env_remove("TRACEVAULT_CA_CERT");
     cmd.arg("--data").arg(data).args(args);
     match stdin {
         None => cmd.output().unwrap(),

@@ -40,6 +40,7 @@ fn command(data: &Path) -> Command {
         .env_remove("TRACEVAULT_SIGNING_KEY")
         .env_remove("TRACEVAULT_SERVER")
         .env_remove("TRACEVAULT_TOKEN")
+        .env_remove("TRACEVAULT_CA_CERT")
         .arg("--data")
         .arg(data);
     cmd
@@ -255,28 +256,59 @@ fn sigterm_drains_and_signs_a_checkpoint_over_everything_acknowledged() {
     assert_eq!(report["unsigned_frames"], 0, "{report}");
 }
 
-fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
+/// A test CA and a server certificate it signed (for localhost and 127.0.0.1), made by openssl:
+/// (CA certificate, server certificate, server key).
+fn openssl_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let (cert, key, csr, ext) =
+        (dir.join("cert.pem"), dir.join("key.pem"), dir.join("leaf.csr"), dir.join("ext.cnf"));
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let p = |s: &Path| s.to_str().unwrap().to_owned();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: Vec<Vec<String>> = vec![
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", "/CN=tracevault test CA", "-keyout", &p(&ca_key), "-out", &p(&ca)],
+        ]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        [&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", &p(&key), "-out", &p(&csr)]]
+            .concat()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        [
+            "x509",
+            "-req",
+            "-in",
+            &p(&csr),
+            "-CA",
+            &p(&ca),
+            "-CAkey",
+            &p(&ca_key),
+            "-CAcreateserial",
             "-days",
             "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed for the TLS test (.ci/run installs it)");
-    assert!(out.status.success(), "{}", text(&out));
-    (cert, key)
+            "-out",
+            &p(&cert),
+            "-extfile",
+            &p(&ext),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl is needed for the TLS test (.ci/run installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    }
+    (ca, cert, key)
 }
 
 #[test]
@@ -290,7 +322,7 @@ fn tls_with_a_real_certificate_and_no_plain_http_off_loopback() {
         "{}",
         text(&refused)
     );
-    let (cert, key) = openssl_cert(&dir);
+    let (ca, cert, key) = openssl_cert(&dir);
     let server = Server::start(
         &data,
         "127.0.0.1:0",
@@ -305,11 +337,11 @@ fn tls_with_a_real_certificate_and_no_plain_http_off_loopback() {
             .output()
             .expect("curl is needed (.ci/run installs it)")
     };
-    let ok = curl(&format!("{}/healthz", server.url), &["--cacert", cert.to_str().unwrap()]);
+    let ok = curl(&format!("{}/healthz", server.url), &["--cacert", ca.to_str().unwrap()]);
     assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).trim() == "ok", "{}", text(&ok));
     let unauthorized = curl(
         &format!("{}/v1/sessions", server.url),
-        &["--cacert", cert.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}"],
+        &["--cacert", ca.to_str().unwrap(), "-o", "/dev/null", "-w", "%{http_code}"],
     );
     assert_eq!(String::from_utf8_lossy(&unauthorized.stdout), "401");
     // Plain HTTP to the TLS port gets no answer, and an unknown certificate is refused.
@@ -321,6 +353,29 @@ fn tls_with_a_real_certificate_and_no_plain_http_off_loopback() {
     );
     let untrusted = curl(&format!("{}/healthz", server.url), &[]);
     assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    // The CLI as a client over HTTPS: with the CA certificate, and refused without it.
+    let auditor = token(&data, &["--role", "auditor", "--name", "ada"]);
+    let with_ca = tracevault(
+        &data,
+        &[
+            "--server",
+            &server.url,
+            "--token",
+            &auditor,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "sessions",
+            "--json",
+        ],
+        None,
+    );
+    assert!(
+        with_ca.status.success() && String::from_utf8_lossy(&with_ca.stdout).trim() == "[]",
+        "{}",
+        text(&with_ca)
+    );
+    let without = tracevault(&data, &["--server", &server.url, "--token", &auditor, "sessions"], None);
+    assert!(!without.status.success(), "{}", text(&without));
     // A key that does not parse is an error naming the file.
     std::fs::write(dir.join("bad.pem"), "not a key").unwrap();
     let bad = command(&data)

@@ -32,13 +32,10 @@ fn enc(text: &str) -> String {
 }
 
 impl Remote {
-    pub fn new(url: &str, token: &str) -> Remote {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(3600)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Remote { url: url.trim_end_matches('/').to_owned(), auth: format!("Bearer {token}"), agent }
+    pub fn new(url: &str, token: &str, ca_cert: Option<&std::path::Path>) -> Result<Remote> {
+        let agent =
+            tracevault::load::agent(Duration::from_secs(3600), ca_cert).map_err(anyhow::Error::msg)?;
+        Ok(Remote { url: url.trim_end_matches('/').to_owned(), auth: format!("Bearer {token}"), agent })
     }
 
     /// The body of a successful answer; a problem's detail as the error otherwise.

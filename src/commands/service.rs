@@ -300,7 +300,7 @@ pub struct LoadArgs {
     pub json: bool,
 }
 
-pub fn load(args: LoadArgs) -> Result<ExitCode> {
+pub fn load(args: LoadArgs, ca_cert: Option<&std::path::Path>) -> Result<ExitCode> {
     if args.recorders == 0 || args.batch == 0 || args.seconds <= 0.0 {
         bail!("--recorders, --batch and --seconds must be above zero");
     }
@@ -319,6 +319,7 @@ pub fn load(args: LoadArgs) -> Result<ExitCode> {
         zstd: !args.no_zstd,
         grace: Duration::from_secs(args.grace),
         pool: None,
+        ca_cert: ca_cert.map(std::path::Path::to_owned),
         prebuilt_batches: 0,
     };
     let bar = super::progress::spinner("load", args.json);
