@@ -62,6 +62,9 @@ fn each_bad_batch_gets_its_status_and_reason_and_stores_nothing() {
         ("time far back", vec![json_ct], path.into(), br#"[{"t":3000,"kind":"move","x":1,"y":1},{"t":5000000,"kind":"move","x":1,"y":1},{"t":10,"kind":"move","x":1,"y":1}]"#.to_vec(), 400, "goes back"),
         ("time out of range", vec![json_ct], path.into(), br#"[{"t":18446744073709551615,"kind":"move","x":1,"y":1}]"#.to_vec(), 400, "at most"),
         ("huge string", vec![json_ct], path.into(), huge_text.into_bytes(), 413, "over"),
+        // Far over the limit: the client is still sending when the server knows the answer, and
+        // must still get it (not a reset connection).
+        ("body far over the limit", vec![json_ct], path.into(), vec![b' '; 16 << 20], 413, "over 262144 bytes"),
         ("too many events", vec![json_ct], path.into(), too_many.into_bytes(), 413, "at most 1000 events"),
         ("malformed MessagePack", vec![msgpack_ct], path.into(), b"\xc1\xc1".to_vec(), 400, "body"),
         ("cut MessagePack", vec![msgpack_ct], path.into(), bad_msgpack, 400, "event"),

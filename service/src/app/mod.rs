@@ -143,7 +143,44 @@ pub(crate) fn router(state: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), counted))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route: see /v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.body_bytes_max))
+        .layer(middleware::from_fn_with_state(state.clone(), lingering))
         .with_state(state)
+}
+
+/// Bytes of an oversized body read and thrown away so that its sender sees the 413 (see
+/// [`lingering`]); a body declared larger than this is refused without reading it.
+const LINGER_BYTES_MAX: u64 = 64 << 20;
+/// How long the server reads an oversized body before answering anyway.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Refuses a body whose declared length is over the limit, after reading it (up to
+/// [`LINGER_BYTES_MAX`] bytes or [`LINGER_TIME`]) and throwing it away. A server that answers
+/// 413 and closes while the client is still sending resets the connection, and the client sees
+/// "broken pipe" instead of the answer that tells it to split the batch; nginx's lingering close
+/// is the same remedy.
+async fn lingering(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.limits.body_bytes_max;
+    let Some(declared) = declared.filter(|&n| n > limit as u64) else {
+        return next.run(request).await;
+    };
+    let route = request.extensions().get::<MatchedPath>().map(|p| route_name(p.as_str())).unwrap_or("other");
+    if declared <= LINGER_BYTES_MAX {
+        use http_body_util::BodyExt;
+        let mut body = request.into_body();
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    }
+    state.metrics.request(route, StatusCode::PAYLOAD_TOO_LARGE.as_u16());
+    let mut response =
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {limit} bytes"))
+            .into_response();
+    response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response
 }
 
 /// Counts every answered request by its route and status.
