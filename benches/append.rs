@@ -34,6 +34,7 @@ fn meta(session: usize) -> SessionMeta {
         device: None,
         screen: None,
         started_at: None,
+        layout: None,
         labels: Default::default(),
     }
 }

@@ -62,6 +62,7 @@ fn in_process(root: &Path, pool: &Arc<Pool>, recorders: usize, batch: usize, sec
                         device: Some("load".into()),
                         screen: None,
                         started_at: None,
+                        layout: None,
                         labels: Default::default(),
                     };
                     log.create_session(meta).unwrap();

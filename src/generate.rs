@@ -466,6 +466,7 @@ pub fn session(w: &Workload, i: usize) -> (SessionMeta, Vec<Event>) {
         device: Some(format!("laptop-{}", i % 5)),
         screen: Some(screen),
         started_at: Some(format!("2026-11-{:02}T{:02}:00:00Z", 2 + i % 25, 8 + i % 9)),
+        layout: None,
         labels: BTreeMap::from([("source".to_owned(), "generated".to_owned())]),
     };
     (meta, s.events)

@@ -72,6 +72,7 @@ pub fn load_file(path: &Path) -> Result<Recording> {
             device: None,
             screen: None,
             started_at: None,
+            layout: None,
             labels: [("source".to_owned(), "sapimouse".to_owned())].into(),
         },
         events,

@@ -100,6 +100,7 @@ fn build(data: &Path) -> (Log, u64) {
         device: Some("laptop".into()),
         screen: Some(Screen { w: 1920, h: 1080 }),
         started_at: Some("2026-11-27T09:00:00Z".into()),
+        layout: None,
         labels: Default::default(),
     })
     .unwrap();

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`reduce`]: the action reduction state machine (docs/ACTIONS.md states every rule).
+//! - [`keys`]: keyboard layouts (text from key codes) and PyAutoGUI's key names.
 //! - [`step`]: a step: action, arguments, PyAutoGUI call, lineage; its JSON form.
 //! - [`redact`]: the redaction policies.
 //! - [`redactable`]: values only this crate can open: events read for a redacted export go in, and
@@ -36,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod keys;
 pub mod redact;
 pub mod redactable;
 pub mod reduce;
@@ -44,4 +46,5 @@ pub mod step;
 pub use redact::{Policy, Redactor};
 pub use redactable::{Block, Redactable, RedactableReducer};
 pub use reduce::{ReduceConfig, Reducer, reduce};
-pub use step::{Absorbed, Action, Lineage, Step};
+pub use keys::Layout;
+pub use step::{Absorbed, Action, Fields, Lineage, Step};

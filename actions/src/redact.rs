@@ -295,6 +295,15 @@ impl Redactor {
         hex::encode(&tag[..16])
     }
 
+    /// Free text the export shows as it is (a session's labels), scrubbed by the detectors
+    /// under the default policy.
+    pub fn text(&self, text: &str) -> String {
+        match self.policy {
+            Policy::None => text.to_owned(),
+            Policy::Default => scrub(text).0,
+        }
+    }
+
     /// Redacts a session's steps: typed text scrubbed as one across the pieces a pause, a pointer
     /// move or a scroll split it into (in one app), window titles scrubbed, steps in sensitive
     /// apps reduced to their kind and timing.
@@ -420,7 +429,7 @@ mod tests {
             lineage: Lineage { block: 0, first_event: 0, last_event: 0, events: 1 },
             redacted: false,
         };
-        let typed = |t: &str| Action::Type { text: t.into(), secure: false };
+        let typed = |t: &str| Action::Type { text: t.into(), secure: false, inferred: false };
         let mut steps = vec![
             step(typed("mail ada.love"), "chat"),
             step(Action::Wait { ms: 1500 }, "chat"),

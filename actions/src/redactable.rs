@@ -65,6 +65,11 @@ impl RedactableReducer {
         RedactableReducer { reducer: Reducer::new(config, screen), steps: Vec::new() }
     }
 
+    /// The keyboard layout the session declared (see [`Reducer::with_layout`]).
+    pub fn with_layout(self, layout: Option<&str>) -> RedactableReducer {
+        RedactableReducer { reducer: self.reducer.with_layout(layout), steps: self.steps }
+    }
+
     /// Feeds the next block, in session order.
     pub fn push(&mut self, block: &Redactable<Block>) {
         let b = &block.0;

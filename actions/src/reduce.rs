@@ -13,7 +13,8 @@
 
 use tracevault_codecs::{Button, Event, EventKind, Key, Screen};
 
-use crate::step::{Absorbed, Action, Lineage, PathPoint, Step, pyautogui_key};
+use crate::keys::{Layout, pyautogui_name};
+use crate::step::{Absorbed, Action, Lineage, PathPoint, Step};
 
 /// The thresholds of the rules, with their defaults (docs/ACTIONS.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +93,11 @@ fn near(a: (i32, i32), b: (i32, i32), slop: i32) -> bool {
 enum Pending {
     Move {
         path: Vec<PathPoint>,
+        /// Where the pointer was before the move began.
+        from: (i32, i32),
+        /// Whether the pointer went farther than the click distance from there: a move that
+        /// never did is jitter, no step of its own.
+        left: bool,
         t_start: u64,
         t_last: u64,
         last: u64,
@@ -109,9 +115,11 @@ enum Pending {
         app: Option<String>,
     },
     Scroll {
+        /// Wheel units as recorded (`dy > 0` down).
         dx: i32,
         dy: i32,
         at: (i32, i32),
+        modifiers: u8,
         t_start: u64,
         t_last: u64,
         last: u64,
@@ -119,6 +127,7 @@ enum Pending {
     Type {
         text: String,
         secure: bool,
+        inferred: bool,
         t_start: u64,
         t_last: u64,
         last: u64,
@@ -139,7 +148,12 @@ impl Pending {
 /// A button held down.
 struct Press {
     button: Button,
+    /// Where the step says the press was: a double click's second press is where its first was.
     at: (i32, i32),
+    /// Where this press itself went down: whether it moved (a drag) is measured from here.
+    origin: (i32, i32),
+    /// The event of the press.
+    seq_down: u64,
     /// Clicks before this press in the same double/triple click (0 for a first press).
     chain: u8,
     t_start: u64,
@@ -165,7 +179,7 @@ pub struct Reducer {
     out: Vec<Step>,
     /// The newest step with events, and the waits after it: trailing events that belong to no
     /// step yet may still join that step's range.
-    held: Vec<Step>,
+    newest: Vec<Step>,
     episode: u32,
     step: u32,
     /// The first event index not yet in any step.
@@ -175,7 +189,17 @@ pub struct Reducer {
     blocks: Vec<(u64, u32)>,
     pending: Option<Pending>,
     press: Option<Press>,
+    /// Buttons held down as a `mouse_down` step, waiting for their release.
+    held: Vec<Button>,
     mods: u8,
+    caps_lock: bool,
+    /// Where the pointer was last seen.
+    pointer: Option<(i32, i32)>,
+    /// The layout key codes are read by (None: one this reducer does not know).
+    layout: Option<Layout>,
+    /// The recorder gave a key's text at least once: it reports text, so a character key
+    /// without text is a dead key or an IME composing, not a key to infer text for.
+    recorder_gives_text: bool,
 }
 
 impl Reducer {
@@ -185,7 +209,7 @@ impl Reducer {
             screen,
             app: None,
             out: Vec::new(),
-            held: Vec::new(),
+            newest: Vec::new(),
             episode: 0,
             step: 0,
             unassigned_from: 0,
@@ -193,8 +217,20 @@ impl Reducer {
             blocks: Vec::new(),
             pending: None,
             press: None,
+            held: Vec::new(),
             mods: 0,
+            caps_lock: false,
+            pointer: None,
+            layout: Some(Layout::Us),
+            recorder_gives_text: false,
         }
+    }
+
+    /// The keyboard layout the session declared (`layout` in its session record; US when it
+    /// declares none). A layout the reducer does not know infers no text.
+    pub fn with_layout(mut self, layout: Option<&str>) -> Reducer {
+        self.layout = layout.map_or(Some(Layout::Us), Layout::from_name);
+        self
     }
 
     /// Feeds one block: its number, the session-wide index of its first event, its events.
@@ -230,7 +266,7 @@ impl Reducer {
             }
             _ => None,
         };
-        self.out.append(&mut self.held);
+        self.out.append(&mut self.newest);
         (self.out, absorbed)
     }
 
@@ -275,15 +311,15 @@ impl Reducer {
         };
         self.step += 1;
         if step.lineage.events > 0 {
-            self.out.append(&mut self.held);
+            self.out.append(&mut self.newest);
         }
-        self.held.push(step);
+        self.newest.push(step);
     }
 
     /// Gives the events up to `last` that belong to no step to the newest step with events (no
     /// step with events can have come after it, only waits).
     fn extend_held(&mut self, last: u64) {
-        if let Some(held) = self.held.first_mut().filter(|s| s.lineage.events > 0)
+        if let Some(held) = self.newest.first_mut().filter(|s| s.lineage.events > 0)
             && self.unassigned_from <= last
         {
             held.lineage.last_event = last;
@@ -305,7 +341,11 @@ impl Reducer {
     fn flush(&mut self) {
         let Some(pending) = self.pending.take() else { return };
         match pending {
-            Pending::Move { path, t_start, t_last, last } => {
+            // Jitter that never left the click distance, and typing that Backspace erased, are no
+            // action: their events join the next step (or the previous one).
+            Pending::Move { left: false, .. } => {}
+            Pending::Type { ref text, secure: false, .. } if text.is_empty() => {}
+            Pending::Move { path, t_start, t_last, last, .. } => {
                 let path = self.thin(path);
                 self.emit(Action::Move { path }, t_start, t_last, last);
             }
@@ -314,11 +354,19 @@ impl Reducer {
                     Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
                 self.emit_in(action, t_start, t_up, last, app);
             }
-            Pending::Scroll { dx, dy, at, t_start, t_last, last } => {
-                self.emit(Action::Scroll { dx, dy, x: at.0, y: at.1 }, t_start, t_last, last);
+            Pending::Scroll { dx, dy, at, modifiers, t_start, t_last, last } => {
+                // PyAutoGUI's sign: positive scrolls up (the wheel's `dy > 0` is down).
+                let action = Action::Scroll {
+                    dx,
+                    dy: dy.saturating_neg(),
+                    x: at.0,
+                    y: at.1,
+                    modifiers: modifier_names(modifiers),
+                };
+                self.emit(action, t_start, t_last, last);
             }
-            Pending::Type { text, secure, t_start, t_last, last } => {
-                self.emit(Action::Type { text, secure }, t_start, t_last, last);
+            Pending::Type { text, secure, inferred, t_start, t_last, last } => {
+                self.emit(Action::Type { text, secure, inferred }, t_start, t_last, last);
             }
         }
     }
@@ -333,7 +381,7 @@ impl Reducer {
     }
 
     fn new_episode(&mut self) {
-        self.out.append(&mut self.held);
+        self.out.append(&mut self.newest);
         // An episode with no step yet is simply continued: numbers have no gaps.
         if self.step > 0 {
             self.episode += 1;
@@ -343,14 +391,20 @@ impl Reducer {
 
     fn push(&mut self, seq: u64, e: &Event) {
         let t = e.t_us;
-        // A button held across an episode gap lost its release (the recorder missed it): the
-        // press ends where the input stopped.
+        let episode_gap = self.config.episode_gap_ms.saturating_mul(1000);
         if let Some((prev_t, _)) = self.prev
             && t > prev_t
-            && t - prev_t >= self.config.episode_gap_ms.saturating_mul(1000)
-            && let Some(p) = self.press.take()
+            && t - prev_t >= episode_gap
         {
-            self.finish_press(p, prev_t, None);
+            // A button held across an episode gap lost its release (the recorder missed it): the
+            // press ends where the input stopped. Modifiers and held buttons are not carried into
+            // the next episode either: a release the recorder missed (the secure desktop of
+            // Ctrl+Alt+Del or Win+L takes it) must not turn all later typing into hotkeys.
+            if let Some(p) = self.press.take() {
+                self.finish_press(p, prev_t, None);
+            }
+            self.mods = 0;
+            self.held.clear();
         }
         if let Some((prev_t, prev_seq)) = self.prev
             && t > prev_t
@@ -358,13 +412,9 @@ impl Reducer {
         {
             let gap_us = t - prev_t;
             if gap_us >= self.config.wait_min_ms.saturating_mul(1000) {
-                // Modifiers are not held through a pause: a release the recorder missed (the
-                // secure desktop of Ctrl+Alt+Del or Win+L takes it) must not turn all later
-                // typing into hotkeys.
-                self.mods = 0;
                 self.flush();
                 self.extend_held(prev_seq);
-                if gap_us >= self.config.episode_gap_ms.saturating_mul(1000) {
+                if gap_us >= episode_gap {
                     self.new_episode();
                 } else {
                     let lineage = Lineage {
@@ -392,14 +442,12 @@ impl Reducer {
                 self.absorb(seq);
             }
             EventKind::Text { text } => {
-                if self.press.is_some() {
-                    self.absorb(seq);
-                } else {
-                    self.type_push(seq, t, text, false);
-                }
+                self.hold_press();
+                self.type_push(seq, t, text, false, false);
             }
             EventKind::Focus { app, title } => {
                 if self.press.is_some() {
+                    // Dragging from one window into another: the drag's own app is kept.
                     self.app = Some(app.clone());
                     self.absorb(seq);
                     return;
@@ -420,23 +468,34 @@ impl Reducer {
             }
             EventKind::Marker { .. } => self.absorb(seq),
         }
+        if let EventKind::Move { x, y }
+        | EventKind::Down { x, y, .. }
+        | EventKind::Up { x, y, .. }
+        | EventKind::Wheel { x, y, .. } = &e.kind
+        {
+            self.pointer = Some((*x, *y));
+        }
     }
 
+    /// Adds a point to a path: kept points are at least `path_sample_ms` apart, each the first
+    /// point a period past the one before, and the newest point rides at the end until it is
+    /// kept or replaced. A point where the path already is adds nothing.
     fn sample(&self, path: &mut Vec<PathPoint>, point: PathPoint) {
-        // Kept points are at least the sample period apart; the newest point rides at the end,
-        // replacing the previous newest, until it is a period past the last kept one.
+        let period = self.config.path_sample_ms.saturating_mul(1000);
         let n = path.len();
-        if n >= 2 && point.2.saturating_sub(path[n - 2].2) < self.config.path_sample_ms * 1000 {
-            path[n - 1] = point;
-        } else {
-            path.push(point);
+        if n >= 2 && path[n - 1].2.saturating_sub(path[n - 2].2) < period {
+            path.pop(); // the riding point, replaced by this one
         }
+        if path.last().is_some_and(|q| (q.0, q.1) == (point.0, point.1)) {
+            return;
+        }
+        path.push(point);
     }
 
     fn on_move(&mut self, seq: u64, t: u64, at: (i32, i32)) {
         let slop = self.config.click_slop_px;
         if let Some(mut p) = self.press.take() {
-            if !p.dragging && !near(p.at, at, slop) {
+            if !p.dragging && !near(p.origin, at, slop) {
                 p.dragging = true;
             }
             self.sample(&mut p.path, (at.0, at.1, t));
@@ -454,18 +513,48 @@ impl Reducer {
                 *last = seq; // jitter while a second click may follow
             }
             Some(Pending::Move { .. }) => {
-                let Some(Pending::Move { mut path, t_start, last: _, .. }) = self.pending.take() else {
+                let Some(Pending::Move { mut path, from, left, t_start, .. }) = self.pending.take() else {
                     unreachable!()
                 };
                 self.sample(&mut path, (at.0, at.1, t));
-                self.pending = Some(Pending::Move { path, t_start, t_last: t, last: seq });
+                let left = left || !near(from, at, slop);
+                self.pending = Some(Pending::Move { path, from, left, t_start, t_last: t, last: seq });
             }
             _ => {
                 self.flush();
-                self.pending =
-                    Some(Pending::Move { path: vec![(at.0, at.1, t)], t_start: t, t_last: t, last: seq });
+                let from = self.pointer.unwrap_or(at);
+                self.pending = Some(Pending::Move {
+                    path: vec![(at.0, at.1, t)],
+                    from,
+                    left: !near(from, at, slop),
+                    t_start: t,
+                    t_last: t,
+                    last: seq,
+                });
             }
         }
+    }
+
+    /// The button held down becomes a `mouse_down` step of its own (another button, a key or the
+    /// wheel came while it was down), and its release, when it comes, a `mouse_up`. So a held
+    /// button, or one whose release the recorder lost, never swallows what follows.
+    fn hold_press(&mut self) {
+        let Some(mut p) = self.press.take() else { return };
+        if let Some(Pending::Click { button, at, count, t_start, t_up, last, modifiers, .. }) = p.chained.take() {
+            let action = Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
+            self.emit_in(action, t_start, t_up, last, p.app.clone());
+        }
+        let t_down = p.path.first().map_or(p.t_start, |q| q.2);
+        let down = Action::MouseDown { button: p.button, x: p.origin.0, y: p.origin.1 };
+        if p.dragging {
+            self.emit_in(down, t_down, t_down, p.seq_down, p.app.clone());
+            let t_end = p.path.last().map_or(t_down, |q| q.2);
+            let path = self.thin(std::mem::take(&mut p.path));
+            self.emit_in(Action::Move { path }, t_down, t_end, p.last, p.app);
+        } else {
+            self.emit_in(down, t_down, t_down, p.last, p.app);
+        }
+        self.held.push(p.button);
     }
 
     fn on_down(&mut self, seq: u64, t: u64, button: Button, at: (i32, i32)) {
@@ -477,11 +566,12 @@ impl Reducer {
             }
             Some(p) => {
                 self.press = Some(p);
-                self.absorb(seq); // a second button while one is held
-                return;
+                self.hold_press(); // a second button while one is held
             }
             None => {}
         }
+        // A held button pressed again: its release was lost.
+        self.held.retain(|b| *b != button);
         let mut chain = 0;
         let mut t_start = t;
         let mut press_at = at;
@@ -503,6 +593,8 @@ impl Reducer {
         self.press = Some(Press {
             button,
             at: press_at,
+            origin: at,
+            seq_down: seq,
             chain,
             t_start,
             dragging: false,
@@ -521,6 +613,12 @@ impl Reducer {
 
     fn finish_press(&mut self, mut p: Press, t_end: u64, release: Option<(u64, (i32, i32))>) {
         let last = release.map_or(p.last, |(seq, _)| seq);
+        // A release beyond the click distance of its press is a drag, moves between or not.
+        if let Some((_, at)) = release
+            && !near(p.origin, at, self.config.click_slop_px)
+        {
+            p.dragging = true;
+        }
         if p.dragging {
             // A double click that then dragged: the click(s) first, then the drag from where the
             // last press began.
@@ -533,8 +631,8 @@ impl Reducer {
                 self.emit_in(action, t0, t_up, last, p.app.clone());
                 t_start = p.path.first().map_or(t_up, |q| q.2);
             }
-            let from = p.path.first().map_or(p.at, |q| (q.0, q.1));
-            let to = release.map_or_else(|| p.path.last().map_or(p.at, |q| (q.0, q.1)), |(_, at)| at);
+            let from = p.origin;
+            let to = release.map_or_else(|| p.path.last().map_or(p.origin, |q| (q.0, q.1)), |(_, at)| at);
             let mut path = std::mem::take(&mut p.path);
             if let Some((_, at)) = release {
                 self.sample(&mut path, (at.0, at.1, t_end));
@@ -571,22 +669,38 @@ impl Reducer {
 
     fn on_up(&mut self, seq: u64, t: u64, button: Button, at: (i32, i32)) {
         match self.press.take() {
-            Some(p) if p.button == button => self.finish_press(p, t, Some((seq, at))),
+            Some(p) if p.button == button => return self.finish_press(p, t, Some((seq, at))),
             Some(p) => {
                 self.press = Some(p);
-                self.absorb(seq);
+                if !self.held.contains(&button) {
+                    self.absorb(seq); // a release whose press came before the recording
+                    return;
+                }
+                // A held button released while another is down: both are held.
+                self.hold_press();
             }
-            None => self.absorb(seq), // a release whose press came before the recording
+            None => {}
+        }
+        if let Some(i) = self.held.iter().position(|b| *b == button) {
+            self.held.remove(i);
+            self.flush();
+            self.emit(Action::MouseUp { button, x: at.0, y: at.1 }, t, t, seq);
+        } else {
+            self.absorb(seq); // a release whose press came before the recording
         }
     }
 
     fn on_wheel(&mut self, seq: u64, t: u64, dx: i32, dy: i32, at: (i32, i32)) {
-        if self.press.is_some() {
-            self.absorb(seq);
-            return;
-        }
-        if let Some(Pending::Scroll { dx: sx, dy: sy, t_last, last, .. }) = &mut self.pending
+        self.hold_press();
+        // Wheel events merge while they come close together, keep their direction on each axis
+        // (scrolling down then back up is two scrolls), and are made with the same modifiers
+        // (Ctrl+wheel zooms).
+        let same_way = |a: i32, b: i32| a == 0 || b == 0 || (a > 0) == (b > 0);
+        if let Some(Pending::Scroll { dx: sx, dy: sy, modifiers, t_last, last, .. }) = &mut self.pending
             && t.saturating_sub(*t_last) <= self.config.scroll_gap_ms * 1000
+            && *modifiers == self.mods
+            && same_way(*sx, dx)
+            && same_way(*sy, dy)
         {
             *sx = sx.saturating_add(dx);
             *sy = sy.saturating_add(dy);
@@ -595,47 +709,76 @@ impl Reducer {
             return;
         }
         self.flush();
-        self.pending = Some(Pending::Scroll { dx, dy, at, t_start: t, t_last: t, last: seq });
+        self.pending =
+            Some(Pending::Scroll { dx, dy, at, modifiers: self.mods, t_start: t, t_last: t, last: seq });
     }
 
-    fn type_push(&mut self, seq: u64, t: u64, text: &str, secure: bool) {
-        if let Some(Pending::Type { text: pending, secure: s, t_last, last, .. }) = &mut self.pending
+    fn type_push(&mut self, seq: u64, t: u64, text: &str, secure: bool, inferred: bool) {
+        if let Some(Pending::Type { text: pending, secure: s, inferred: i, t_last, last, .. }) = &mut self.pending
             && *s == secure
         {
             pending.push_str(text);
+            *i |= inferred;
             *t_last = t;
             *last = seq;
             return;
         }
         self.flush();
-        self.pending =
-            Some(Pending::Type { text: text.to_owned(), secure, t_start: t, t_last: t, last: seq });
+        self.pending = Some(Pending::Type {
+            text: text.to_owned(),
+            secure,
+            inferred,
+            t_start: t,
+            t_last: t,
+            last: seq,
+        });
+    }
+
+    /// The text a key without text typed, by the session's layout, Shift and Caps Lock; only
+    /// for recorders that give codes alone, and only without Ctrl, Alt or Meta held.
+    fn inferred_text(&self, key: &Key) -> Option<char> {
+        if self.recorder_gives_text || key.secure || key.text.is_some() || self.mods & (CTRL | ALT | META) != 0 {
+            return None;
+        }
+        self.layout?.text(&key.code, self.mods & SHIFT != 0, self.caps_lock)
     }
 
     fn on_key_down(&mut self, seq: u64, t: u64, key: &Key) {
+        if key.text.as_deref().is_some_and(|t| !t.is_empty()) {
+            self.recorder_gives_text = true;
+        }
         if let Some(m) = modifier(&key.code) {
             self.mods |= m;
             self.absorb(seq);
             return;
         }
-        if self.press.is_some() || matches!(key.code.as_str(), "CapsLock" | "NumLock" | "ScrollLock") {
-            // Keys while a button is held belong to that gesture; locks show in the text typed.
+        if key.code == "CapsLock" {
+            self.caps_lock = !self.caps_lock;
+        }
+        if matches!(key.code.as_str(), "CapsLock" | "NumLock" | "ScrollLock") {
+            // Locks show in the text typed after them.
             self.absorb(seq);
             return;
         }
+        self.hold_press(); // a key while a button is down: the button is held
+        let inferred = self.inferred_text(key);
+        let mut buf = [0u8; 4];
+        let (text, inferred) = match inferred {
+            Some(c) => (Some(&*c.encode_utf8(&mut buf)), true),
+            None => (typed(key), false),
+        };
         // Ctrl or Meta with a key is a hotkey; Alt only when the key types nothing (AltGr and
         // macOS Option produce characters: that is typing).
-        let text = typed(key);
         // Windows reports AltGr as Ctrl+Alt: with a character produced, that is typing too.
         let altgr = self.mods & (CTRL | ALT) == CTRL | ALT && self.mods & META == 0 && text.is_some();
         let chord = !altgr && (self.mods & (CTRL | META) != 0 || (self.mods & ALT != 0 && text.is_none()));
         if !chord {
             if let Some(text) = text {
-                self.type_push(seq, t, text, false);
+                self.type_push(seq, t, text, false, inferred);
                 return;
             }
             if key.secure && key.code == "Unidentified" {
-                self.type_push(seq, t, "", true);
+                self.type_push(seq, t, "", true, false);
                 return;
             }
             if key.code == "Backspace"
@@ -646,20 +789,19 @@ impl Reducer {
                 *last = seq;
                 return;
             }
-            if key.is_printable() && key.code != "Space" && !key.secure {
-                // A character key that produced nothing (a dead key, an IME composing): what it
-                // typed arrives later, as text.
+            if key.is_printable() && key.code != "Space" && !key.secure && self.recorder_gives_text {
+                // A character key that produced nothing from a recorder that gives text (a dead
+                // key, an IME composing): what it typed arrives later, as text.
                 self.absorb(seq);
                 return;
             }
         }
         self.flush();
+        let name = pyautogui_name(&key.code, self.layout);
         let action = if self.mods != 0 {
-            let mut keys: Vec<String> = modifier_names(self.mods).into_iter().map(str::to_owned).collect();
-            keys.push(pyautogui_key(&key.code));
-            Action::Hotkey { keys }
+            Action::Hotkey { modifiers: modifier_names(self.mods), code: key.code.clone(), key: name }
         } else {
-            Action::Press { key: key.code.clone() }
+            Action::Press { code: key.code.clone(), key: name }
         };
         self.emit(action, t, t, seq);
     }

@@ -21,6 +21,10 @@ pub struct SessionMeta {
     pub screen: Option<Screen>,
     /// When the session started, as the recorder wrote it (RFC 3339).
     pub started_at: Option<String>,
+    /// The keyboard layout the recorder declares (`us`, `de`, ...): what a key typed when the
+    /// recorder gives its code but no text. Absent in sessions stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
     /// Free labels (team, task, ...).
     pub labels: BTreeMap<String, String>,
 }

@@ -73,6 +73,8 @@ pub(crate) struct RawRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub t: Option<u64>,
@@ -121,7 +123,8 @@ fn kind_fields(kind: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-const SESSION_FIELDS: &[&str] = &["type", "session", "user", "device", "screen", "started_at", "labels"];
+const SESSION_FIELDS: &[&str] =
+    &["type", "session", "user", "device", "screen", "started_at", "layout", "labels"];
 
 impl RawRecord {
     /// The names of the fields present, in the interchange order.
@@ -133,6 +136,7 @@ impl RawRecord {
             ("device", self.device.is_some()),
             ("screen", self.screen.is_some()),
             ("started_at", self.started_at.is_some()),
+            ("layout", self.layout.is_some()),
             ("labels", self.labels.is_some()),
             ("t", self.t.is_some()),
             ("kind", self.kind.is_some()),
@@ -186,6 +190,7 @@ impl RawRecord {
             ("user", &self.user),
             ("device", &self.device),
             ("started_at", &self.started_at),
+            ("layout", &self.layout),
             ("code", &self.code),
             ("text", &self.text),
             ("app", &self.app),
@@ -200,7 +205,7 @@ impl RawRecord {
         if let Some(extra) = self.present().find(|f| !SESSION_FIELDS.contains(f)) {
             return Err(RecordError::field(
                 extra,
-                "does not belong to a session record (its fields: session, user, device, screen, started_at, labels)",
+                "does not belong to a session record (its fields: session, user, device, screen, started_at, layout, labels)",
             ));
         }
         let session = required_id("session", self.session)?;
@@ -211,6 +216,7 @@ impl RawRecord {
             device: self.device,
             screen: self.screen,
             started_at: self.started_at,
+            layout: self.layout,
             labels: self.labels.unwrap_or_default(),
         }))
     }
@@ -314,6 +320,7 @@ impl From<&Record> for RawRecord {
                 device: meta.device.clone(),
                 screen: meta.screen,
                 started_at: meta.started_at.clone(),
+                layout: meta.layout.clone(),
                 labels: (!meta.labels.is_empty()).then(|| meta.labels.clone()),
                 ..RawRecord::default()
             },

@@ -30,6 +30,7 @@
 //!     device: None,
 //!     screen: None,
 //!     started_at: None,
+//!     layout: None,
 //!     labels: Default::default(),
 //! })?;
 //! let events = vec![Event { t_us: 16_000, kind: EventKind::Move { x: 10, y: 20 } }];

@@ -20,11 +20,17 @@ pub fn line(step: &Step) -> String {
         Action::Drag { from, to, path, .. } => {
             format!("drag ({}, {}) -> ({}, {}) through {} points", from.0, from.1, to.0, to.1, path.len())
         }
-        Action::Scroll { dx, dy, x, y } => format!("scroll dx {dx} dy {dy} at ({x}, {y})"),
+        Action::MouseDown { button, x, y } => format!("{} button down at ({x}, {y})", button.name()),
+        Action::MouseUp { button, x, y } => format!("{} button up at ({x}, {y})", button.name()),
+        Action::Scroll { dx, dy, x, y, modifiers } => {
+            let with = if modifiers.is_empty() { String::new() } else { format!(" with {}", modifiers.join("+")) };
+            format!("scroll dx {dx} dy {dy} (up, right positive) at ({x}, {y}){with}")
+        }
         Action::Type { secure: true, .. } => "type into a secure field (nothing recorded)".to_owned(),
+        Action::Type { text, inferred: true, .. } => format!("type {text:?} (text inferred from key codes)"),
         Action::Type { text, .. } => format!("type {text:?}"),
-        Action::Press { key } => format!("press {key}"),
-        Action::Hotkey { keys } => format!("hotkey {}", keys.join("+")),
+        Action::Press { code, .. } => format!("press {code}"),
+        Action::Hotkey { modifiers, code, .. } => format!("hotkey {}+{code}", modifiers.join("+")),
         Action::Move { path } => match path.last() {
             Some(p) => format!("move to ({}, {})", p.0, p.1),
             None => "move".to_owned(),

@@ -4,7 +4,6 @@
 
 use proptest::prelude::*;
 use tracevault_codecs::{Button, Event, EventKind, Key, Screen};
-use tracevault_replay::step::pyautogui_key;
 use tracevault_replay::{Absorbed, Action, ReduceConfig, Step, reduce};
 
 const MS: u64 = 1000;
@@ -87,6 +86,18 @@ fn click(button: Button, x: i32, y: i32, count: u8) -> Action {
     Action::Click { button, x, y, count, modifiers: vec![] }
 }
 
+fn typed(text: &str) -> Action {
+    Action::Type { text: text.into(), secure: false, inferred: false }
+}
+
+fn press(code: &str, key: &str) -> Action {
+    Action::Press { code: code.into(), key: Some(key.into()) }
+}
+
+fn hotkey(modifiers: &[&'static str], code: &str, key: &str) -> Action {
+    Action::Hotkey { modifiers: modifiers.to_vec(), code: code.into(), key: Some(key.into()) }
+}
+
 #[test]
 fn clicks_double_and_triple_clicks_right_and_middle_clicks() {
     let mut s = Script::default();
@@ -101,7 +112,8 @@ fn clicks_double_and_triple_clicks_right_and_middle_clicks() {
     s.mv(800, 50, 60).click(100, Button::Right, 50, 60).click(600, Button::Middle, 70, 80);
     let got = s.actions();
     let moves: Vec<_> = got.iter().filter(|a| matches!(a, Action::Move { .. })).collect();
-    assert_eq!(moves.len(), 4, "{got:#?}");
+    // The first move only says where the pointer is (nothing was known before): no step.
+    assert_eq!(moves.len(), 3, "{got:#?}");
     let clicks: Vec<Action> = got.into_iter().filter(|a| !matches!(a, Action::Move { .. })).collect();
     assert_eq!(
         clicks,
@@ -145,7 +157,7 @@ fn a_press_moved_beyond_the_click_distance_is_a_drag_with_its_path() {
     assert_eq!(path.first().map(|p| (p.0, p.1)), Some((100, 100)));
     assert_eq!(path.last().map(|p| (p.0, p.1)), Some((300, 200)));
     assert!(path.windows(2).all(|w| w[0].2 < w[1].2), "a path goes forward in time");
-    assert!(steps[0].action.pyautogui(420_000).contains("dragTo(300, 200, duration=0.420"));
+    assert!(steps[0].action.pyautogui(420_000).unwrap().contains("dragTo(300, 200, duration=0.420"));
 }
 
 #[test]
@@ -162,11 +174,11 @@ fn wheel_events_merge_across_short_gaps_only() {
     assert_eq!(
         s.actions(),
         vec![
-            Action::Scroll { dx: 0, dy: 480, x: 500, y: 400 },
-            Action::Scroll { dx: 0, dy: -120, x: 500, y: 400 }
+            Action::Scroll { dx: 0, dy: -480, x: 500, y: 400, modifiers: vec![] },
+            Action::Scroll { dx: 0, dy: 120, x: 500, y: 400, modifiers: vec![] }
         ]
     );
-    assert_eq!(s.reduce().0[0].action.pyautogui(0), "pyautogui.scroll(-4, x=500, y=400)");
+    assert_eq!(s.reduce().0[0].action.pyautogui(0).unwrap(), "pyautogui.scroll(-4, x=500, y=400)");
 }
 
 #[test]
@@ -182,19 +194,18 @@ fn typing_presses_and_hotkeys() {
     assert_eq!(
         s.actions(),
         vec![
-            Action::Type { text: "Hi there".into(), secure: false },
-            Action::Press { key: "Enter".into() },
-            Action::Hotkey { keys: vec!["ctrl".into(), "shift".into(), "t".into()] },
-            Action::Press { key: "ArrowLeft".into() },
-            Action::Hotkey { keys: vec!["shift".into(), "tab".into()] },
-            Action::Press { key: "F5".into() },
+            typed("Hi there"),
+            press("Enter", "enter"),
+            hotkey(&["ctrl", "shift"], "KeyT", "t"),
+            press("ArrowLeft", "left"),
+            hotkey(&["shift"], "Tab", "tab"),
+            press("F5", "f5"),
         ]
     );
     let steps = s.reduce().0;
-    assert_eq!(steps[0].action.pyautogui(0), "pyautogui.typewrite('Hi there')");
-    assert_eq!(steps[2].action.pyautogui(0), "pyautogui.hotkey('ctrl', 'shift', 't')");
-    assert_eq!(steps[1].action.pyautogui(0), "pyautogui.press('enter')");
-    assert_eq!(pyautogui_key("ArrowLeft"), "left");
+    assert_eq!(steps[0].action.pyautogui(0).unwrap(), "pyautogui.write('Hi there')");
+    assert_eq!(steps[2].action.pyautogui(0).unwrap(), "pyautogui.hotkey('ctrl', 'shift', 't')");
+    assert_eq!(steps[1].action.pyautogui(0).unwrap(), "pyautogui.press('enter')");
 }
 
 #[test]
@@ -207,7 +218,7 @@ fn a_lone_modifier_press_is_no_action_and_joins_a_neighbouring_step() {
     );
     let (steps, absorbed) = s.reduce();
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].action, Action::Type { text: "ab".into(), secure: false });
+    assert_eq!(steps[0].action, typed("ab"));
     assert_eq!((steps[0].lineage.first_event, steps[0].lineage.last_event), (0, 5));
     assert!(absorbed.is_none());
     // Nothing but a lone modifier: no step, and its events reported as absorbed.
@@ -225,8 +236,8 @@ fn secure_keys_type_nothing() {
     }
     let steps = s.reduce().0;
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].action, Action::Type { text: String::new(), secure: true });
-    assert!(steps[0].action.pyautogui(0).starts_with('#'));
+    assert_eq!(steps[0].action, Action::Type { text: String::new(), secure: true, inferred: false });
+    assert!(steps[0].action.pyautogui(0).unwrap_err().contains("secure"));
 }
 
 #[test]
@@ -296,7 +307,7 @@ fn a_shift_click_carries_its_modifier() {
         Action::Click { button: Button::Left, x: 10, y: 10, count: 1, modifiers: vec!["shift"] }
     );
     assert_eq!(
-        steps[0].action.pyautogui(0),
+        steps[0].action.pyautogui(0).unwrap(),
         "pyautogui.keyDown('shift'); pyautogui.click(x=10, y=10); pyautogui.keyUp('shift')"
     );
 }
@@ -332,7 +343,7 @@ fn typed_sentences_with_typos_shift_caps_lock_and_backspace_read_as_the_final_se
         }
         let steps = s.reduce().0;
         assert_eq!(steps.len(), 1, "sentence {n}: {steps:#?}");
-        assert_eq!(steps[0].action, Action::Type { text: (*sentence).into(), secure: false }, "sentence {n}");
+        assert_eq!(steps[0].action, typed(sentence), "sentence {n}");
     }
 }
 
@@ -342,7 +353,7 @@ fn backspace_with_nothing_pending_is_a_press() {
     s.key(0, "Backspace", None).key(100, "Backspace", None);
     assert_eq!(
         s.actions(),
-        vec![Action::Press { key: "Backspace".into() }, Action::Press { key: "Backspace".into() }]
+        vec![press("Backspace", "backspace"), press("Backspace", "backspace")]
     );
 }
 
@@ -436,26 +447,22 @@ proptest! {
 }
 
 #[test]
-fn a_modifier_release_the_recorder_missed_does_not_outlive_a_pause_or_a_focus_change() {
+fn a_modifier_release_the_recorder_missed_does_not_outlive_an_episode_gap_or_a_focus_change() {
     let mut s = Script::default();
-    // Ctrl+Alt+Del: the secure desktop swallows the releases.
+    // Ctrl+Alt+Del: the secure desktop swallows the releases; the person is back after a minute.
     s.key_down(0, "ControlLeft").key_down(20, "AltLeft").key(20, "Delete", None);
-    s.type_str_after(3000, "back");
+    s.type_str_after(61_000, "back");
     s.key_down(0, "MetaLeft").key(20, "KeyL", Some("l"));
     s.at(100, EventKind::Focus { app: "desktop".into(), title: None });
     s.type_str("again");
-    let mut actions = s.actions();
-    assert!(matches!(actions[1], Action::Wait { ms } if ms >= 3000), "{actions:#?}");
-    actions[1] = Action::Wait { ms: 3000 };
     assert_eq!(
-        actions,
+        s.actions(),
         vec![
-            Action::Hotkey { keys: vec!["ctrl".into(), "alt".into(), "delete".into()] },
-            Action::Wait { ms: 3000 },
-            Action::Type { text: "back".into(), secure: false },
-            Action::Hotkey { keys: vec!["win".into(), "l".into()] },
+            hotkey(&["ctrl", "alt"], "Delete", "delete"),
+            typed("back"),
+            hotkey(&["win"], "KeyL", "l"),
             Action::Focus { app: "desktop".into(), title: None },
-            Action::Type { text: "again".into(), secure: false },
+            typed("again"),
         ]
     );
 }
@@ -511,7 +518,7 @@ fn altgr_types_dead_keys_wait_for_their_text_and_steps_never_end_before_they_sta
     s.type_str("x.org");
     // A dead key (^) then e: the recorder sees the dead key without text, then "ê".
     s.key(50, "BracketLeft", None).key(50, "KeyE", Some("ê"));
-    assert_eq!(s.actions(), vec![Action::Type { text: "ada@x.orgê".into(), secure: false }]);
+    assert_eq!(s.actions(), vec![typed("ada@x.orgê")]);
     // A release stamped before its press (clocks do that): the step ends when it starts.
     let events = vec![
         Event { t_us: 5_000, kind: EventKind::Down { button: Button::Left, x: 1, y: 1 } },
@@ -519,4 +526,183 @@ fn altgr_types_dead_keys_wait_for_their_text_and_steps_never_end_before_they_sta
     ];
     let steps = reduce(&ReduceConfig::default(), None, &events).0;
     assert!(steps.iter().all(|s| s.t_end_us >= s.t_start_us), "{steps:#?}");
+}
+
+// ---- The defects a review found (issue 13), each as its minimal case. ----
+
+fn names(steps: &[Step]) -> Vec<&'static str> {
+    steps.iter().map(|s| s.action.name()).collect()
+}
+
+/// D1: a button held while another is clicked: the held one is a `mouse_down` step, the clicks
+/// are clicks, and its release a `mouse_up`; a release that never comes swallows nothing.
+#[test]
+fn d1_presses_of_another_button_while_one_is_held_are_not_swallowed() {
+    let mut s = Script::default();
+    s.down(0, Button::Right, 100, 100).mv(50, 200, 200);
+    s.click(100, Button::Left, 200, 200).click(600, Button::Left, 400, 200);
+    let actions = s.actions();
+    assert_eq!(names(&s.reduce().0), ["mouse_down", "move", "click", "click"], "{actions:#?}");
+    assert_eq!(actions[0], Action::MouseDown { button: Button::Right, x: 100, y: 100 });
+    // ...and when the release comes, it is a mouse_up where it happened.
+    s.up(100, Button::Right, 400, 200);
+    let steps = s.reduce().0;
+    assert_eq!(steps.last().map(|s| &s.action), Some(&Action::MouseUp { button: Button::Right, x: 400, y: 200 }));
+    assert_eq!(steps.last().unwrap().action.pyautogui(0).unwrap(), "pyautogui.mouseUp(x=400, y=200, button='right')");
+    // A key while a button is held: the key is its own step.
+    let mut s = Script::default();
+    s.down(0, Button::Left, 10, 10).key(100, "KeyA", Some("a")).key(100, "KeyB", Some("b"));
+    assert_eq!(names(&s.reduce().0), ["mouse_down", "type"]);
+}
+
+/// D2: the second press of a double click measures its movement from itself.
+#[test]
+fn d2_a_second_press_that_stays_put_is_a_double_click_not_a_drag() {
+    let mut s = Script::default();
+    s.click(0, Button::Left, 100, 100).down(100, Button::Left, 104, 100).mv(30, 107, 100).up(30, Button::Left, 107, 100);
+    assert_eq!(s.actions(), vec![click(Button::Left, 100, 100, 2)]);
+}
+
+/// D3: modifiers held through an idle second are still held.
+#[test]
+fn d3_modifiers_held_through_a_pause_still_apply() {
+    let mut s = Script::default();
+    s.key_down(0, "ControlLeft").key(1500, "KeyC", None).key_up(50, "ControlLeft");
+    s.key_down(2000, "ShiftLeft").key(1500, "Tab", Some("\t")).key_up(50, "ShiftLeft");
+    s.key_down(2000, "ControlLeft").click(1500, Button::Left, 10, 10).key_up(50, "ControlLeft");
+    let actions: Vec<Action> = s.actions().into_iter().filter(|a| !matches!(a, Action::Wait { .. })).collect();
+    assert_eq!(
+        actions,
+        vec![
+            hotkey(&["ctrl"], "KeyC", "c"),
+            hotkey(&["shift"], "Tab", "tab"),
+            Action::Click { button: Button::Left, x: 10, y: 10, count: 1, modifiers: vec!["ctrl"] },
+        ]
+    );
+}
+
+/// D4: a release far from its press is a drag, moves between or not.
+#[test]
+fn d4_a_release_far_from_its_press_is_a_drag() {
+    let mut s = Script::default();
+    s.down(0, Button::Left, 100, 100).up(80, Button::Left, 140, 100);
+    let actions = s.actions();
+    assert!(matches!(&actions[..], [Action::Drag { from: (100, 100), to: (140, 100), .. }]), "{actions:#?}");
+}
+
+/// D5: only calls PyAutoGUI executes as recorded; anything else is a step without a call, and
+/// says why.
+#[test]
+fn d5_every_call_is_one_pyautogui_runs_and_the_rest_say_why_not() {
+    let back = Action::Click { button: Button::Back, x: 1, y: 1, count: 1, modifiers: vec![] };
+    assert!(back.pyautogui(0).unwrap_err().contains("no back button"));
+    let mut s = Script::default();
+    s.key_down(0, "ControlLeft").key(50, "Numpad5", None).key(100, "NumpadAdd", None).key_up(50, "ControlLeft");
+    s.key(100, "MediaPlayPause", None).key(100, "IntlBackslash", None);
+    let calls: Vec<Result<String, String>> = s.reduce().0.iter().map(|s| s.action.pyautogui(0)).collect();
+    assert_eq!(
+        calls[..3],
+        [
+            Ok("pyautogui.hotkey('ctrl', 'num5')".into()),
+            Ok("pyautogui.hotkey('ctrl', 'add')".into()),
+            Ok("pyautogui.press('playpause')".into())
+        ]
+    );
+    assert_eq!(calls[3], Err("PyAutoGUI has no key for IntlBackslash".into()));
+    // Typing that Backspace erased entirely is no step (never `write('')`).
+    let mut s = Script::default();
+    s.type_str("ab").key(100, "Backspace", None).key(100, "Backspace", None).key(100, "Enter", Some("\r"));
+    assert_eq!(s.actions(), vec![press("Enter", "enter")]);
+    // Text PyAutoGUI cannot type is a type step without a call.
+    let mut s = Script::default();
+    s.at(0, EventKind::Text { text: "café".into() });
+    assert!(s.reduce().0[0].action.pyautogui(0).unwrap_err().contains("cannot type"));
+}
+
+/// D6: partial notches round up to a notch, never `scroll(0)`; a change of direction is a new
+/// scroll; Ctrl+wheel keeps its Ctrl.
+#[test]
+fn d6_scrolls_keep_small_amounts_their_direction_and_their_modifier() {
+    let mut s = Script::default();
+    s.wheel(0, 50);
+    s.wheel(1000, 180);
+    s.wheel(1000, 120).wheel(100, -120);
+    s.key_down(1000, "ControlLeft").wheel(100, -120).key_up(50, "ControlLeft");
+    let calls: Vec<String> = s
+        .reduce()
+        .0
+        .iter()
+        .filter(|s| s.action.name() == "scroll")
+        .map(|s| s.action.pyautogui(0).unwrap())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "pyautogui.scroll(-1, x=500, y=400)",
+            "pyautogui.scroll(-2, x=500, y=400)",
+            "pyautogui.scroll(-1, x=500, y=400)",
+            "pyautogui.scroll(1, x=500, y=400)",
+            "pyautogui.keyDown('ctrl'); pyautogui.scroll(1, x=500, y=400); pyautogui.keyUp('ctrl')",
+        ]
+    );
+}
+
+/// D8: on 60 Hz input the kept points are a sample period (50 ms) apart, and no path repeats its
+/// last point.
+#[test]
+fn d8_paths_keep_one_point_per_period_and_never_repeat_their_last_point() {
+    let mut s = Script::default();
+    for i in 0..60 {
+        s.at(if i == 0 { 0 } else { 17 }, EventKind::Move { x: 10 * i, y: 5 * i });
+    }
+    s.mv(17, 590, 295); // the same position again
+    let steps = s.reduce().0;
+    let Action::Move { path } = &steps[0].action else { panic!("{steps:#?}") };
+    for w in path[..path.len() - 1].windows(2) {
+        assert!(w[1].2 - w[0].2 >= 50 * MS, "kept points {:?} are closer than the period", w);
+    }
+    let n = path.len();
+    assert_ne!((path[n - 1].0, path[n - 1].1), (path[n - 2].0, path[n - 2].1), "{path:?}");
+    assert_eq!((path[n - 1].0, path[n - 1].1), (590, 295));
+}
+
+/// D10: pointer jitter that never leaves the click distance is no move step.
+#[test]
+fn d10_jitter_is_no_move() {
+    let mut s = Script::default();
+    s.click(0, Button::Left, 100, 100);
+    s.mv(700, 102, 101).mv(30, 104, 103).mv(30, 101, 100);
+    s.key(100, "Enter", Some("\r"));
+    assert_eq!(names(&s.reduce().0), ["click", "press"]);
+}
+
+/// Recorders that give key codes alone: the text comes from the session's layout, with Shift
+/// and Caps Lock, and the step says it was inferred.
+#[test]
+fn text_is_inferred_from_codes_by_the_layout() {
+    let mut s = Script::default();
+    s.key_down(0, "ShiftLeft").key(50, "KeyH", None).key_up(20, "ShiftLeft");
+    for code in ["KeyE", "KeyL", "KeyL", "KeyO", "Comma", "Space"] {
+        s.key(80, code, None);
+    }
+    s.key(80, "CapsLock", None).key(80, "KeyW", None).key(80, "CapsLock", None).key(80, "KeyX", None);
+    s.key(80, "Backspace", None).key(80, "Digit1", None);
+    let steps = s.reduce().0;
+    assert_eq!(steps.len(), 1, "{steps:#?}");
+    assert_eq!(steps[0].action, Action::Type { text: "Hello, W1".into(), secure: false, inferred: true });
+    // A German keyboard: the key where US has Y types z, and Ctrl with it is Ctrl+Z.
+    let mut s = Script::default();
+    s.key(0, "KeyY", None).key(80, "Semicolon", None);
+    s.key_down(200, "ControlLeft").key(50, "KeyY", None).key_up(20, "ControlLeft");
+    let mut r = tracevault_replay::Reducer::new(ReduceConfig::default(), None).with_layout(Some("de"));
+    r.push_block(0, 0, &s.events);
+    let actions: Vec<Action> = r.finish().0.into_iter().map(|s| s.action).collect();
+    assert_eq!(
+        actions,
+        vec![Action::Type { text: "zö".into(), secure: false, inferred: true }, hotkey(&["ctrl"], "KeyY", "z")]
+    );
+    // A recorder that gives text: a key without text is a dead key, not a key to infer.
+    let mut s = Script::default();
+    s.key(0, "KeyA", Some("a")).key(50, "BracketLeft", None).key(50, "KeyE", Some("ê"));
+    assert_eq!(s.actions(), vec![typed("aê")]);
 }

@@ -14,6 +14,7 @@ pub fn meta(id: &str, user: &str) -> SessionMeta {
         device: Some("d-1".into()),
         screen: None,
         started_at: None,
+        layout: None,
         labels: Default::default(),
     }
 }
