@@ -152,8 +152,8 @@ fn main() {
         rates[1][1] / 1e6,
         rates[1][1] / rates[1][0]
     );
-    let same = std::fs::read(root.join("export-1/steps.parquet")).unwrap()
-        == std::fs::read(root.join("export-2/steps.parquet")).unwrap();
+    let same = std::fs::read(root.join("export-1").join(Format::Parquet.file_name())).unwrap()
+        == std::fs::read(root.join("export-2").join(Format::Parquet.file_name())).unwrap();
     println!("Parquet from 1 and 2 threads byte-identical: {same}");
     assert!(same, "the export must not depend on the thread count");
 

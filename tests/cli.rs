@@ -157,7 +157,12 @@ fn the_demo_at_a_tiny_size_writes_its_store_exports_and_a_verified_log() {
     assert_eq!(summary["sessions"], 6);
     assert_eq!(summary["verify"], "ok");
     assert!(summary["steps"].as_u64().unwrap() > 100);
-    for file in ["parquet/steps.parquet", "parquet/meta/info.json", "jsonl/steps.jsonl", "data/index.redb"] {
+    for file in [
+        "parquet/data/train-00000-of-00001.parquet",
+        "parquet/meta/info.json",
+        "jsonl/data/train-00000-of-00001.jsonl",
+        "data/index.redb",
+    ] {
         assert!(out.join(file).is_file(), "{file} is missing");
     }
     assert!(summary["bytes_per_event"]["sapimouse"].as_f64().unwrap() < 3.0);

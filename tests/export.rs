@@ -82,6 +82,64 @@ fn chat_session() -> Vec<Event> {
     events
 }
 
+/// A session from a recorder that gives key codes only, on a German keyboard: typing, hotkeys,
+/// keys PyAutoGUI has and keys it has not, buttons it has not, partial wheel notches, Ctrl+wheel,
+/// a drag, and a button held while another clicks.
+fn mixed_session() -> Vec<Event> {
+    use tracevault_codecs::Button;
+    let mut events = Vec::new();
+    let mut t = 0;
+    let mut at = |dt: u64, kind: EventKind| {
+        t += dt;
+        events.push(Event { t_us: t, kind });
+    };
+    let key = |code: &str| Key { code: code.into(), text: None, secure: false };
+    let press = |at: &mut dyn FnMut(u64, EventKind), code: &str| {
+        at(90_000, EventKind::KeyDown(key(code)));
+        at(40_000, EventKind::KeyUp(key(code)));
+    };
+    at(0, EventKind::Focus { app: "editor".into(), title: Some("notes.txt".into()) });
+    at(10_000, EventKind::KeyDown(key("ShiftLeft")));
+    press(&mut at, "KeyH");
+    at(10_000, EventKind::KeyUp(key("ShiftLeft")));
+    for code in ["KeyA", "KeyL", "KeyL", "Semicolon", "Space", "KeyY", "Digit1", "IntlBackslash", "Enter"] {
+        press(&mut at, code);
+    }
+    at(200_000, EventKind::KeyDown(key("ControlLeft")));
+    for code in ["KeyY", "KeyS", "Numpad5", "Minus"] {
+        press(&mut at, code);
+    }
+    at(10_000, EventKind::KeyUp(key("ControlLeft")));
+    for code in ["MediaPlayPause", "F13", "NumpadAdd", "Lang3", "ArrowDown"] {
+        press(&mut at, code);
+    }
+    for (dx, dy) in [(0, 50), (0, 180), (0, -120), (30, 0)] {
+        at(400_000, EventKind::Wheel { dx, dy, x: 300, y: 300 });
+    }
+    at(400_000, EventKind::KeyDown(key("ControlLeft")));
+    at(50_000, EventKind::Wheel { dx: 0, dy: -120, x: 300, y: 300 });
+    at(50_000, EventKind::KeyUp(key("ControlLeft")));
+    for button in [Button::Back, Button::Forward, Button::Middle] {
+        at(600_000, EventKind::Down { button, x: 310, y: 300 });
+        at(80_000, EventKind::Up { button, x: 310, y: 300 });
+    }
+    at(600_000, EventKind::Down { button: Button::Left, x: 100, y: 100 });
+    for i in 1..=20 {
+        at(16_000, EventKind::Move { x: 100 + 10 * i, y: 100 + 3 * i });
+    }
+    at(16_000, EventKind::Up { button: Button::Left, x: 300, y: 160 });
+    at(600_000, EventKind::Down { button: Button::Right, x: 500, y: 500 });
+    at(50_000, EventKind::Move { x: 520, y: 500 });
+    at(100_000, EventKind::Down { button: Button::Left, x: 520, y: 500 });
+    at(80_000, EventKind::Up { button: Button::Left, x: 520, y: 500 });
+    at(100_000, EventKind::Up { button: Button::Right, x: 520, y: 500 });
+    at(600_000, EventKind::Down { button: Button::Other, x: 10, y: 10 });
+    at(50_000, EventKind::Move { x: 300, y: 10 });
+    at(50_000, EventKind::Up { button: Button::Other, x: 300, y: 10 });
+    at(2_000_000, EventKind::Text { text: "naïve café".into() });
+    events
+}
+
 fn build(data: &Path) -> (Log, u64) {
     let log = Log::open(data, options()).unwrap();
     let recordings = sapimouse::load_dir(&sapimouse::fixtures_dir()).unwrap();
@@ -106,6 +164,20 @@ fn build(data: &Path) -> (Log, u64) {
     .unwrap();
     log.append("chat-1", &chat).unwrap();
     events += chat.len() as u64;
+    let mixed = mixed_session();
+    log.create_session(SessionMeta {
+        session: "mixed-1".into(),
+        user: "typist".into(),
+        device: Some("laptop".into()),
+        screen: Some(Screen { w: 1280, h: 800 }),
+        started_at: Some("2026-11-28T14:30:00.250Z".into()),
+        layout: Some("de".into()),
+        labels: [("task".to_owned(), "write notes for ada.lovelace@example.com".to_owned())].into(),
+    })
+    .unwrap();
+    log.append("mixed-1", &mixed).unwrap();
+    log.seal_session("mixed-1").unwrap();
+    events += mixed.len() as u64;
     // Seal most sessions; one keeps an open block, read from memory.
     for r in recordings.iter().skip(1) {
         log.seal_session(&r.meta.session).unwrap();
@@ -160,7 +232,7 @@ fn exports_are_byte_identical_whatever_the_thread_count_and_account_for_every_ev
         let b = run_export(&log, 2, &two, format, Policy::Default);
         assert_eq!(a.pass, b.pass);
         assert_eq!(a.pass.events, events, "every event read");
-        assert_eq!(a.pass.sessions, 5);
+        assert_eq!(a.pass.sessions, 6);
         let (fa, fb) = (files(&one), files(&two));
         assert_eq!(fa.len(), 2);
         for ((pa, ba), (pb, bb)) in fa.iter().zip(&fb) {
@@ -169,12 +241,12 @@ fn exports_are_byte_identical_whatever_the_thread_count_and_account_for_every_ev
         }
     }
     // Lineage: the JSONL steps of each session account for every one of its events.
-    let text = std::fs::read_to_string(dir.join("one-jsonl/steps.jsonl")).unwrap();
+    let text = std::fs::read_to_string(dir.join("one-jsonl").join(Format::Jsonl.file_name())).unwrap();
     let mut per_session: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let entry = per_session.entry(v["session"].as_str().unwrap().to_owned()).or_default();
-        let l = &v["lineage"];
+        let l = &v;
         if l["events"].as_u64().unwrap() > 0 {
             assert_eq!(l["first_event"].as_u64().unwrap(), entry.0, "{line}");
             entry.0 = l["last_event"].as_u64().unwrap() + 1;
@@ -190,65 +262,98 @@ fn exports_are_byte_identical_whatever_the_thread_count_and_account_for_every_ev
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn pyarrow_reads_the_parquet_export_row_for_row() {
-    let probe = Command::new("python3").args(["-c", "import pyarrow"]).output();
-    let have = probe.as_ref().is_ok_and(|o| o.status.success());
+/// The Python that has the export's readers (`.ci/run` makes a virtualenv with them).
+fn python() -> String {
+    std::env::var("TRACEVAULT_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Whether the Python has pyarrow, DuckDB, datasets and PyAutoGUI; fails when CI said it must.
+fn have_readers() -> bool {
+    let probe = "import importlib.util as u, sys; \
+                 sys.exit(any(u.find_spec(m) is None for m in ['pyarrow', 'duckdb', 'datasets', 'pyautogui']))";
+    let have = Command::new(python()).args(["-c", probe]).status().is_ok_and(|s| s.success());
     if !have {
         assert!(
             std::env::var_os("TRACEVAULT_REQUIRE_PYARROW").is_none(),
-            "pyarrow is required here (TRACEVAULT_REQUIRE_PYARROW is set): pip install pyarrow"
+            "pyarrow, duckdb, datasets and pyautogui are required here (TRACEVAULT_REQUIRE_PYARROW is set)"
         );
-        eprintln!("skipped: python3 with pyarrow is not installed (.ci/run installs it)");
+        eprintln!("SKIPPED: {} lacks pyarrow, duckdb, datasets or pyautogui (.ci/run installs them)", python());
+    }
+    have
+}
+
+/// Both formats have one shape: every JSONL line has the schema's fields, in its order.
+#[test]
+fn jsonl_lines_have_the_parquet_columns_in_their_order() {
+    let dir = temp("shape");
+    let (log, _) = build(&dir.join("data"));
+    let report = run_export(&log, 2, &dir.join("js"), Format::Jsonl, Policy::Default);
+    let expected: Vec<String> =
+        tracevault_replay::export::schema().fields().iter().map(|f| f.name().clone()).collect();
+    let text = std::fs::read_to_string(dir.join("js").join(Format::Jsonl.file_name())).unwrap();
+    let mut episodes = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+        let mut keys: Vec<String> = v.keys().cloned().collect();
+        let mut want = expected.clone();
+        (keys.sort(), want.sort());
+        assert_eq!(keys, want, "{line}");
+        // In the schema's order: each field after the one before.
+        let mut from = 0;
+        for name in &expected {
+            let at = line[from..].find(&format!("\"{name}\":")).unwrap_or_else(|| panic!("{name} out of order: {line}"));
+            from += at + name.len() + 3;
+        }
+        episodes.insert(v["episode_index"].as_u64().unwrap());
+    }
+    assert_eq!(text.lines().count() as u64, report.pass.steps);
+    // The export-wide episode index counts every episode once, from 0, without gaps.
+    assert_eq!(episodes.len() as u64, report.pass.episodes);
+    assert_eq!(episodes.last().copied(), Some(report.pass.episodes - 1));
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("js/meta/info.json")).unwrap()).unwrap();
+    assert_eq!(info["columns"], serde_json::json!(expected));
+    assert_eq!(info["file"], Format::Jsonl.file_name());
+    drop(log);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// pyarrow, DuckDB and Hugging Face `datasets` load both exports (scripts/check-export), every
+/// PyAutoGUI call runs against PyAutoGUI's own functions and key list, and the Parquet file holds
+/// row for row what the JSONL file says.
+#[test]
+fn readers_load_the_export_and_every_pyautogui_call_is_valid() {
+    if !have_readers() {
         return;
     }
-    let dir = temp("pyarrow");
+    let dir = temp("readers");
     let (log, _) = build(&dir.join("data"));
-    let report = run_export(&log, 2, &dir.join("pq"), Format::Parquet, Policy::Default);
+    run_export(&log, 2, &dir.join("pq"), Format::Parquet, Policy::Default);
     run_export(&log, 2, &dir.join("js"), Format::Jsonl, Policy::Default);
-    let script = r#"
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-export");
+    for out in ["pq", "js"] {
+        let run = Command::new(python()).arg(&script).arg(dir.join(out)).arg("--pyautogui").output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        assert!(run.status.success(), "check-export {out}:\n{said}");
+        eprintln!("{said}");
+    }
+    let compare = r#"
 import json, sys
 import pyarrow.parquet as pq
-t = pq.read_table(sys.argv[1])
-rows = t.to_pylist()
-print(json.dumps({
-    "rows": t.num_rows,
-    "columns": t.schema.names,
-    "actions": [r["action"] for r in rows],
-    "sessions": [r["session"] for r in rows],
-    "t_start": [r["t_start_us"] for r in rows],
-    "text": [r["text"] for r in rows],
-    "first": [r["first_event"] for r in rows],
-    "compression": t.schema.names and pq.ParquetFile(sys.argv[1]).metadata.row_group(0).column(0).compression,
-}))
+rows = pq.read_table(sys.argv[1]).to_pylist()
+lines = [json.loads(l) for l in open(sys.argv[2])]
+assert len(rows) == len(lines), (len(rows), len(lines))
+for i, (r, l) in enumerate(zip(rows, lines)):
+    assert r == l, (i, {k: (r[k], l[k]) for k in r if r[k] != l.get(k)})
+print(len(rows), "rows the same")
 "#;
-    let out =
-        Command::new("python3").args(["-c", script]).arg(dir.join("pq/steps.parquet")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(got["rows"].as_u64(), Some(report.pass.steps));
-    assert_eq!(got["compression"], "ZSTD");
-    let expected: Vec<String> =
-        tracevault_replay::export::parquet_schema().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(got["columns"], serde_json::json!(expected));
-    // Row for row what the JSONL export of the same log says.
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("js/steps.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len() as u64, report.pass.steps);
-    for (i, line) in lines.iter().enumerate() {
-        assert_eq!(got["actions"][i], line["action"], "row {i}");
-        assert_eq!(got["sessions"][i], line["session"], "row {i}");
-        assert_eq!(got["t_start"][i], line["t_start_us"], "row {i}");
-        assert_eq!(got["first"][i], line["lineage"]["first_event"], "row {i}");
-        assert_eq!(
-            got["text"][i],
-            line["args"].get("text").cloned().unwrap_or(serde_json::Value::Null),
-            "row {i}"
-        );
-    }
+    let run = Command::new(python())
+        .args(["-c", compare])
+        .arg(dir.join("pq").join(Format::Parquet.file_name()))
+        .arg(dir.join("js").join(Format::Jsonl.file_name()))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     drop(log);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -311,7 +416,7 @@ fn an_export_is_one_audit_entry_naming_every_session_before_anything_is_read() {
     let e = entries.last().unwrap();
     assert_eq!(e.action, AuditAction::Export);
     assert_eq!(e.role, Role::Ml);
-    assert_eq!(e.sessions.len(), 5);
+    assert_eq!(e.sessions.len(), 6);
     drop(log);
     std::fs::remove_dir_all(&dir).unwrap();
 }
