@@ -74,6 +74,26 @@ fn chat_session() -> Vec<Event> {
         });
         t += 100_000;
     }
+    // A name after a form label, and a street address.
+    for line in ["Name: Grace Hopper", "ship to 221B Baker Street"] {
+        events.extend(typing(t, line));
+        t = events.last().unwrap().t_us + 2_000_000;
+        events.push(Event {
+            t_us: t,
+            kind: EventKind::KeyDown(Key { code: "Tab".into(), text: None, secure: false }),
+        });
+        t += 100_000;
+    }
+    // A password manager's web vault in a browser: known by its window title.
+    events.push(Event {
+        t_us: t,
+        kind: EventKind::Focus {
+            app: "firefox".into(),
+            title: Some("Bitwarden Web Vault - Mozilla Firefox".into()),
+        },
+    });
+    events.extend(typing(t + 10_000, "web-vault-CANARY"));
+    t = events.last().unwrap().t_us + 100_000;
     events.push(Event {
         t_us: t + 10_000,
         kind: EventKind::Focus { app: "1Password".into(), title: Some("Vault".into()) },
@@ -113,6 +133,11 @@ fn mixed_session() -> Vec<Event> {
     for code in ["MediaPlayPause", "F13", "NumpadAdd", "Lang3", "ArrowDown"] {
         press(&mut at, code);
     }
+    // PageDown held until it repeats.
+    for dt in [200_000, 500_000, 33_000, 33_000] {
+        at(dt, EventKind::KeyDown(key("PageDown")));
+    }
+    at(20_000, EventKind::KeyUp(key("PageDown")));
     for (dx, dy) in [(0, 50), (0, 180), (0, -120), (30, 0)] {
         at(400_000, EventKind::Wheel { dx, dy, x: 300, y: 300 });
     }
@@ -277,7 +302,10 @@ fn have_readers() -> bool {
             std::env::var_os("TRACEVAULT_REQUIRE_PYARROW").is_none(),
             "pyarrow, duckdb, datasets and pyautogui are required here (TRACEVAULT_REQUIRE_PYARROW is set)"
         );
-        eprintln!("SKIPPED: {} lacks pyarrow, duckdb, datasets or pyautogui (.ci/run installs them)", python());
+        eprintln!(
+            "SKIPPED: {} lacks pyarrow, duckdb, datasets or pyautogui (.ci/run installs them)",
+            python()
+        );
     }
     have
 }
@@ -296,12 +324,15 @@ fn jsonl_lines_have_the_parquet_columns_in_their_order() {
         let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
         let mut keys: Vec<String> = v.keys().cloned().collect();
         let mut want = expected.clone();
-        (keys.sort(), want.sort());
+        keys.sort();
+        want.sort();
         assert_eq!(keys, want, "{line}");
         // In the schema's order: each field after the one before.
         let mut from = 0;
         for name in &expected {
-            let at = line[from..].find(&format!("\"{name}\":")).unwrap_or_else(|| panic!("{name} out of order: {line}"));
+            let at = line[from..]
+                .find(&format!("\"{name}\":"))
+                .unwrap_or_else(|| panic!("{name} out of order: {line}"));
             from += at + name.len() + 3;
         }
         episodes.insert(v["episode_index"].as_u64().unwrap());
@@ -333,7 +364,8 @@ fn readers_load_the_export_and_every_pyautogui_call_is_valid() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-export");
     for out in ["pq", "js"] {
         let run = Command::new(python()).arg(&script).arg(dir.join(out)).arg("--pyautogui").output().unwrap();
-        let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+        let said =
+            format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
         assert!(run.status.success(), "check-export {out}:\n{said}");
         eprintln!("{said}");
     }
@@ -370,8 +402,15 @@ fn no_canary_survives_the_default_redaction_and_every_one_survives_none() {
         let all = |d: &Path| files(d).into_iter().flat_map(|(_, b)| b).collect::<Vec<u8>>();
         let (a, b) = (all(&redacted), all(&raw));
         let has = |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
-        for canary in CANARIES.iter().chain(["vault-note-CANARY-in-sensitive-app", "typist", "chat-1"].iter())
-        {
+        let more = [
+            "vault-note-CANARY-in-sensitive-app",
+            "typist",
+            "chat-1",
+            "Grace Hopper",
+            "Baker Street",
+            "web-vault-CANARY",
+        ];
+        for canary in CANARIES.iter().chain(more.iter()) {
             assert!(!has(&a, canary), "{canary} survived the default redaction in {}", format.name());
             // zstd compresses Parquet pages: look for the canaries in the JSONL export only.
             if format == Format::Jsonl {
@@ -380,7 +419,17 @@ fn no_canary_survives_the_default_redaction_and_every_one_survives_none() {
         }
         if format == Format::Jsonl {
             let text = String::from_utf8(a).unwrap();
-            for placeholder in ["<EMAIL>", "<PHONE>", "<CARD>", "<IBAN>", "<IPV4>", "<API_KEY>", "<JWT>"] {
+            for placeholder in [
+                "<EMAIL>",
+                "<PHONE>",
+                "<CARD>",
+                "<IBAN>",
+                "<IPV4>",
+                "<API_KEY>",
+                "<JWT>",
+                "<NAME>",
+                "<ADDRESS>",
+            ] {
                 assert!(text.contains(placeholder), "{placeholder} missing");
             }
             assert!(text.contains("in a sensitive app: arguments redacted"));

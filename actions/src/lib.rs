@@ -43,8 +43,8 @@ pub mod redactable;
 pub mod reduce;
 pub mod step;
 
+pub use keys::Layout;
 pub use redact::{Policy, Redactor};
 pub use redactable::{Block, Redactable, RedactableReducer};
 pub use reduce::{ReduceConfig, Reducer, reduce};
-pub use keys::Layout;
 pub use step::{Absorbed, Action, Fields, Lineage, Step};

@@ -191,6 +191,10 @@ pub struct Reducer {
     press: Option<Press>,
     /// Buttons held down as a `mouse_down` step, waiting for their release.
     held: Vec<Button>,
+    /// Keys (not modifiers) down now, by code: a second press of one is its auto-repeat.
+    keys_down: Vec<String>,
+    /// Keys held as a `key_down` step, waiting for their release.
+    held_keys: Vec<String>,
     mods: u8,
     caps_lock: bool,
     /// Where the pointer was last seen.
@@ -218,6 +222,8 @@ impl Reducer {
             pending: None,
             press: None,
             held: Vec::new(),
+            keys_down: Vec::new(),
+            held_keys: Vec::new(),
             mods: 0,
             caps_lock: false,
             pointer: None,
@@ -405,6 +411,8 @@ impl Reducer {
             }
             self.mods = 0;
             self.held.clear();
+            self.keys_down.clear();
+            self.held_keys.clear();
         }
         if let Some((prev_t, prev_seq)) = self.prev
             && t > prev_t
@@ -439,7 +447,15 @@ impl Reducer {
                 if let Some(m) = modifier(&k.code) {
                     self.mods &= !m;
                 }
-                self.absorb(seq);
+                self.keys_down.retain(|c| *c != k.code);
+                if let Some(i) = self.held_keys.iter().position(|c| *c == k.code) {
+                    self.held_keys.remove(i);
+                    self.flush();
+                    let key = pyautogui_name(&k.code, self.layout);
+                    self.emit(Action::KeyUp { code: k.code.clone(), key }, t, t, seq);
+                } else {
+                    self.absorb(seq);
+                }
             }
             EventKind::Text { text } => {
                 self.hold_press();
@@ -540,8 +556,11 @@ impl Reducer {
     /// button, or one whose release the recorder lost, never swallows what follows.
     fn hold_press(&mut self) {
         let Some(mut p) = self.press.take() else { return };
-        if let Some(Pending::Click { button, at, count, t_start, t_up, last, modifiers, .. }) = p.chained.take() {
-            let action = Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
+        if let Some(Pending::Click { button, at, count, t_start, t_up, last, modifiers, .. }) =
+            p.chained.take()
+        {
+            let action =
+                Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
             self.emit_in(action, t_start, t_up, last, p.app.clone());
         }
         let t_down = p.path.first().map_or(p.t_start, |q| q.2);
@@ -714,7 +733,8 @@ impl Reducer {
     }
 
     fn type_push(&mut self, seq: u64, t: u64, text: &str, secure: bool, inferred: bool) {
-        if let Some(Pending::Type { text: pending, secure: s, inferred: i, t_last, last, .. }) = &mut self.pending
+        if let Some(Pending::Type { text: pending, secure: s, inferred: i, t_last, last, .. }) =
+            &mut self.pending
             && *s == secure
         {
             pending.push_str(text);
@@ -724,20 +744,35 @@ impl Reducer {
             return;
         }
         self.flush();
-        self.pending = Some(Pending::Type {
-            text: text.to_owned(),
-            secure,
-            inferred,
-            t_start: t,
-            t_last: t,
-            last: seq,
-        });
+        self.pending =
+            Some(Pending::Type { text: text.to_owned(), secure, inferred, t_start: t, t_last: t, last: seq });
+    }
+
+    /// A key that repeats (held down, no release between) right after its press: the press
+    /// becomes a `key_down` step that takes the repeats, and the release will be a `key_up`.
+    /// Whether it did (not when something else came between the press and the repeat).
+    fn hold_key(&mut self, seq: u64, code: &str) -> bool {
+        let [step] = &mut self.newest[..] else { return false };
+        match &step.action {
+            Action::Press { code: c, key } if c == code => {
+                step.action = Action::KeyDown { code: c.clone(), key: key.clone() };
+                self.held_keys.push(code.to_owned());
+            }
+            Action::KeyDown { code: c, .. } if c == code => {}
+            _ => return false,
+        }
+        self.extend_held(seq);
+        true
     }
 
     /// The text a key without text typed, by the session's layout, Shift and Caps Lock; only
     /// for recorders that give codes alone, and only without Ctrl, Alt or Meta held.
     fn inferred_text(&self, key: &Key) -> Option<char> {
-        if self.recorder_gives_text || key.secure || key.text.is_some() || self.mods & (CTRL | ALT | META) != 0 {
+        if self.recorder_gives_text
+            || key.secure
+            || key.text.is_some()
+            || self.mods & (CTRL | ALT | META) != 0
+        {
             return None;
         }
         self.layout?.text(&key.code, self.mods & SHIFT != 0, self.caps_lock)
@@ -761,6 +796,10 @@ impl Reducer {
             return;
         }
         self.hold_press(); // a key while a button is down: the button is held
+        let repeat = self.keys_down.contains(&key.code);
+        if !repeat {
+            self.keys_down.push(key.code.clone());
+        }
         let inferred = self.inferred_text(key);
         let mut buf = [0u8; 4];
         let (text, inferred) = match inferred {
@@ -797,6 +836,9 @@ impl Reducer {
             }
         }
         self.flush();
+        if repeat && self.mods == 0 && self.hold_key(seq, &key.code) {
+            return;
+        }
         let name = pyautogui_name(&key.code, self.layout);
         let action = if self.mods != 0 {
             Action::Hotkey { modifiers: modifier_names(self.mods), code: key.code.clone(), key: name }

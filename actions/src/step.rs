@@ -40,6 +40,11 @@ pub enum Action {
     /// A key that prints nothing (Enter, Tab, an arrow, Escape, F5, ...): its W3C `code`, and
     /// PyAutoGUI's name for it when PyAutoGUI has the key.
     Press { code: String, key: Option<String> },
+    /// A key held down (it repeated): the first press, with the repeats; its release is a
+    /// [`Action::KeyUp`].
+    KeyDown { code: String, key: Option<String> },
+    /// The release of a key held as a [`Action::KeyDown`].
+    KeyUp { code: String, key: Option<String> },
     /// Modifiers held with a key: the modifiers as PyAutoGUI names them (`ctrl`, `alt`, `shift`,
     /// `win`, in that order), the key's W3C `code`, and its PyAutoGUI name by the layout.
     Hotkey { modifiers: Vec<&'static str>, code: String, key: Option<String> },
@@ -102,6 +107,8 @@ impl Action {
             Action::Scroll { .. } => "scroll",
             Action::Type { .. } => "type",
             Action::Press { .. } => "press",
+            Action::KeyDown { .. } => "key_down",
+            Action::KeyUp { .. } => "key_up",
             Action::Hotkey { .. } => "hotkey",
             Action::Move { .. } => "move",
             Action::Wait { .. } => "wait",
@@ -148,7 +155,9 @@ impl Action {
                 f.path = Some(path);
                 f.modifiers = modifiers;
             }
-            Action::MouseDown { button, .. } | Action::MouseUp { button, .. } => f.button = Some(button.name()),
+            Action::MouseDown { button, .. } | Action::MouseUp { button, .. } => {
+                f.button = Some(button.name())
+            }
             Action::Scroll { dx, dy, modifiers, .. } => {
                 (f.dx, f.dy) = (Some(*dx), Some(*dy));
                 f.modifiers = modifiers;
@@ -158,7 +167,7 @@ impl Action {
                 f.secure = Some(*secure);
                 f.inferred = Some(*inferred);
             }
-            Action::Press { code, key } => {
+            Action::Press { code, key } | Action::KeyDown { code, key } | Action::KeyUp { code, key } => {
                 f.key = key.as_deref();
                 f.code = Some(code);
             }
@@ -295,13 +304,20 @@ impl Action {
             Action::Type { secure: true, .. } => return Err("typed into a secure field: not recorded".into()),
             Action::Type { text, .. } if text.is_empty() => return Err("no text".into()),
             Action::Type { text, .. } if !pyautogui_can_write(text) => {
-                return Err("the text has characters PyAutoGUI cannot type (it types keyboard keys only)".into());
+                return Err(
+                    "the text has characters PyAutoGUI cannot type (it types keyboard keys only)".into()
+                );
             }
             Action::Type { text, .. } => format!("pyautogui.write({})", py_str(text)),
-            Action::Press { code, key: None } | Action::Hotkey { code, key: None, .. } => {
+            Action::Press { code, key: None }
+            | Action::KeyDown { code, key: None }
+            | Action::KeyUp { code, key: None }
+            | Action::Hotkey { code, key: None, .. } => {
                 return Err(format!("PyAutoGUI has no key for {code}"));
             }
             Action::Press { key: Some(key), .. } => format!("pyautogui.press({})", py_str(key)),
+            Action::KeyDown { key: Some(key), .. } => format!("pyautogui.keyDown({})", py_str(key)),
+            Action::KeyUp { key: Some(key), .. } => format!("pyautogui.keyUp({})", py_str(key)),
             Action::Hotkey { modifiers, key: Some(key), .. } => {
                 let mut args: Vec<String> = modifiers.iter().map(|k| py_str(k)).collect();
                 args.push(py_str(key));

@@ -232,7 +232,8 @@ impl Engine {
         blocks: &SessionBlocks,
         redactor: &Redactor,
     ) -> Result<SessionSteps, ReplayError> {
-        let mut reducer = RedactableReducer::new(self.config.clone(), meta.screen).with_layout(meta.layout.as_deref());
+        let mut reducer =
+            RedactableReducer::new(self.config.clone(), meta.screen).with_layout(meta.layout.as_deref());
         let events = self.for_each_redactable(blocks, |block| reducer.push(block))?;
         let (steps, absorbed) = reducer.finish();
         let steps = redactor.open(steps).map_err(ReplayError::Invalid)?;
@@ -356,7 +357,8 @@ impl Engine {
         let blocks = log.read_sessions(access, op, &[id])?.pop().ok_or_else(|| {
             ReplayError::Invalid(format!("session {id}: the log returned no blocks for it"))
         })?;
-        let mut reducer = Reducer::new(self.config.clone(), info.meta.screen).with_layout(info.meta.layout.as_deref());
+        let mut reducer =
+            Reducer::new(self.config.clone(), info.meta.screen).with_layout(info.meta.layout.as_deref());
         let mut steps = Vec::new();
         let mut events_out = Vec::new();
         let events = self.pool.install(|| {

@@ -23,13 +23,16 @@ pub fn line(step: &Step) -> String {
         Action::MouseDown { button, x, y } => format!("{} button down at ({x}, {y})", button.name()),
         Action::MouseUp { button, x, y } => format!("{} button up at ({x}, {y})", button.name()),
         Action::Scroll { dx, dy, x, y, modifiers } => {
-            let with = if modifiers.is_empty() { String::new() } else { format!(" with {}", modifiers.join("+")) };
+            let with =
+                if modifiers.is_empty() { String::new() } else { format!(" with {}", modifiers.join("+")) };
             format!("scroll dx {dx} dy {dy} (up, right positive) at ({x}, {y}){with}")
         }
         Action::Type { secure: true, .. } => "type into a secure field (nothing recorded)".to_owned(),
         Action::Type { text, inferred: true, .. } => format!("type {text:?} (text inferred from key codes)"),
         Action::Type { text, .. } => format!("type {text:?}"),
         Action::Press { code, .. } => format!("press {code}"),
+        Action::KeyDown { code, .. } => format!("hold {code} down"),
+        Action::KeyUp { code, .. } => format!("release {code}"),
         Action::Hotkey { modifiers, code, .. } => format!("hotkey {}+{code}", modifiers.join("+")),
         Action::Move { path } => match path.last() {
             Some(p) => format!("move to ({}, {})", p.0, p.1),

@@ -351,10 +351,7 @@ fn typed_sentences_with_typos_shift_caps_lock_and_backspace_read_as_the_final_se
 fn backspace_with_nothing_pending_is_a_press() {
     let mut s = Script::default();
     s.key(0, "Backspace", None).key(100, "Backspace", None);
-    assert_eq!(
-        s.actions(),
-        vec![press("Backspace", "backspace"), press("Backspace", "backspace")]
-    );
+    assert_eq!(s.actions(), vec![press("Backspace", "backspace"), press("Backspace", "backspace")]);
 }
 
 fn any_event() -> impl Strategy<Value = (u64, EventKind)> {
@@ -547,8 +544,14 @@ fn d1_presses_of_another_button_while_one_is_held_are_not_swallowed() {
     // ...and when the release comes, it is a mouse_up where it happened.
     s.up(100, Button::Right, 400, 200);
     let steps = s.reduce().0;
-    assert_eq!(steps.last().map(|s| &s.action), Some(&Action::MouseUp { button: Button::Right, x: 400, y: 200 }));
-    assert_eq!(steps.last().unwrap().action.pyautogui(0).unwrap(), "pyautogui.mouseUp(x=400, y=200, button='right')");
+    assert_eq!(
+        steps.last().map(|s| &s.action),
+        Some(&Action::MouseUp { button: Button::Right, x: 400, y: 200 })
+    );
+    assert_eq!(
+        steps.last().unwrap().action.pyautogui(0).unwrap(),
+        "pyautogui.mouseUp(x=400, y=200, button='right')"
+    );
     // A key while a button is held: the key is its own step.
     let mut s = Script::default();
     s.down(0, Button::Left, 10, 10).key(100, "KeyA", Some("a")).key(100, "KeyB", Some("b"));
@@ -559,7 +562,12 @@ fn d1_presses_of_another_button_while_one_is_held_are_not_swallowed() {
 #[test]
 fn d2_a_second_press_that_stays_put_is_a_double_click_not_a_drag() {
     let mut s = Script::default();
-    s.click(0, Button::Left, 100, 100).down(100, Button::Left, 104, 100).mv(30, 107, 100).up(30, Button::Left, 107, 100);
+    s.click(0, Button::Left, 100, 100).down(100, Button::Left, 104, 100).mv(30, 107, 100).up(
+        30,
+        Button::Left,
+        107,
+        100,
+    );
     assert_eq!(s.actions(), vec![click(Button::Left, 100, 100, 2)]);
 }
 
@@ -570,7 +578,8 @@ fn d3_modifiers_held_through_a_pause_still_apply() {
     s.key_down(0, "ControlLeft").key(1500, "KeyC", None).key_up(50, "ControlLeft");
     s.key_down(2000, "ShiftLeft").key(1500, "Tab", Some("\t")).key_up(50, "ShiftLeft");
     s.key_down(2000, "ControlLeft").click(1500, Button::Left, 10, 10).key_up(50, "ControlLeft");
-    let actions: Vec<Action> = s.actions().into_iter().filter(|a| !matches!(a, Action::Wait { .. })).collect();
+    let actions: Vec<Action> =
+        s.actions().into_iter().filter(|a| !matches!(a, Action::Wait { .. })).collect();
     assert_eq!(
         actions,
         vec![
@@ -597,7 +606,10 @@ fn d5_every_call_is_one_pyautogui_runs_and_the_rest_say_why_not() {
     let back = Action::Click { button: Button::Back, x: 1, y: 1, count: 1, modifiers: vec![] };
     assert!(back.pyautogui(0).unwrap_err().contains("no back button"));
     let mut s = Script::default();
-    s.key_down(0, "ControlLeft").key(50, "Numpad5", None).key(100, "NumpadAdd", None).key_up(50, "ControlLeft");
+    s.key_down(0, "ControlLeft")
+        .key(50, "Numpad5", None)
+        .key(100, "NumpadAdd", None)
+        .key_up(50, "ControlLeft");
     s.key(100, "MediaPlayPause", None).key(100, "IntlBackslash", None);
     let calls: Vec<Result<String, String>> = s.reduce().0.iter().map(|s| s.action.pyautogui(0)).collect();
     assert_eq!(
@@ -699,10 +711,31 @@ fn text_is_inferred_from_codes_by_the_layout() {
     let actions: Vec<Action> = r.finish().0.into_iter().map(|s| s.action).collect();
     assert_eq!(
         actions,
-        vec![Action::Type { text: "zö".into(), secure: false, inferred: true }, hotkey(&["ctrl"], "KeyY", "z")]
+        vec![
+            Action::Type { text: "zö".into(), secure: false, inferred: true },
+            hotkey(&["ctrl"], "KeyY", "z")
+        ]
     );
     // A recorder that gives text: a key without text is a dead key, not a key to infer.
     let mut s = Script::default();
     s.key(0, "KeyA", Some("a")).key(50, "BracketLeft", None).key(50, "KeyE", Some("ê"));
     assert_eq!(s.actions(), vec![typed("aê")]);
+}
+
+/// A key held down until it repeats is a `key_down` step that takes its repeats, and its
+/// release a `key_up` (computer_13's held keys); a key pressed twice is two presses.
+#[test]
+fn a_held_key_is_key_down_and_key_up() {
+    let mut s = Script::default();
+    s.key_down(0, "ArrowDown");
+    for _ in 0..5 {
+        s.key_down(if s.t == 0 { 500 } else { 33 }, "ArrowDown");
+    }
+    s.key_up(20, "ArrowDown");
+    s.key(200, "ArrowDown", None).key(200, "ArrowDown", None);
+    let steps = s.reduce().0;
+    assert_eq!(names(&steps), ["key_down", "key_up", "press", "press"], "{steps:#?}");
+    assert_eq!(steps[0].lineage.events, 6, "the repeats are the key_down's");
+    assert_eq!(steps[0].action.pyautogui(0).unwrap(), "pyautogui.keyDown('down')");
+    assert_eq!(steps[1].action.pyautogui(0).unwrap(), "pyautogui.keyUp('down')");
 }

@@ -166,8 +166,9 @@ impl Remote {
         }
         let started = std::time::Instant::now();
         let (bytes, headers) = self.post("exporting", "/v1/exports", &request)?;
-        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
         let file = args.out.join(args.format.file_name());
+        let dir = file.parent().unwrap_or(&args.out);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(&file, &bytes).with_context(|| format!("writing {}", file.display()))?;
         let number = |name: &str| {
             headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)

@@ -274,7 +274,8 @@ pub(super) async fn export(
     };
     let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
     let h = response.headers_mut();
-    let disposition = format!("attachment; filename=\"{}\"", format.file_name());
+    let name = format.file_name().rsplit('/').next().unwrap_or("steps");
+    let disposition = format!("attachment; filename=\"{name}\"");
     h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ASCII"));
     h.insert("tracevault-redaction", HeaderValue::from_static(policy.name()));
     for (name, value) in [
