@@ -15,7 +15,7 @@ use tracevault_replay::export::{ExportOptions, Format};
 use tracevault_replay::{Engine, Policy, ReduceConfig, ReplayError, Selection, SessionSteps, StepSink};
 
 /// A sink that keeps nothing: reduction alone.
-struct Count(u64);
+struct Count(std::sync::atomic::AtomicU64);
 
 impl StepSink for Count {
     type Rendered = u64;
@@ -24,8 +24,8 @@ impl StepSink for Count {
         Ok(s.steps.len() as u64)
     }
 
-    fn write(&mut self, steps: u64) -> Result<(), ReplayError> {
-        self.0 += steps;
+    fn write(&self, steps: u64) -> Result<(), ReplayError> {
+        self.0.fetch_add(steps, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -116,10 +116,9 @@ fn main() {
                     assert_eq!(engine.decode_only(&log, &access, &all).unwrap(), events);
                 }
                 "decode + reduce" => {
-                    let mut sink = Count(0);
-                    let r = engine
-                        .run(&log, &access, Operation::ReadSteps, &all, &mut sink, &mut |_, _| {})
-                        .unwrap();
+                    let sink = Count(Default::default());
+                    let r =
+                        engine.run(&log, &access, Operation::ReadSteps, &all, &sink, &mut |_, _| {}).unwrap();
                     assert_eq!(r.events, events);
                 }
                 _ => {
@@ -184,7 +183,9 @@ fn main() {
     let engine = Engine::new(ReduceConfig::default(), 2).unwrap();
     group.bench_function("decode + reduce, 2 threads", |b| {
         b.iter(|| {
-            engine.run(&log, &access, Operation::ReadSteps, &all, &mut Count(0), &mut |_, _| {}).unwrap()
+            engine
+                .run(&log, &access, Operation::ReadSteps, &all, &Count(Default::default()), &mut |_, _| {})
+                .unwrap()
         })
     });
     group.finish();

@@ -239,7 +239,12 @@ impl Action {
     /// none: only calls PyAutoGUI executes as recorded are given (it ignores an unknown key name,
     /// skips characters it has no key for, and raises on a button it does not know).
     pub fn pyautogui(&self, duration_us: u64) -> Result<String, String> {
-        let secs = |us: u64| format!("{:.3}", us as f64 / 1e6);
+        // Seconds to the millisecond, formatted as integers (float formatting was a measurable
+        // part of an export's time).
+        let secs = |us: u64| {
+            let ms = us.saturating_add(500) / 1000;
+            format!("{}.{:03}", ms / 1000, ms % 1000)
+        };
         let wrap = |modifiers: &[&'static str], call: String| -> String {
             if modifiers.is_empty() {
                 return call;

@@ -86,7 +86,24 @@ pub trait StepSink: Sync {
         None
     }
     fn render(&self, session: &SessionSteps) -> Result<Self::Rendered, ReplayError>;
-    fn write(&mut self, rendered: Self::Rendered) -> Result<(), ReplayError>;
+    /// Called from one thread at a time, in session order (while the pool renders the sessions
+    /// after): a sink keeps its writer behind a lock only it takes.
+    fn write(&self, rendered: Self::Rendered) -> Result<(), ReplayError>;
+}
+
+thread_local! {
+    /// Each thread's block decoder: a zstd context costs more to create than a block of SapiMouse
+    /// takes to decode (measured: creating one per block was 12% of a replay's time).
+    static DECODER: std::cell::RefCell<BlockDecoder> = std::cell::RefCell::new(BlockDecoder::new());
+}
+
+/// Runs `f` with this thread's block decoder.
+fn with_decoder<T>(f: impl FnOnce(&mut BlockDecoder) -> T) -> T {
+    DECODER.with(|d| match d.try_borrow_mut() {
+        Ok(mut decoder) => f(&mut decoder),
+        // Only if `f` itself decodes on this thread (it does not): a decoder of its own.
+        Err(_) => f(&mut BlockDecoder::new()),
+    })
 }
 
 /// What a pass over the selection did.
@@ -170,16 +187,14 @@ impl Engine {
         let mut start = 0;
         while start < n {
             let end = (start + window).min(n);
-            let decoded: Vec<Result<T, ReadError>> = (start..end)
-                .into_par_iter()
-                .map_init(BlockDecoder::new, |decoder, i| read(i, decoder))
-                .collect();
+            let decoded: Vec<Result<T, ReadError>> =
+                (start..end).into_par_iter().map(|i| with_decoder(|decoder| read(i, decoder))).collect();
             for block in decoded {
                 f(block?);
             }
             start = end;
         }
-        if let Some(block) = open(&mut BlockDecoder::new())? {
+        if let Some(block) = with_decoder(open)? {
             f(block);
         }
         Ok(())
@@ -261,7 +276,7 @@ impl Engine {
         access: &Access,
         op: Operation,
         selection: &Selection,
-        sink: &mut S,
+        sink: &S,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PassReport, ReplayError> {
         let selected = self.select(log, selection)?;
@@ -275,49 +290,70 @@ impl Engine {
         let readers = log.read_sessions(access, op, &ids)?;
         let total = readers.len() as u64;
         let window = (self.threads * SESSION_WINDOW_PER_THREAD).max(1);
-        let mut done = 0u64;
-        for (infos, blocks) in readable.chunks(window).zip(readers.chunks(window)) {
-            let shared: &S = sink;
-            let results: Vec<Result<(PassReport, S::Rendered), ReplayError>> = self.pool.install(|| {
-                infos
-                    .par_iter()
-                    .zip(blocks.par_iter())
-                    .map(|(info, b)| {
-                        let session = if b.redactable_only() {
-                            let redactor = shared.redactor().ok_or_else(|| {
-                                ReplayError::Invalid(
-                                    "a redacted export's events open only through a redacting sink".into(),
-                                )
-                            })?;
-                            self.reduce_redactable(&info.meta, b, redactor)?
-                        } else {
-                            self.reduce_blocks(&info.meta, b)?
-                        };
-                        let counts = PassReport {
-                            sessions: 1,
-                            events: session.events,
-                            steps: session.steps.len() as u64,
-                            episodes: session.steps.last().map_or(0, |s| u64::from(s.episode) + 1),
-                            absorbed_events: session.absorbed.map_or(0, |a| a.last_event - a.first_event + 1),
-                            skipped: Vec::new(),
-                        };
-                        Ok((counts, shared.render(&session)?))
-                    })
-                    .collect()
+        let shared: &S = sink;
+        // A pipeline: the pool decodes, reduces and renders the next window of sessions while
+        // this thread writes the one before (the sink's write is sequential, in session order).
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for (infos, blocks) in readable.chunks(window).zip(readers.chunks(window)) {
+                    let results = self.pool.install(|| self.render_window(shared, infos, blocks));
+                    if tx.send((infos.len() as u64, results)).is_err() {
+                        return; // the writer stopped on an error
+                    }
+                }
             });
-            for result in results {
-                let (counts, rendered) = result?;
-                report.sessions += counts.sessions;
-                report.events += counts.events;
-                report.steps += counts.steps;
-                report.episodes += counts.episodes;
-                report.absorbed_events += counts.absorbed_events;
-                sink.write(rendered)?;
+            let mut done = 0u64;
+            for (sessions, results) in rx {
+                for result in results {
+                    let (counts, rendered) = result?;
+                    report.sessions += counts.sessions;
+                    report.events += counts.events;
+                    report.steps += counts.steps;
+                    report.episodes += counts.episodes;
+                    report.absorbed_events += counts.absorbed_events;
+                    shared.write(rendered)?;
+                }
+                done += sessions;
+                progress(done, total);
             }
-            done += infos.len() as u64;
-            progress(done, total);
-        }
-        Ok(report)
+            Ok(report)
+        })
+    }
+
+    /// Decodes, reduces and renders a window of sessions, in parallel on the pool.
+    #[allow(clippy::type_complexity)]
+    fn render_window<S: StepSink>(
+        &self,
+        sink: &S,
+        infos: &[&SessionInfo],
+        blocks: &[SessionBlocks],
+    ) -> Vec<Result<(PassReport, S::Rendered), ReplayError>> {
+        infos
+            .par_iter()
+            .zip(blocks.par_iter())
+            .map(|(info, b)| {
+                let session = if b.redactable_only() {
+                    let redactor = sink.redactor().ok_or_else(|| {
+                        ReplayError::Invalid(
+                            "a redacted export's events open only through a redacting sink".into(),
+                        )
+                    })?;
+                    self.reduce_redactable(&info.meta, b, redactor)?
+                } else {
+                    self.reduce_blocks(&info.meta, b)?
+                };
+                let counts = PassReport {
+                    sessions: 1,
+                    events: session.events,
+                    steps: session.steps.len() as u64,
+                    episodes: session.steps.last().map_or(0, |s| u64::from(s.episode) + 1),
+                    absorbed_events: session.absorbed.map_or(0, |a| a.last_event - a.first_event + 1),
+                    skipped: Vec::new(),
+                };
+                Ok((counts, sink.render(&session)?))
+            })
+            .collect()
     }
 
     /// Reads and decodes the selection without reducing it (the benchmark's baseline); returns

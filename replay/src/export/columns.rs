@@ -145,11 +145,11 @@ pub(super) fn session_batch(s: &SessionRows) -> SessionBatch {
     let mut t_end = UInt64Builder::with_capacity(n);
     let mut wall_start = Int64Builder::with_capacity(n);
     let mut wall_end = Int64Builder::with_capacity(n);
-    let mut started_at = StringBuilder::new();
+    let mut started_at = StringBuilder::with_capacity(n, n * s.started_at.map_or(0, str::len));
     let mut screen_w = UInt32Builder::with_capacity(n);
     let mut screen_h = UInt32Builder::with_capacity(n);
-    let mut action = StringBuilder::new();
-    let mut app = StringBuilder::new();
+    let mut action = StringBuilder::with_capacity(n, n * 8);
+    let mut app = StringBuilder::with_capacity(n, n * 8);
     let mut title = StringBuilder::new();
     let [mut x, mut y, mut x0, mut y0, mut dx, mut dy] =
         std::array::from_fn(|_| Int32Builder::with_capacity(n));
@@ -164,7 +164,7 @@ pub(super) fn session_batch(s: &SessionRows) -> SessionBatch {
     let mut keys = ListBuilder::new(StringBuilder::new());
     let mut ms = UInt64Builder::with_capacity(n);
     let mut path = PathColumn::default();
-    let mut pyautogui = StringBuilder::new();
+    let mut pyautogui = StringBuilder::with_capacity(n, n * 48);
     let mut skipped = StringBuilder::new();
     let mut block = UInt32Builder::with_capacity(n);
     let [mut first, mut last, mut events] = std::array::from_fn(|_| UInt64Builder::with_capacity(n));

@@ -14,13 +14,14 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
 use arrow_schema::Schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use serde_json::json;
 use tracevault_core::{Access, Log, Operation};
 
@@ -40,6 +41,20 @@ pub const EXPORT_SCHEMA_VERSION: u32 = 2;
 /// Rows per Parquet row group, fixed so the file does not depend on how the sessions were split
 /// among threads.
 pub const PARQUET_ROWS_PER_GROUP: usize = 65_536;
+
+/// String columns whose values repeat: the only ones dictionary-encoded.
+const DICTIONARY_COLUMNS: &[&str] = &[
+    "session",
+    "user",
+    "started_at",
+    "action",
+    "app",
+    "title",
+    "button",
+    "key",
+    "code",
+    "pyautogui_skipped",
+];
 
 /// The export's file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,9 +106,9 @@ pub fn redacted<'s>(redactor: &Redactor, session: &'s SessionSteps) -> (String, 
 }
 
 struct JsonlSink<'r> {
-    out: BufWriter<File>,
+    /// The file, and the episodes of the sessions written so far (only the writer locks it).
+    out: Mutex<(BufWriter<File>, u64)>,
     redactor: &'r Redactor,
-    episodes_before: u64,
 }
 
 impl StepSink for JsonlSink<'_> {
@@ -107,25 +122,26 @@ impl StepSink for JsonlSink<'_> {
         jsonl::render(&SessionRows::new(self.redactor, session))
     }
 
-    fn write(&mut self, rendered: RenderedLines) -> Result<(), ReplayError> {
+    fn write(&self, rendered: RenderedLines) -> Result<(), ReplayError> {
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let (out, episodes_before) = &mut *guard;
         let mut start = 0;
         for (end, episode) in rendered.lines {
-            write!(self.out, "{{\"episode_index\":{}", self.episodes_before + u64::from(episode))?;
-            self.out.write_all(&rendered.bytes[start..end])?;
+            write!(out, "{{\"episode_index\":{}", *episodes_before + u64::from(episode))?;
+            out.write_all(&rendered.bytes[start..end])?;
             start = end;
         }
-        self.episodes_before += rendered.episodes;
+        *episodes_before += rendered.episodes;
         Ok(())
     }
 }
 
 struct ParquetSink<'r> {
-    /// Behind a mutex only so the sink can be shared with the rendering threads (which never
-    /// touch it); writing goes through `&mut self`, without locking.
-    writer: std::sync::Mutex<ArrowWriter<File>>,
+    /// The writer, and the episodes of the sessions written so far (only the writer locks it;
+    /// the rendering threads share the sink for its redactor).
+    writer: Mutex<(ArrowWriter<File>, u64)>,
     schema: Arc<Schema>,
     redactor: &'r Redactor,
-    episodes_before: u64,
 }
 
 impl StepSink for ParquetSink<'_> {
@@ -139,11 +155,13 @@ impl StepSink for ParquetSink<'_> {
         Ok(session_batch(&SessionRows::new(self.redactor, session)))
     }
 
-    fn write(&mut self, batch: SessionBatch) -> Result<(), ReplayError> {
+    fn write(&self, batch: SessionBatch) -> Result<(), ReplayError> {
         if batch.episode.is_empty() {
             return Ok(());
         }
-        let before = self.episodes_before;
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (writer, episodes_before) = &mut *guard;
+        let before = *episodes_before;
         let index: UInt64Array = batch.episode.iter().map(|&e| before + u64::from(e)).collect();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.columns.len() + 1);
         columns.push(Arc::new(index));
@@ -151,9 +169,8 @@ impl StepSink for ParquetSink<'_> {
         let batch_rows = RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| ReplayError::Parquet(e.to_string()))?;
         // The writer cuts row groups every PARQUET_ROWS_PER_GROUP rows, whatever the batches.
-        let writer = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
         writer.write(&batch_rows).map_err(|e| ReplayError::Parquet(e.to_string()))?;
-        self.episodes_before += batch.episodes;
+        *episodes_before += batch.episodes;
         Ok(())
     }
 }
@@ -206,29 +223,32 @@ pub fn export(
         .map_err(|source| ReplayError::Write { path: steps_path.clone(), source })?;
     let pass = match options.format {
         Format::Jsonl => {
-            let mut sink = JsonlSink { out: BufWriter::new(file), redactor: &redactor, episodes_before: 0 };
-            let pass = engine.run(log, access, op, selection, &mut sink, progress)?;
-            sink.out.flush()?;
-            sink.out.get_ref().sync_all()?;
+            let sink = JsonlSink { out: Mutex::new((BufWriter::new(file), 0)), redactor: &redactor };
+            let pass = engine.run(log, access, op, selection, &sink, progress)?;
+            let (mut out, _) = sink.out.into_inner().unwrap_or_else(|e| e.into_inner());
+            out.flush()?;
+            out.get_ref().sync_all()?;
             pass
         }
         Format::Parquet => {
             let schema = Arc::new(schema());
-            let props = WriterProperties::builder()
+            // Dictionary encoding only for the strings that repeat (session, action, app, ...):
+            // numbers and unique strings go plain and zstd compresses them; interning every
+            // value was the writer's largest cost (measured).
+            let mut props = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")))
                 .set_max_row_group_row_count(Some(PARQUET_ROWS_PER_GROUP))
-                .set_created_by(format!("tracevault {}", env!("CARGO_PKG_VERSION")))
-                .build();
+                .set_dictionary_enabled(false)
+                .set_created_by(format!("tracevault {}", env!("CARGO_PKG_VERSION")));
+            for column in DICTIONARY_COLUMNS {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(*column), true);
+            }
+            let props = props.build();
             let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
                 .map_err(|e| ReplayError::Parquet(e.to_string()))?;
-            let mut sink = ParquetSink {
-                writer: std::sync::Mutex::new(writer),
-                schema,
-                redactor: &redactor,
-                episodes_before: 0,
-            };
-            let pass = engine.run(log, access, op, selection, &mut sink, progress)?;
-            let writer = sink.writer.into_inner().unwrap_or_else(|e| e.into_inner());
+            let sink = ParquetSink { writer: Mutex::new((writer, 0)), schema, redactor: &redactor };
+            let pass = engine.run(log, access, op, selection, &sink, progress)?;
+            let (writer, _) = sink.writer.into_inner().unwrap_or_else(|e| e.into_inner());
             let file = writer.into_inner().map_err(|e| ReplayError::Parquet(e.to_string()))?;
             file.sync_all()?;
             pass
