@@ -151,6 +151,11 @@ fn main() {
         rates[1][1] / 1e6,
         rates[1][1] / rates[1][0]
     );
+    println!(
+        "target: the Parquet export at least half the speed of decode + reduce on 2 threads ({:.0}%: {})",
+        100.0 * rates[2][1] / rates[1][1],
+        if rates[2][1] * 2.0 >= rates[1][1] { "met" } else { "NOT met" }
+    );
     let same = std::fs::read(root.join("export-1").join(Format::Parquet.file_name())).unwrap()
         == std::fs::read(root.join("export-2").join(Format::Parquet.file_name())).unwrap();
     println!("Parquet from 1 and 2 threads byte-identical: {same}");

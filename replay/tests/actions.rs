@@ -367,6 +367,8 @@ fn any_event() -> impl Strategy<Value = (u64, EventKind)> {
         Just(("ArrowUp", None)),
         Just(("CapsLock", None)),
         Just(("Unidentified", None)),
+        Just(("KeyQ", None)),
+        Just(("PageDown", None)),
     ];
     let button = prop_oneof![Just(Button::Left), Just(Button::Right), Just(Button::Middle)];
     let kind = prop_oneof![
