@@ -448,8 +448,9 @@ impl Reducer {
                     self.mods &= !m;
                 }
                 self.keys_down.retain(|c| *c != k.code);
-                if let Some(i) = self.held_keys.iter().position(|c| *c == k.code) {
-                    self.held_keys.remove(i);
+                if self.held_keys.contains(&k.code) {
+                    self.held_keys.retain(|c| *c != k.code);
+                    self.hold_press(); // a key's release while a button is down: the button is held
                     self.flush();
                     let key = pyautogui_name(&k.code, self.layout);
                     self.emit(Action::KeyUp { code: k.code.clone(), key }, t, t, seq);
@@ -459,7 +460,13 @@ impl Reducer {
             }
             EventKind::Text { text } => {
                 self.hold_press();
-                self.type_push(seq, t, text, false, false);
+                // A pasted line break is one Enter, whichever platform wrote it.
+                let text = if text.contains('\r') {
+                    text.replace("\r\n", "\n").replace('\r', "\n")
+                } else {
+                    text.clone()
+                };
+                self.type_push(seq, t, &text, false, false);
             }
             EventKind::Focus { app, title } => {
                 if self.press.is_some() {
@@ -756,7 +763,9 @@ impl Reducer {
         match &step.action {
             Action::Press { code: c, key } if c == code => {
                 step.action = Action::KeyDown { code: c.clone(), key: key.clone() };
-                self.held_keys.push(code.to_owned());
+                if !self.held_keys.iter().any(|h| h == code) {
+                    self.held_keys.push(code.to_owned());
+                }
             }
             Action::KeyDown { code: c, .. } if c == code => {}
             _ => return false,
@@ -787,8 +796,10 @@ impl Reducer {
             self.absorb(seq);
             return;
         }
-        if key.code == "CapsLock" {
+        if key.code == "CapsLock" && !self.keys_down.iter().any(|c| c == "CapsLock") {
+            // Toggled by its press, not by the key-downs it repeats while held.
             self.caps_lock = !self.caps_lock;
+            self.keys_down.push(key.code.clone());
         }
         if matches!(key.code.as_str(), "CapsLock" | "NumLock" | "ScrollLock") {
             // Locks show in the text typed after them.

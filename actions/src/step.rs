@@ -174,9 +174,8 @@ impl Action {
             Action::Hotkey { modifiers, code, key } => {
                 f.key = key.as_deref();
                 f.code = Some(code);
-                let mut keys: Vec<&str> = modifiers.to_vec();
-                keys.extend(key.as_deref());
-                f.keys = Some(keys);
+                // Without a name for the key there are no keys to press: never the modifiers alone.
+                f.keys = key.as_deref().map(|k| modifiers.iter().copied().chain([k]).collect());
             }
             Action::Move { path } => f.path = Some(path),
             Action::Wait { ms } => f.ms = Some(*ms),

@@ -741,3 +741,41 @@ fn a_held_key_is_key_down_and_key_up() {
     assert_eq!(steps[0].action.pyautogui(0).unwrap(), "pyautogui.keyDown('down')");
     assert_eq!(steps[1].action.pyautogui(0).unwrap(), "pyautogui.keyUp('down')");
 }
+
+/// Held keys and held buttons together keep every event in one step's range, in order; a key
+/// held across a click is held once (one key_down, one key_up); Caps Lock held down until it
+/// repeats toggles once.
+#[test]
+fn held_keys_and_buttons_together_keep_the_lineage() {
+    let check = |s: &Script| {
+        let (steps, absorbed) = s.reduce();
+        let mut next = 0;
+        for st in steps.iter().filter(|st| st.lineage.events > 0) {
+            assert_eq!(st.lineage.first_event, next, "{steps:#?}");
+            next = st.lineage.last_event + 1;
+        }
+        if let Some(a) = absorbed {
+            next = a.last_event + 1;
+        }
+        assert_eq!(next, s.events.len() as u64, "{steps:#?}");
+        steps
+    };
+    let mut s = Script::default();
+    s.key_down(0, "ArrowUp").key_down(30, "ArrowUp").down(10, Button::Left, 10, 10);
+    s.key_up(10, "ArrowUp").key_down(10, "PageDown");
+    check(&s);
+    let mut s = Script::default();
+    s.key_down(0, "ArrowRight").key_down(500, "ArrowRight");
+    s.click(20, Button::Left, 10, 10);
+    s.key_down(20, "ArrowRight").key_down(30, "ArrowRight").key_up(30, "ArrowRight");
+    s.key(300, "ArrowRight", None);
+    let steps = check(&s);
+    let ups = steps.iter().filter(|st| st.action.name() == "key_up").count();
+    let downs = steps.iter().filter(|st| st.action.name() == "key_down").count();
+    assert!(ups <= downs, "a key_up without its key_down: {steps:#?}");
+    assert_eq!(steps.last().map(|st| st.action.name()), Some("press"), "{steps:#?}");
+    let mut s = Script::default();
+    s.key_down(0, "CapsLock").key_down(500, "CapsLock").key_down(33, "CapsLock").key_up(20, "CapsLock");
+    s.key(100, "KeyA", None);
+    assert_eq!(check(&s)[0].action, Action::Type { text: "A".into(), secure: false, inferred: true });
+}

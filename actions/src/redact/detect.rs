@@ -95,7 +95,7 @@ impl Pii {
                 r"(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|",
                 r"terrace|close|square|sq|parkway|pkwy|highway|hwy|crescent|gardens|row|mews)(?-u:\b)\.?)",
                 // German and Dutch style: the street (one word ending in its kind) then the number.
-                r"|(?:^|[^\p{L}\p{N}])(?P<pii3>\p{Lu}[\p{L}-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|straat|laan|gracht)",
+                r"|(?:^|[^\p{L}\p{N}])(?P<pii3>\p{Lu}[\p{L}-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|damm|ufer|straat|laan|gracht)",
                 r"[ ]+[0-9]{1,4}[a-z]?(?-u:\b))"
             ),
             Pii::Name => concat!(
@@ -116,10 +116,52 @@ impl Pii {
             Pii::Card => luhn(found),
             Pii::Iban => iban_ok(found),
             Pii::Phone => (8..=15).contains(&found.chars().filter(char::is_ascii_digit).count()),
+            // `name: str` in code, `Hello World`: words that are not names.
+            Pii::Name => {
+                !found.split(' ').next().is_some_and(|w| NOT_NAMES.contains(&w.to_lowercase().as_str()))
+            }
             _ => true,
         }
     }
 }
+
+/// First words after a name label or a greeting that are not a person's name: types and values
+/// in code (`name: str`, YAML `name: build`) and greetings to a group (`Hello World`, `Hi Team`).
+const NOT_NAMES: &[&str] = &[
+    "str",
+    "string",
+    "int",
+    "integer",
+    "bool",
+    "boolean",
+    "float",
+    "double",
+    "number",
+    "list",
+    "dict",
+    "any",
+    "none",
+    "null",
+    "true",
+    "false",
+    "object",
+    "array",
+    "optional",
+    "build",
+    "test",
+    "tests",
+    "deploy",
+    "main",
+    "world",
+    "team",
+    "all",
+    "everyone",
+    "there",
+    "folks",
+    "guys",
+    "friends",
+    "colleagues",
+];
 
 fn detectors() -> &'static [(Pii, Regex)] {
     static DETECTORS: OnceLock<Vec<(Pii, Regex)>> = OnceLock::new();
@@ -302,7 +344,17 @@ mod tests {
             assert_eq!(scrub(text).0, want, "{text}");
         }
         // Ordinary text stays as it is.
-        for text in ["the name of the game", "take the 5 Main Line", "hi there", "chapter 3 ends"] {
+        for text in [
+            "the name of the game",
+            "take the 5 Main Line",
+            "hi there",
+            "chapter 3 ends",
+            "During 2020 we grew",
+            "Spring 2024 release",
+            "def f(name: str) -> None",
+            "Hello World",
+            "Hi Team, the build is green",
+        ] {
             assert_eq!(scrub(text).0, text);
         }
     }
