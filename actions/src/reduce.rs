@@ -355,11 +355,7 @@ impl Reducer {
                 let path = self.thin(path);
                 self.emit(Action::Move { path }, t_start, t_last, last);
             }
-            Pending::Click { button, at, count, t_start, t_up, last, modifiers, app } => {
-                let action =
-                    Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
-                self.emit_in(action, t_start, t_up, last, app);
-            }
+            click @ Pending::Click { .. } => self.emit_click(click),
             Pending::Scroll { dx, dy, at, modifiers, t_start, t_last, last } => {
                 // PyAutoGUI's sign: positive scrolls up (the wheel's `dy > 0` is down).
                 let action = Action::Scroll {
@@ -374,6 +370,15 @@ impl Reducer {
             Pending::Type { text, secure, inferred, t_start, t_last, last } => {
                 self.emit(Action::Type { text, secure, inferred }, t_start, t_last, last);
             }
+        }
+    }
+
+    /// Emits a click that was waiting for a next click ([`Pending::Click`]) as its step.
+    fn emit_click(&mut self, click: Pending) {
+        if let Pending::Click { button, at, count, t_start, t_up, last, modifiers, app } = click {
+            let action =
+                Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
+            self.emit_in(action, t_start, t_up, last, app);
         }
     }
 
@@ -461,10 +466,10 @@ impl Reducer {
             EventKind::Text { text } => {
                 self.hold_press();
                 // A pasted line break is one Enter, whichever platform wrote it.
-                let text = if text.contains('\r') {
-                    text.replace("\r\n", "\n").replace('\r', "\n")
+                let text: std::borrow::Cow<str> = if text.contains('\r') {
+                    text.replace("\r\n", "\n").replace('\r', "\n").into()
                 } else {
-                    text.clone()
+                    text.as_str().into()
                 };
                 self.type_push(seq, t, &text, false, false);
             }
@@ -563,12 +568,8 @@ impl Reducer {
     /// button, or one whose release the recorder lost, never swallows what follows.
     fn hold_press(&mut self) {
         let Some(mut p) = self.press.take() else { return };
-        if let Some(Pending::Click { button, at, count, t_start, t_up, last, modifiers, .. }) =
-            p.chained.take()
-        {
-            let action =
-                Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
-            self.emit_in(action, t_start, t_up, last, p.app.clone());
+        if let Some(click) = p.chained.take() {
+            self.emit_click(click);
         }
         let t_down = p.path.first().map_or(p.t_start, |q| q.2);
         let down = Action::MouseDown { button: p.button, x: p.origin.0, y: p.origin.1 };
@@ -649,13 +650,9 @@ impl Reducer {
             // A double click that then dragged: the click(s) first, then the drag from where the
             // last press began.
             let mut t_start = p.t_start;
-            if let Some(Pending::Click { button, at, count, t_start: t0, t_up, last, modifiers, .. }) =
-                p.chained.take()
-            {
-                let action =
-                    Action::Click { button, x: at.0, y: at.1, count, modifiers: modifier_names(modifiers) };
-                self.emit_in(action, t0, t_up, last, p.app.clone());
-                t_start = p.path.first().map_or(t_up, |q| q.2);
+            if let Some(click) = p.chained.take() {
+                self.emit_click(click);
+                t_start = p.path.first().map_or(t_start, |q| q.2);
             }
             let from = p.origin;
             let to = release.map_or_else(|| p.path.last().map_or(p.origin, |q| (q.0, q.1)), |(_, at)| at);
