@@ -5,6 +5,7 @@ mod export;
 mod generate;
 mod privacy_cli;
 mod read_commands;
+mod recorder_delivery;
 mod sapimouse_round_trip;
 mod service_cli;
 mod structure;

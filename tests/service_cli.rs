@@ -18,7 +18,7 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn token(data: &Path, args: &[&str]) -> String {
+pub(super) fn token(data: &Path, args: &[&str]) -> String {
     let mut all = vec!["token", "create", "--json"];
     all.extend_from_slice(args);
     let out = tracevault(data, &all, None);
@@ -28,9 +28,9 @@ fn token(data: &Path, args: &[&str]) -> String {
 }
 
 /// A `tracevault serve` process; killed when dropped.
-struct Server {
+pub(super) struct Server {
     child: Child,
-    url: String,
+    pub(super) url: String,
 }
 
 fn command(data: &Path) -> Command {
@@ -48,7 +48,7 @@ fn command(data: &Path) -> Command {
 
 impl Server {
     /// Starts a server on `listen`; retries while the port is still held by a killed one.
-    fn start(data: &Path, listen: &str, extra: &[&str]) -> Server {
+    pub(super) fn start(data: &Path, listen: &str, extra: &[&str]) -> Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut child = command(data)
@@ -74,11 +74,11 @@ impl Server {
         }
     }
 
-    fn port(&self) -> &str {
+    pub(super) fn port(&self) -> &str {
         self.url.rsplit(':').next().unwrap()
     }
 
-    fn kill(mut self) {
+    pub(super) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -103,7 +103,7 @@ impl Drop for Server {
 }
 
 /// The events a session holds, read back through the local CLI.
-fn stored_events(data: &Path, session: &str) -> Vec<tracevault_codecs::Event> {
+pub(super) fn stored_events(data: &Path, session: &str) -> Vec<tracevault_codecs::Event> {
     let out = tracevault(data, &["replay", session, "--purpose", "check the kill test", "--raw"], None);
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8(out.stdout)

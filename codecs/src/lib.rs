@@ -6,6 +6,7 @@
 //! - [`jsonl`]: JSON Lines, the interchange format with recorders and tools, strict on input.
 //! - [`msgpack`]: the same records as a MessagePack batch, the HTTP API's binary format.
 //! - [`block`]: the columnar, delta-encoded, zstd-compressed block that the log stores.
+//! - [`sealed`]: a request body sealed to the server's public key (HPKE), as recorders send and spool it.
 //! - [`limits`]: the named bounds every decoder of untrusted bytes checks.
 //!
 //! docs/FORMAT.md describes every byte layout.
@@ -38,6 +39,7 @@ pub mod jsonl;
 pub mod limits;
 pub mod msgpack;
 mod record;
+pub mod sealed;
 
 pub use event::{Button, Event, EventKind, Key, Screen, SessionMeta};
 pub use record::{Record, RecordError};

@@ -7,6 +7,8 @@ pub enum ServiceError {
     #[error("{0}")]
     Tokens(#[from] tokens::TokenError),
     #[error("{0}")]
+    RecorderKey(#[from] crate::recorder_key::KeyFileError),
+    #[error("{0}")]
     Replay(#[from] tracevault_replay::ReplayError),
     #[error("listening on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },

@@ -16,6 +16,7 @@ mod error;
 mod metrics;
 mod openapi;
 mod problem;
+pub mod recorder_key;
 pub mod tls;
 pub mod tokens;
 
@@ -75,6 +76,7 @@ impl Service {
     pub fn new(log: Log, data: &Path, options: Options) -> Result<Service, ServiceError> {
         let engine = Engine::new(options.reduce, options.threads)?;
         let tokens = tokens::Tokens::new(data)?;
+        let recorder_key = recorder_key::load_or_create(data)?;
         let export_dir = options.export_dir.unwrap_or_else(std::env::temp_dir);
         let state = app::AppState::new(
             Arc::new(log),
@@ -83,6 +85,7 @@ impl Service {
             options.limits,
             options.sensitive_apps,
             export_dir,
+            recorder_key,
         );
         Ok(Service {
             state: Arc::new(state),

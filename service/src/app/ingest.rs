@@ -15,25 +15,65 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracevault_codecs::batch::{self, Encoding};
 use tracevault_codecs::msgpack::BatchError;
-use tracevault_codecs::{Record, jsonl};
+use tracevault_codecs::{Record, jsonl, sealed};
 use tracevault_core::{Batch, Operation};
 
 use crate::problem::Problem;
 
-use super::{Caller, ClientAddr, Limits, Shared, blocking, body, query};
+use super::{AppState, Caller, ClientAddr, Shared, blocking, body, query};
 
-/// The body as the client meant it: decompressed (`Content-Encoding: zstd`), within the limit.
-fn decoded(headers: &HeaderMap, bytes: Bytes, limits: &Limits) -> Result<Bytes, Problem> {
-    let encoding =
-        headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("identity") | Some("") => Ok(bytes),
-        Some("zstd") => unzstd(&bytes, limits.decoded_bytes_max).map(Bytes::from),
-        Some(other) => Err(Problem::new(
+/// The body as the client meant it: its content codings (`Content-Encoding`, in the order they
+/// were applied) removed last first: `tracevault-hpke` opened with the server's recorder key
+/// (bound to the request's method, path and idempotency key), `zstd` decompressed within the
+/// limit.
+fn decoded(state: &AppState, headers: &HeaderMap, path: &str, bytes: Bytes) -> Result<Bytes, Problem> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(bytes) };
+    let value = value.to_str().unwrap_or("?").to_ascii_lowercase();
+    let codings: Vec<&str> = value.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    if codings.len() > 2 {
+        return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Encoding {other:?}: expected zstd or none"),
-        )),
+            format!("Content-Encoding {value:?}: expected at most zstd and {}", sealed::CONTENT_CODING),
+        ));
     }
+    let mut bytes = bytes;
+    for coding in codings.into_iter().rev() {
+        bytes = match coding {
+            "identity" => bytes,
+            "zstd" => unzstd(&bytes, state.limits.decoded_bytes_max).map(Bytes::from)?,
+            c if c == sealed::CONTENT_CODING => {
+                let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let aad = sealed::request_aad("POST", path, key);
+                state.recorder_key.open(&aad, &bytes).map(Bytes::from).map_err(|e| {
+                    Problem::bad_request(format!("body: sealed ({}): {e}", sealed::CONTENT_CODING))
+                        .field("Content-Encoding")
+                })?
+            }
+            other => {
+                return Err(Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("Content-Encoding {other:?}: expected zstd, {} or none", sealed::CONTENT_CODING),
+                ));
+            }
+        };
+    }
+    Ok(bytes)
+}
+
+/// `GET /v1/recorder-key`: the public key recorders seal their bodies to (any valid token).
+pub(super) async fn recorder_key(
+    State(state): State<Shared>,
+    ConnectInfo(ClientAddr(addr)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    Caller::of(&state, &headers, addr)?;
+    Ok(Json(json!({
+        "kem": "DHKEM(X25519, HKDF-SHA256)",
+        "kdf": "HKDF-SHA256",
+        "aead": "ChaCha20Poly1305",
+        "public_key": state.recorder_key.public().to_hex(),
+    }))
+    .into_response())
 }
 
 thread_local! {
@@ -99,7 +139,7 @@ pub(super) async fn create_session(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let caller = Caller::of(&state, &headers, addr)?;
-    let bytes = decoded(&headers, body(bytes, &state.limits)?, &state.limits)?;
+    let bytes = decoded(&state, &headers, "/v1/sessions", body(bytes, &state.limits)?)?;
     let mut value: Value =
         serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("body: not JSON: {e}")))?;
     if let Some(object) = value.as_object_mut() {
@@ -217,7 +257,7 @@ pub(super) async fn append_events(
     // Decoding runs here, on the runtime's workers (one per core), so a burst of batches is
     // decoded a core at a time instead of by a thread per request; only the append, which
     // waits for the group commit, goes to a blocking thread.
-    let bytes = decoded(&headers, bytes, &st.limits)?;
+    let bytes = decoded(&st, &headers, &format!("/v1/sessions/{id}/events"), bytes)?;
     let events = batch::decode_events(encoding, &bytes, &id).map_err(|e| match e {
         BatchError::Record { index, error } => {
             let field = match &error.field {

@@ -72,6 +72,8 @@ pub(crate) struct AppState {
     busy: Arc<Semaphore>,
     pub exports: Arc<Semaphore>,
     pub export_dir: PathBuf,
+    /// Opens the bodies recorders seal to this server.
+    pub recorder_key: tracevault_codecs::sealed::PrivateKey,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl AppState {
         limits: Limits,
         sensitive_apps: Vec<String>,
         export_dir: PathBuf,
+        recorder_key: tracevault_codecs::sealed::PrivateKey,
     ) -> AppState {
         AppState {
             log,
@@ -94,6 +97,7 @@ impl AppState {
             exports: Arc::new(Semaphore::new(limits.concurrent_exports)),
             limits,
             export_dir,
+            recorder_key,
         }
     }
 
@@ -134,6 +138,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/v1/users/{user}/shred", post(admin::shred))
         .route("/v1/audit", get(admin::audit))
         .route("/v1/audit/verify", get(admin::audit_verify))
+        .route("/v1/recorder-key", get(ingest::recorder_key))
         .route_layer(middleware::from_fn_with_state(state.clone(), bounded));
     Router::new()
         .merge(api)
@@ -193,8 +198,9 @@ async fn counted(State(state): State<Shared>, request: Request, next: Next) -> R
 
 /// The route's template as a static label (so a label set cannot grow with the ids requested).
 fn route_name(path: &str) -> &'static str {
-    const ROUTES: [&str; 11] = [
+    const ROUTES: [&str; 12] = [
         "/v1/sessions",
+        "/v1/recorder-key",
         "/v1/sessions/{id}/events",
         "/v1/sessions/{id}/close",
         "/v1/sessions/{id}/replay",

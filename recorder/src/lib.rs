@@ -1,0 +1,23 @@
+//! tracevault-recorder: the device side of ingest. What it captures is sealed to the server's
+//! public key the moment a batch is cut, kept in a bounded spool until the server acknowledges
+//! it, and sent with the same idempotency key however often it is retried.
+//!
+//! # Layout
+//! - [`spool`]: the on-disk queue of sealed requests, bounded, oldest batches dropped first
+//!   (and the gap recorded in the session).
+//! - [`deliver`]: the HTTP client that drains the spool in order, retrying what may succeed
+//!   later and setting aside what the server refused.
+//! - [`Recorder`]: a session's events cut into batches (every N events or T seconds), each sealed
+//!   and spooled before anything is sent.
+//!
+//! docs/RECORDER.md is the guide; docs/FORMAT.md "Sealed bodies" and "Recorder spool" the bytes.
+
+#![forbid(unsafe_code)]
+
+pub mod deliver;
+mod recorder;
+pub mod spool;
+
+pub use deliver::{Delivery, Outcome};
+pub use recorder::{BatchPolicy, Recorder, RecorderError, spawn_delivery};
+pub use spool::{Request, Spool, SpoolError};
