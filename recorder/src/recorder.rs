@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tracevault_codecs::sealed::{self, PublicKey};
-use tracevault_codecs::{Event, EventKind, SessionMeta, batch};
+use tracevault_codecs::{Event, EventKind, Record, SessionMeta, batch, jsonl};
 
 use crate::deliver::Delivery;
 use crate::spool::{Header, Request, Spool, SpoolError};
@@ -65,7 +65,7 @@ impl Recorder {
             gap: (0, 0),
             last_t: 0,
         };
-        let body = session_json(meta);
+        let body = jsonl::to_line(&Record::Session(meta.clone())).into_bytes();
         recorder.push("/v1/sessions".to_owned(), format!("{}-session", meta.session), body, 0, (0, 0))?;
         Ok(recorder)
     }
@@ -135,22 +135,32 @@ impl Recorder {
             );
         }
         let path = format!("/v1/sessions/{}/close", self.session);
-        let request = Request {
-            header: Header {
-                method: "POST".into(),
-                path,
-                idempotency_key: format!("{}-close", self.session),
-                content_type: None,
-                content_encoding: None,
-                session: self.session.clone(),
-                events: 0,
-                gap_batches: 0,
-                gap_events: 0,
-            },
-            body: Vec::new(),
-        };
+        let header = self.header(path, format!("{}-close", self.session), None, None, 0, (0, 0));
+        let request = Request { header, body: Vec::new() };
         self.spool.lock().unwrap_or_else(|e| e.into_inner()).push(&request)?;
         Ok(())
+    }
+
+    fn header(
+        &self,
+        path: String,
+        idempotency_key: String,
+        content_type: Option<String>,
+        content_encoding: Option<String>,
+        events: u64,
+        gap: (u64, u64),
+    ) -> Header {
+        Header {
+            method: "POST".into(),
+            path,
+            idempotency_key,
+            content_type,
+            content_encoding,
+            session: self.session.clone(),
+            events,
+            gap_batches: gap.0,
+            gap_events: gap.1,
+        }
     }
 
     fn push(
@@ -168,20 +178,15 @@ impl Recorder {
         } else {
             ("application/json", sealed::CONTENT_CODING.to_owned())
         };
-        let request = Request {
-            header: Header {
-                method: "POST".into(),
-                path,
-                idempotency_key,
-                content_type: Some(content_type.into()),
-                content_encoding: Some(content_encoding),
-                session: self.session.clone(),
-                events,
-                gap_batches: gap.0,
-                gap_events: gap.1,
-            },
-            body,
-        };
+        let header = self.header(
+            path,
+            idempotency_key,
+            Some(content_type.into()),
+            Some(content_encoding),
+            events,
+            gap,
+        );
+        let request = Request { header, body };
         let dropped = self.spool.lock().unwrap_or_else(|e| e.into_inner()).push(&request)?;
         for d in dropped {
             tracing::warn!(
@@ -197,29 +202,6 @@ impl Recorder {
         }
         Ok(())
     }
-}
-
-/// The session record as the server's `POST /v1/sessions` takes it.
-fn session_json(meta: &SessionMeta) -> Vec<u8> {
-    let mut v = serde_json::json!({
-        "session": meta.session,
-        "user": meta.user,
-        "labels": meta.labels,
-    });
-    let o = v.as_object_mut().expect("an object");
-    if let Some(d) = &meta.device {
-        o.insert("device".into(), d.clone().into());
-    }
-    if let Some(s) = &meta.screen {
-        o.insert("screen".into(), serde_json::json!({"w": s.w, "h": s.h}));
-    }
-    if let Some(s) = &meta.started_at {
-        o.insert("started_at".into(), s.clone().into());
-    }
-    if let Some(l) = &meta.layout {
-        o.insert("layout".into(), l.clone().into());
-    }
-    serde_json::to_vec(&v).expect("JSON serializes")
 }
 
 /// The delivery thread: drains the spool whenever there is something to send, backing off

@@ -5,7 +5,6 @@
 //! It is separate from the store's master key on purpose: a shred rotates the master key, and
 //! batches still sealed in recorders' spools must open after it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tracevault_codecs::sealed::PrivateKey;
@@ -22,7 +21,6 @@ pub struct KeyFileError {
 
 /// Loads the key, making it (atomically, 0600) if the data directory has none.
 pub fn load_or_create(data: &Path) -> Result<PrivateKey, KeyFileError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = data.join(RECORDER_KEY_FILE);
     let err = |reason: String| KeyFileError { path: path.clone(), reason };
     match std::fs::read(&path) {
@@ -36,14 +34,7 @@ pub fn load_or_create(data: &Path) -> Result<PrivateKey, KeyFileError> {
     }
     let key = PrivateKey::generate();
     let tmp = path.with_extension("key.tmp");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| err(e.to_string()))?;
-    out.write_all(&key.to_bytes()).and_then(|()| out.sync_all()).map_err(|e| err(e.to_string()))?;
+    crate::tokens::write_private(&tmp, &key.to_bytes()).map_err(|e| err(e.to_string()))?;
     // A hard link, not a rename: if two servers race on a new store, the first key stays.
     match std::fs::hard_link(&tmp, &path) {
         Ok(()) => {}

@@ -138,20 +138,22 @@ fn read_file(path: &Path) -> Result<TokenFile, TokenError> {
 
 /// Rewrites the file atomically (a new file, synced, renamed over the old, the directory synced).
 fn write_file(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("json.tmp");
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
     let text = serde_json::to_vec_pretty(file).expect("tokens serialise");
-    out.write_all(&text).and_then(|()| out.sync_all()).map_err(io(&tmp))?;
+    write_private(&tmp, &text).map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// Writes `bytes` to `path` (created or truncated, mode 0600: never more, whatever the umask) and syncs it: the
+/// first half of an atomic replacement of a private file.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    out.write_all(bytes)?;
+    out.sync_all()
 }
 
 /// Runs `f` on the tokens file under its lock (one writer at a time), writing back what it returns.

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,8 +24,8 @@ use super::{AppState, Caller, ClientAddr, Shared, blocking, body, query};
 
 /// The body as the client meant it: its content codings (`Content-Encoding`, in the order they
 /// were applied) removed last first: `tracevault-hpke` opened with the server's recorder key
-/// (bound to the request's method, path and idempotency key), `zstd` decompressed within the
-/// limit.
+/// (bound to the request's method, its path as received and its idempotency key), `zstd`
+/// decompressed within the limit.
 fn decoded(state: &AppState, headers: &HeaderMap, path: &str, bytes: Bytes) -> Result<Bytes, Problem> {
     let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(bytes) };
     let value = value.to_str().unwrap_or("?").to_ascii_lowercase();
@@ -135,11 +135,12 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Problem> {
 pub(super) async fn create_session(
     State(state): State<Shared>,
     ConnectInfo(ClientAddr(addr)): ConnectInfo<ClientAddr>,
+    uri: Uri,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let caller = Caller::of(&state, &headers, addr)?;
-    let bytes = decoded(&state, &headers, "/v1/sessions", body(bytes, &state.limits)?)?;
+    let bytes = decoded(&state, &headers, uri.path(), body(bytes, &state.limits)?)?;
     let mut value: Value =
         serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("body: not JSON: {e}")))?;
     if let Some(object) = value.as_object_mut() {
@@ -234,6 +235,7 @@ pub(super) async fn append_events(
     ConnectInfo(ClientAddr(addr)): ConnectInfo<ClientAddr>,
     Path(id): Path<String>,
     q: Result<Query<EventsQuery>, QueryRejection>,
+    uri: Uri,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -257,7 +259,7 @@ pub(super) async fn append_events(
     // Decoding runs here, on the runtime's workers (one per core), so a burst of batches is
     // decoded a core at a time instead of by a thread per request; only the append, which
     // waits for the group commit, goes to a blocking thread.
-    let bytes = decoded(&st, &headers, &format!("/v1/sessions/{id}/events"), bytes)?;
+    let bytes = decoded(&st, &headers, uri.path(), bytes)?;
     let events = batch::decode_events(encoding, &bytes, &id).map_err(|e| match e {
         BatchError::Record { index, error } => {
             let field = match &error.field {
