@@ -54,6 +54,10 @@ enum Command {
     /// SapiMouse recordings, ingests them (encrypted, durable), replays them into trajectories
     /// exported as Parquet and JSON Lines, verifies the log, and prints a summary.
     Demo(commands::DemoArgs),
+    /// Records this desktop's keyboard and mouse (X11) into a session on --server, with a
+    /// recorder --token: masked on the device (password fields, sensitive apps, a pause hotkey),
+    /// sealed to the server's key and spooled before anything is sent. Ends on Ctrl+C or SIGTERM.
+    Record(commands::RecordArgs),
     /// Appends JSON Lines (or, for `.msgpack` files, MessagePack batches) to the log. `-` reads
     /// JSON Lines from stdin.
     ///
@@ -250,6 +254,9 @@ fn main() -> ExitCode {
     if let Command::Witness { command: WitnessCommand::Serve { listen, state, log_keys } } = cli.command {
         return finish(tracevault::witness::serve(&listen, state, &log_keys).map(|()| ExitCode::SUCCESS));
     }
+    if let Command::Record(args) = cli.command {
+        return finish(commands::record(cli.server.as_deref(), cli.token.as_deref(), args));
+    }
     if let Command::Load(args) = cli.command {
         return finish(commands::load(args, cli.ca_cert.as_deref()));
     }
@@ -267,7 +274,9 @@ fn main() -> ExitCode {
     let ctx = commands::Ctx { settings };
     let ctx = &ctx;
     let result = match cli.command {
-        Command::Demo(_) | Command::Witness { .. } | Command::Load(_) => unreachable!("run above"),
+        Command::Demo(_) | Command::Witness { .. } | Command::Load(_) | Command::Record(_) => {
+            unreachable!("run above")
+        }
         Command::Serve(args) => commands::serve(ctx, args),
         Command::Token { command } => commands::token(ctx, command),
         Command::Ingest { files, json } => commands::ingest(ctx, &files, json),

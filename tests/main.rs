@@ -6,6 +6,7 @@ mod generate;
 mod privacy_cli;
 mod read_commands;
 mod recorder_delivery;
+mod recorder_x11;
 mod sapimouse_round_trip;
 mod service_cli;
 mod structure;
