@@ -54,13 +54,14 @@ pub fn document() -> Value {
                     param("from", "query", false, "string", "started at or after (RFC 3339)"),
                     param("to", "query", false, "string", "started before (RFC 3339)")]), None),
             },
+            "/v1/recorder-key": {"get": op("The public key recorders seal request bodies to (HPKE, RFC 9180; Content-Encoding: tracevault-hpke)", "any valid token", ("200", "{kem, kdf, aead, public_key (hex)}"), json!([]), None)},
             "/v1/sessions/{id}/events": {"post": op(
                 "Append a batch of events; answered once durable",
                 "recorder (its own device's sessions), admin",
                 ("200", "{session, seq_first, events, next_seq, duplicate}"),
                 json!([id, param("expected_seq", "query", false, "integer", "the events the session must hold, else 409"),
                        param("Idempotency-Key", "header", false, "string", "a retry with the same key is acknowledged again, not stored twice")]),
-                Some(json!({"required": true, "description": "an array of event records (`session` optional); Content-Encoding: zstd accepted", "content": {
+                Some(json!({"required": true, "description": "an array of event records (`session` optional); Content-Encoding: zstd, and tracevault-hpke (sealed to /v1/recorder-key) last, accepted", "content": {
                     "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
                     "application/msgpack": {"schema": {"type": "string", "format": "binary"}}}})))},
             "/v1/sessions/{id}/close": {"post": op("Close a session: its events sealed", "recorder (its own device), admin", ("200", "closed"), json!([id]), None)},

@@ -37,6 +37,8 @@ pub struct X11Capture {
     screen: Screen,
     /// Inputs decided while handling one X event, reported one by one.
     queue: std::collections::VecDeque<Input>,
+    /// Raw motion came and the pointer's position has not been asked since.
+    moved: bool,
 }
 
 fn lost(e: impl std::fmt::Display) -> CaptureError {
@@ -116,6 +118,7 @@ impl X11Capture {
             pointer: (0, 0),
             screen: size,
             queue: Default::default(),
+            moved: false,
         };
         capture.pointer = capture.query_pointer()?;
         capture.desktop.pointer = capture.pointer;
@@ -172,7 +175,24 @@ impl X11Capture {
         Input::Focus { app, title, pid }
     }
 
+    /// Asks where the pointer is if it moved since the last time: once per burst of raw motion
+    /// (a 1000 Hz mouse sends several per X read), and before any other input, so a move is
+    /// always recorded before what follows it.
+    fn settle_motion(&mut self) -> Result<(), CaptureError> {
+        if std::mem::take(&mut self.moved) {
+            let at = self.query_pointer()?;
+            if at != self.pointer {
+                self.pointer = at;
+                self.queue.push_back(Input::Move { x: at.0, y: at.1 });
+            }
+        }
+        Ok(())
+    }
+
     fn handle(&mut self, event: Event) -> Result<(), CaptureError> {
+        if !matches!(event, Event::XinputRawMotion(_)) {
+            self.settle_motion()?;
+        }
         match event {
             Event::XinputRawKeyPress(e) => {
                 let repeat = e.flags.contains(xinput::KeyEventFlags::KEY_REPEAT);
@@ -181,13 +201,7 @@ impl X11Capture {
             Event::XinputRawKeyRelease(e) => self.key(e.detail, false, false),
             Event::XinputRawButtonPress(e) => self.button(e.detail, true)?,
             Event::XinputRawButtonRelease(e) => self.button(e.detail, false)?,
-            Event::XinputRawMotion(_) => {
-                let at = self.query_pointer()?;
-                if at != self.pointer {
-                    self.pointer = at;
-                    self.queue.push_back(Input::Move { x: at.0, y: at.1 });
-                }
-            }
+            Event::XinputRawMotion(_) => self.moved = true,
             Event::PropertyNotify(e) if e.window == self.root && e.atom == self.atoms.net_active_window => {
                 if let Some(focus) = self.refresh_active() {
                     self.queue.push_back(focus);
@@ -273,6 +287,11 @@ impl Capture for X11Capture {
             }
             let event = self.conn.wait_for_event().map_err(lost)?;
             self.handle(event)?;
+            // What else has arrived already, before asking where the pointer is.
+            while let Some(event) = self.conn.poll_for_event().map_err(lost)? {
+                self.handle(event)?;
+            }
+            self.settle_motion()?;
         }
     }
 }
