@@ -27,9 +27,10 @@ const ROLE_PASSWORD_TEXT: u32 = 40;
 
 #[derive(Default)]
 struct State {
-    /// Per process: whether its focused widget is a password field.
-    by_pid: HashMap<u32, bool>,
-    /// The last focus change seen, for windows that do not say their process.
+    /// Per process: its focused widget (its object path) and whether it is a password field.
+    by_pid: HashMap<u32, (String, bool)>,
+    /// What the last widget to gain focus was, anywhere: for windows that do not say their
+    /// process or whose process AT-SPI does not know (Flatpak apps see another pid namespace).
     last: bool,
     /// Focus changes seen (for the logs and the tests).
     seen: u64,
@@ -70,7 +71,7 @@ impl SecureFields {
     pub fn is_secure(&self, pid: Option<u32>) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match pid {
-            Some(pid) => state.by_pid.get(&pid).copied().unwrap_or(false),
+            Some(pid) => state.by_pid.get(&pid).map_or(state.last, |(_, secure)| *secure),
             None => state.last,
         }
     }
@@ -97,11 +98,15 @@ fn run(state: &Mutex<State>) -> zbus::Result<()> {
     if let Err(e) = enable {
         tracing::debug!("could not set org.a11y.Status.IsEnabled: {e}");
     }
-    let a11y = zbus::blocking::connection::Builder::address(address.as_str())?.build()?;
+    // A hung application must not stall the watcher: its role queries time out.
+    let a11y = zbus::blocking::connection::Builder::address(address.as_str())?
+        .method_timeout(std::time::Duration::from_millis(500))
+        .build()?;
     let rule = MatchRule::builder()
         .msg_type(Type::Signal)
         .interface("org.a11y.atspi.Event.Object")?
         .member("StateChanged")?
+        .arg(0, "focused")?
         .build();
     let events = MessageIterator::for_match_rule(rule, &a11y, Some(256))?;
     a11y.call_method(
@@ -114,21 +119,41 @@ fn run(state: &Mutex<State>) -> zbus::Result<()> {
     tracing::info!("AT-SPI: watching focus changes on the accessibility bus");
     for message in events {
         let message = message?;
-        if let Some((pid, secure)) = focus_change(&a11y, &message) {
+        if let Some(change) = focus_change(&a11y, &message) {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
             state.seen += 1;
-            state.by_pid.insert(pid, secure);
-            state.last = secure;
-            tracing::debug!("AT-SPI: process {pid} focused a {}field", if secure { "password " } else { "" });
+            let Change { pid, path, gained, password } = change;
+            if gained {
+                state.by_pid.insert(pid, (path, password));
+                state.last = password;
+                tracing::debug!(
+                    "AT-SPI: process {pid} focused a {}field",
+                    if password { "password " } else { "" }
+                );
+            } else if password {
+                // A password field lost focus: no longer secure, unless another widget of the
+                // process already reported gaining it (then that widget decides).
+                if let Some(current) = state.by_pid.get_mut(&pid).filter(|(p, _)| *p == path) {
+                    current.1 = false;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// A `StateChanged` signal about focus: the sender's process and whether the widget that now
-/// has (or lost) focus is a password field. `None` for any other state or an answer that did
-/// not come (the widget is gone).
-fn focus_change(a11y: &Connection, message: &Message) -> Option<(u32, bool)> {
+/// A widget gained or lost focus.
+struct Change {
+    pid: u32,
+    path: String,
+    gained: bool,
+    password: bool,
+}
+
+/// A `StateChanged` signal about focus: the sender's process, the widget, and whether it is a
+/// password field. `None` for any other state or an answer that did not come (the widget is
+/// gone, or its application did not answer in time).
+fn focus_change(a11y: &Connection, message: &Message) -> Option<Change> {
     let header = message.header();
     let sender = header.sender()?.to_owned();
     let path = header.path()?.to_owned();
@@ -164,12 +189,10 @@ fn focus_change(a11y: &Connection, message: &Message) -> Option<(u32, bool)> {
         .body()
         .deserialize()
         .ok()?;
-    let password = role == ROLE_PASSWORD_TEXT;
-    // Focus gained: the widget decides. Focus lost by a password field: no longer secure
-    // (the widget that gains it says what comes next).
-    match (gained != 0, password) {
-        (true, p) => Some((pid, p)),
-        (false, true) => Some((pid, false)),
-        (false, false) => None,
-    }
+    Some(Change {
+        pid,
+        path: path.as_str().to_owned(),
+        gained: gained != 0,
+        password: role == ROLE_PASSWORD_TEXT,
+    })
 }

@@ -40,8 +40,8 @@ pub struct Windows {
 }
 
 impl Windows {
-    fn matches(&self, app: &str, title: Option<&str>) -> bool {
-        let app = app.to_lowercase();
+    fn matches(&self, app: &str, instance: Option<&str>, title: Option<&str>) -> bool {
+        let app = format!("{}\0{}", app.to_lowercase(), instance.unwrap_or("").to_lowercase());
         let title = title.map(str::to_lowercase).unwrap_or_default();
         self.classes.iter().any(|c| !c.is_empty() && app.contains(&c.to_lowercase()))
             || self.titles.iter().any(|t| !t.is_empty() && title.contains(&t.to_lowercase()))
@@ -55,8 +55,9 @@ impl Windows {
 pub struct Policy {
     /// Recorded in the session as `recorder.policy`.
     pub version: String,
-    /// Windows whose input is secure (password dialogs).
-    #[serde(default)]
+    /// Windows whose input is secure (password dialogs). A file without `[secure]` keeps the
+    /// built-in list; one with it replaces the list.
+    #[serde(default = "default_secure")]
     pub secure: Windows,
     /// Apps whose text is never captured: timing only, no titles.
     #[serde(default)]
@@ -64,6 +65,10 @@ pub struct Policy {
     /// Pauses and resumes capture: modifiers and a W3C key code joined by `+`.
     #[serde(default = "default_hotkey")]
     pub pause_hotkey: String,
+}
+
+fn default_secure() -> Windows {
+    Policy::default_policy().secure
 }
 
 fn default_hotkey() -> String {
@@ -99,7 +104,7 @@ impl Policy {
                     "kwalletd",
                     "seahorse",
                 ]),
-                titles: s(&["password", "passphrase", "passcode", "unlock", "authenticate", "sudo"]),
+                titles: s(&["password", "passphrase", "passcode", "unlock", "authenticat", "sudo"]),
             },
             sensitive: Windows::default(),
             pause_hotkey: default_hotkey(),
@@ -280,9 +285,9 @@ impl Masker {
                     out.push(EventKind::Move { x, y });
                 }
             }
-            Input::Focus { app, title, pid } => {
-                let secure = self.policy.secure.matches(&app, title.as_deref());
-                let sensitive = self.policy.sensitive.matches(&app, title.as_deref());
+            Input::Focus { app, instance, title, pid } => {
+                let secure = self.policy.secure.matches(&app, instance.as_deref(), title.as_deref());
+                let sensitive = self.policy.sensitive.matches(&app, instance.as_deref(), title.as_deref());
                 let focus = Focus { app, title, pid, secure, sensitive };
                 if !self.paused {
                     out.push(focus_event(&focus));
@@ -309,7 +314,8 @@ impl Masker {
             }
             return;
         }
-        if !repeat && self.hotkey.pressed(&code, &self.down) {
+        // (A press of a key already down is a repeat, whatever the backend says.)
+        if !repeat && !self.down.contains(&code) && self.hotkey.pressed(&code, &self.down) {
             self.down.insert(code);
             self.toggle_pause(out);
             return;
@@ -343,9 +349,22 @@ impl Masker {
         }
     }
 
+    /// The end of the recording: releases for what is still held, so the session is
+    /// well-formed (no press without its release).
+    pub fn finish(&mut self, out: &mut Vec<EventKind>) {
+        let (x, y) = self.pointer;
+        for (_, key) in std::mem::take(&mut self.held) {
+            out.push(EventKind::KeyUp(Key { text: None, ..key }));
+        }
+        for button in std::mem::take(&mut self.buttons) {
+            out.push(EventKind::Up { button, x, y });
+        }
+    }
+
     fn toggle_pause(&mut self, out: &mut Vec<EventKind>) {
         if self.paused {
             self.paused = false;
+            tracing::info!("recording resumed");
             out.push(EventKind::Marker { label: "recorder.resumed".into() });
             if let Some(focus) = &self.focus {
                 out.push(focus_event(focus));
@@ -355,12 +374,13 @@ impl Masker {
         } else {
             let (x, y) = self.pointer;
             for (_, key) in std::mem::take(&mut self.held) {
-                out.push(EventKind::KeyUp(key));
+                out.push(EventKind::KeyUp(Key { text: None, ..key }));
             }
             for button in std::mem::take(&mut self.buttons) {
                 out.push(EventKind::Up { button, x, y });
             }
             out.push(EventKind::Marker { label: "recorder.paused".into() });
+            tracing::info!("recording paused: nothing is captured until the hotkey is pressed again");
             self.paused = true;
         }
     }
@@ -390,7 +410,7 @@ mod tests {
     }
 
     fn focus(app: &str, title: &str) -> Input {
-        Input::Focus { app: app.into(), title: Some(title.into()), pid: Some(4242) }
+        Input::Focus { app: app.into(), instance: None, title: Some(title.into()), pid: Some(4242) }
     }
 
     fn typed(out: &[EventKind]) -> String {
@@ -535,6 +555,12 @@ mod tests {
         .unwrap();
         let p = Policy::load(&good).unwrap();
         assert_eq!((p.version.as_str(), p.pause_hotkey.as_str()), ("acme-7", "Ctrl+Alt+Shift+KeyP"));
+        assert_eq!(p.secure.classes, ["vault"], "a [secure] section replaces the built-in list");
+        let only_sensitive = dir.join("sensitive.toml");
+        std::fs::write(&only_sensitive, "version = \"acme-8\"\n[sensitive]\nclasses = [\"slack\"]\n")
+            .unwrap();
+        let p = Policy::load(&only_sensitive).unwrap();
+        assert_eq!(p.secure, Policy::default_policy().secure, "without [secure], the built-in list stays");
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "version = \"x\"\npause_hotkey = \"KeyP\"\n").unwrap();
         let e = Policy::load(&bad).unwrap_err().to_string();

@@ -192,8 +192,8 @@ pub fn record(
     let fields = SecureFields::watch();
     let mut masker = Masker::new(options.policy, fields).map_err(SessionError::Hotkey)?;
 
-    let inputs = capture::spawn(capture);
     let start = Instant::now();
+    let inputs = capture::spawn(capture);
     let mut recorder = Recorder::start(spool.clone(), key, &meta, options.batch)?;
     let stop_delivery = Arc::new(AtomicBool::new(false));
     let delivery_thread = spawn_delivery(delivery, spool.clone(), stop_delivery.clone(), options.drain);
@@ -225,6 +225,8 @@ pub fn record(
     let mut ended = None;
     let mut t_us = 0u64;
     let now_us = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let stamp =
+        |at: Instant| u64::try_from(at.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX);
     loop {
         for kind in out.drain(..) {
             settle.push(Event { t_us, kind }, &mut ready);
@@ -235,24 +237,38 @@ pub fn record(
         }
         match inputs.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok((at, input))) => {
-                t_us = u64::try_from(at.saturating_duration_since(start).as_micros()).unwrap_or(u64::MAX);
+                t_us = stamp(at);
                 masker.push(input, &mut out);
             }
             Ok(Err(e)) => {
                 ended = Some(e);
                 break;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                settle.tick(now_us(), &mut ready);
-                record(&mut ready, &mut recorder)?;
-                recorder.tick()?;
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
+        // On every turn, not only when input pauses: continuous motion must not hold a
+        // focus or a batch back.
+        settle.tick(now_us(), &mut ready);
+        record(&mut ready, &mut recorder)?;
+        recorder.tick()?;
     }
+    // What the capture had already seen when the stop came is recorded too.
+    while let Ok(Ok((at, input))) = inputs.try_recv() {
+        t_us = stamp(at);
+        masker.push(input, &mut out);
+    }
+    for kind in out.drain(..) {
+        settle.push(Event { t_us, kind }, &mut ready);
+    }
+    // Keys and buttons still held are released, so the session has no press without its release.
+    let end_us = now_us().max(t_us);
+    masker.finish(&mut out);
     if masker.paused() {
-        let kind = EventKind::Marker { label: "recorder.stopped-while-paused".into() };
-        settle.push(Event { t_us: now_us(), kind }, &mut ready);
+        out.push(EventKind::Marker { label: "recorder.stopped-while-paused".into() });
+    }
+    for kind in out.drain(..) {
+        settle.push(Event { t_us: end_us, kind }, &mut ready);
     }
     settle.flush(&mut ready);
     record(&mut ready, &mut recorder)?;

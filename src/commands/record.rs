@@ -106,7 +106,11 @@ pub fn record(server: Option<&str>, token: Option<&str>, args: RecordArgs) -> Re
             Some(s) => s,
             None => default_spool()?,
         },
-        spool_bytes: args.spool_mib.max(1) << 20,
+        spool_bytes: args
+            .spool_mib
+            .max(1)
+            .checked_mul(1 << 20)
+            .with_context(|| format!("--spool-mib {}: too large", args.spool_mib))?,
         batch,
         drain: seconds("drain-seconds", args.drain_seconds)?,
         labels,

@@ -48,6 +48,8 @@ pub enum Input {
     /// the window says (`_NET_WM_PID`): secure-input detection matches AT-SPI events by it.
     Focus {
         app: String,
+        /// The X11 `WM_CLASS` instance name, for the policy only (not recorded).
+        instance: Option<String>,
         title: Option<String>,
         pid: Option<u32>,
     },

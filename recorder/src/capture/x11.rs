@@ -142,7 +142,7 @@ impl X11Capture {
         }
         self.active = active;
         if active == x11rb::NONE {
-            return Some(Input::Focus { app: "desktop".into(), title: None, pid: None });
+            return Some(Input::Focus { app: "desktop".into(), instance: None, title: None, pid: None });
         }
         // The window may be gone already: then the next change says where focus went.
         let _ = self
@@ -157,22 +157,28 @@ impl X11Capture {
 
     fn focus_of(&self, window: Window) -> Input {
         let class = property(&self.conn, window, AtomEnum::WM_CLASS.into(), AtomEnum::STRING.into());
-        // WM_CLASS is "instance\0Class\0": the class names the application.
-        let app = class
+        // WM_CLASS is "instance\0Class\0": the class names the application; the instance goes
+        // along for the policy (x11-ssh-askpass is instance `ssh-askpass`, class `SshAskpass`).
+        let parts: Vec<String> = class
             .map(|v| {
-                let mut parts = v.split(|&b| b == 0).filter(|p| !p.is_empty());
-                let instance = parts.next().map(|p| String::from_utf8_lossy(p).into_owned());
-                parts.next().map(|p| String::from_utf8_lossy(p).into_owned()).or(instance).unwrap_or_default()
+                v.split(|&b| b == 0)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect()
             })
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| "unknown".into());
+            .unwrap_or_default();
+        let (instance, app) = match parts.as_slice() {
+            [instance, class, ..] => (Some(instance.clone()), class.clone()),
+            [only] => (None, only.clone()),
+            [] => (None, "unknown".to_owned()),
+        };
         let title = property(&self.conn, window, self.atoms.net_wm_name, self.atoms.utf8_string)
             .or_else(|| property(&self.conn, window, AtomEnum::WM_NAME.into(), AtomEnum::ANY.into()))
             .map(|v| String::from_utf8_lossy(&v).into_owned())
             .filter(|t| !t.is_empty());
         let pid = property(&self.conn, window, self.atoms.net_wm_pid, AtomEnum::CARDINAL.into())
             .and_then(|v| v.get(..4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])));
-        Input::Focus { app, title, pid }
+        Input::Focus { app, instance, title, pid }
     }
 
     /// Asks where the pointer is if it moved since the last time: once per burst of raw motion
