@@ -127,12 +127,16 @@ impl Settle {
                 self.during_press = self.buttons_down > 0;
             }
             EventKind::Up { .. } if self.focus.is_some() && self.during_press => {
+                // Click-to-focus: the focus moves after the click's release, at its time, and
+                // still settles as any other (the window manager's passing unfocus on the way
+                // is replaced by the window it focuses).
                 self.buttons_down = self.buttons_down.saturating_sub(1);
-                let t_us = event.t_us;
-                let focus = self.focus.take().map(|f| Event { t_us: t_us.max(f.t_us), kind: f.kind });
-                self.flush(out);
+                self.during_press = false;
+                out.append(&mut self.waiting);
+                if let Some(focus) = &mut self.focus {
+                    focus.t_us = focus.t_us.max(event.t_us);
+                }
                 out.push(event);
-                out.extend(focus);
             }
             EventKind::Move { .. } | EventKind::Up { .. } | EventKind::KeyUp(_) if self.focus.is_some() => {
                 if matches!(event.kind, EventKind::Up { .. }) {
@@ -361,6 +365,16 @@ mod tests {
                 "120 focus Search",
                 "130 key KeyB",
             ]
+        );
+    }
+
+    #[test]
+    fn a_click_to_focus_through_no_window_is_one_focus() {
+        let down = Event { t_us: 10, kind: EventKind::Down { button: Button::Left, x: 1, y: 1 } };
+        let up = Event { t_us: 30, kind: EventKind::Up { button: Button::Left, x: 1, y: 1 } };
+        assert_eq!(
+            settle(vec![down, focus(20, "desktop"), up, focus(40, "Notes")]),
+            ["10 down", "30 up", "40 focus Notes"]
         );
     }
 
