@@ -32,8 +32,6 @@ struct State {
     /// What the last widget to gain focus was, anywhere: for windows that do not say their
     /// process or whose process AT-SPI does not know (Flatpak apps see another pid namespace).
     last: bool,
-    /// Focus changes seen (for the logs and the tests).
-    seen: u64,
 }
 
 /// What AT-SPI says about secure input, shared with the masker.
@@ -74,11 +72,6 @@ impl SecureFields {
             Some(pid) => state.by_pid.get(&pid).map_or(state.last, |(_, secure)| *secure),
             None => state.last,
         }
-    }
-
-    /// How many focus changes the watcher has seen.
-    pub fn seen(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).seen
     }
 }
 
@@ -121,7 +114,6 @@ fn run(state: &Mutex<State>) -> zbus::Result<()> {
         let message = message?;
         if let Some(change) = focus_change(&a11y, &message) {
             let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-            state.seen += 1;
             let Change { pid, path, gained, password } = change;
             if gained {
                 state.by_pid.insert(pid, (path, password));

@@ -166,6 +166,11 @@ impl Hotkey {
         if !modifiers.iter().any(|&m| m) {
             return Err(format!("{text:?} has no modifier: a bare key would pause on ordinary typing"));
         }
+        if !crate::capture::codes::is_known(&code) {
+            return Err(format!(
+                "{text:?}: {code:?} is not a W3C key code (expected one such as KeyP, Digit1, F9, Pause)"
+            ));
+        }
         Ok(Hotkey { modifiers, code })
     }
 
@@ -565,6 +570,9 @@ mod tests {
         std::fs::write(&bad, "version = \"x\"\npause_hotkey = \"KeyP\"\n").unwrap();
         let e = Policy::load(&bad).unwrap_err().to_string();
         assert!(e.contains("bad.toml") && e.contains("pause_hotkey") && e.contains("no modifier"), "{e}");
+        std::fs::write(&bad, "version = \"x\"\npause_hotkey = \"Ctrl+Alt+P\"\n").unwrap();
+        let e = Policy::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("\"P\" is not a W3C key code"), "{e}");
         std::fs::write(&bad, "version = \"x\"\nsecrue = {}\n").unwrap();
         let e = Policy::load(&bad).unwrap_err().to_string();
         assert!(e.contains("unknown field") && e.contains("secrue"), "{e}");

@@ -2,6 +2,11 @@
 //! W3C UI Events `KeyboardEvent.code` values, after the W3C "UI Events KeyboardEvent code
 //! Values" tables and Chromium's `dom_code_data.inc` (its evdev column).
 
+/// Whether `code` is a W3C code some key of the table has (for checking a configured hotkey).
+pub fn is_known(code: &str) -> bool {
+    (8..=8 + 255).any(|k| w3c_code(k) == Some(code))
+}
+
 /// The W3C `code` of an X keycode, or `None` for a key the tables do not name (then the
 /// recorder writes `Unidentified`, which loses nothing a replay could use).
 pub fn w3c_code(x_keycode: u32) -> Option<&'static str> {
