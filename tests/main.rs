@@ -10,4 +10,5 @@ mod recorder_x11;
 mod sapimouse_round_trip;
 mod service_cli;
 mod structure;
+mod viewer;
 mod witness_cli;

@@ -58,7 +58,7 @@ impl Action {
             Operation::ExportRedacted | Operation::ExportUnredacted => Action::Export,
             Operation::Shred => Action::Shred,
             Operation::Rotate => Action::RotateMasterKey,
-            Operation::ReadAudit => Action::ReadAudit,
+            Operation::ReadAudit | Operation::ReadAccessHistory => Action::ReadAudit,
             Operation::Append => Action::Append,
             Operation::ListSessions => Action::ListSessions,
             Operation::MintTokens => Action::MintToken,

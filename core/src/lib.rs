@@ -69,7 +69,8 @@ pub use error::{AppendError, ErrorKind, OpenError, ReadError};
 pub use integrity::{Problem, SessionProof, SignedHead, VerifyReport};
 pub use keys::{KeySource, Secret};
 pub use log::{
-    Ack, Batch, BlockEvents, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats, SyncMode,
+    AccessHistory, Ack, Batch, BlockEvents, Log, LogOptions, SessionBlocks, SessionInfo, Shredded, Stats,
+    SyncMode,
 };
 pub use policy::{Access, Denied, Operation, Role};
 pub use tracevault_codecs as codecs;

@@ -23,6 +23,8 @@ pub enum Role {
     Admin,
     /// tracevault itself (recovery and sealing unwrap keys to re-encode open blocks).
     System,
+    /// A recorded person, reading who read their sessions (a token bound to one user).
+    Subject,
 }
 
 impl Role {
@@ -33,6 +35,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Admin => "admin",
             Role::System => "system",
+            Role::Subject => "subject",
         }
     }
 
@@ -45,13 +48,30 @@ impl Role {
             Role::Auditor => {
                 matches!(
                     op,
-                    ListSessions | ReadRaw | ReadSteps | ExportRedacted | ExportUnredacted | ReadAudit
+                    ListSessions
+                        | ReadRaw
+                        | ReadSteps
+                        | ExportRedacted
+                        | ExportUnredacted
+                        | ReadAudit
+                        | ReadAccessHistory
                 )
             }
             Role::Admin => {
-                matches!(op, ListSessions | Append | Shred | Rotate | ReadAudit | MintTokens | Repair)
+                matches!(
+                    op,
+                    ListSessions
+                        | Append
+                        | Shred
+                        | Rotate
+                        | ReadAudit
+                        | ReadAccessHistory
+                        | MintTokens
+                        | Repair
+                )
             }
             Role::System => matches!(op, Append | Unwrap),
+            Role::Subject => matches!(op, ReadAccessHistory),
         }
     }
 }
@@ -65,7 +85,12 @@ impl std::str::FromStr for Role {
             "ml" => Role::Ml,
             "auditor" => Role::Auditor,
             "admin" => Role::Admin,
-            other => return Err(format!("unknown role {other:?}, expected recorder, ml, auditor or admin")),
+            "subject" => Role::Subject,
+            other => {
+                return Err(format!(
+                    "unknown role {other:?}, expected recorder, ml, auditor, admin or subject"
+                ));
+            }
         })
     }
 }
@@ -92,6 +117,9 @@ pub enum Operation {
     Rotate,
     /// Read the access audit log.
     ReadAudit,
+    /// Read one person's access history: the audit entries that name their sessions, cut to
+    /// them (a subject's view of who read their data).
+    ReadAccessHistory,
     /// Mint API tokens.
     MintTokens,
     /// Unwrap a data key for tracevault's own work.
@@ -101,7 +129,7 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Append,
         Operation::ListSessions,
         Operation::ReadRaw,
@@ -111,6 +139,7 @@ impl Operation {
         Operation::Shred,
         Operation::Rotate,
         Operation::ReadAudit,
+        Operation::ReadAccessHistory,
         Operation::MintTokens,
         Operation::Unwrap,
         Operation::Repair,
@@ -127,6 +156,7 @@ impl Operation {
             Operation::Shred => "erase people",
             Operation::Rotate => "rotate keys",
             Operation::ReadAudit => "read the audit log",
+            Operation::ReadAccessHistory => "read a person's access history",
             Operation::MintTokens => "mint tokens",
             Operation::Unwrap => "unwrap keys",
             Operation::Repair => "repair the log's integrity state",
@@ -200,6 +230,9 @@ mod tests {
             }
             if op.reads_personal_data() {
                 assert!(!Role::Admin.may(op), "admin may {op:?}");
+            }
+            if op != Operation::ReadAccessHistory {
+                assert!(!Role::Subject.may(op), "subject may {op:?}");
             }
         }
         assert!(Role::Auditor.may(Operation::ReadRaw));

@@ -255,6 +255,12 @@ impl Engine {
         Ok(SessionSteps { meta: meta.clone(), steps, absorbed, events, redacted: true })
     }
 
+    /// The steps of blocks already read (their read recorded when they were opened: a viewer's
+    /// timeline over the blocks it holds), decoded on the engine's threads.
+    pub fn steps_of(&self, meta: &SessionMeta, blocks: &SessionBlocks) -> Result<SessionSteps, ReplayError> {
+        self.pool.install(|| self.reduce_blocks(meta, blocks))
+    }
+
     fn reduce_blocks(&self, meta: &SessionMeta, blocks: &SessionBlocks) -> Result<SessionSteps, ReplayError> {
         let mut reducer = Reducer::new(self.config.clone(), meta.screen).with_layout(meta.layout.as_deref());
         let mut steps = Vec::new();

@@ -24,6 +24,11 @@ pub struct Metrics {
     ack_sum_ns: AtomicU64,
     pub in_flight: AtomicI64,
     pub rejected_busy: AtomicU64,
+    /// The viewer: sessions opened, block requests, blocks decoded for them, timelines built.
+    pub views_opened: AtomicU64,
+    pub view_block_requests: AtomicU64,
+    pub view_blocks_decoded: AtomicU64,
+    pub view_timelines: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +92,30 @@ impl Metrics {
             "Sessions created and not closed, over every recorder token.",
             open_sessions as f64,
         );
+        for (name, help, value) in [
+            (
+                "tracevault_viewer_views_opened_total",
+                "Sessions opened in the viewer (each one audited read).",
+                &self.views_opened,
+            ),
+            (
+                "tracevault_viewer_block_requests_total",
+                "Block requests from the viewer.",
+                &self.view_block_requests,
+            ),
+            (
+                "tracevault_viewer_blocks_decoded_total",
+                "Blocks decoded for the viewer's block requests.",
+                &self.view_blocks_decoded,
+            ),
+            (
+                "tracevault_viewer_timelines_total",
+                "Action timelines reduced for the viewer (one per view).",
+                &self.view_timelines,
+            ),
+        ] {
+            counter(&mut out, name, help, value.load(Ordering::Relaxed));
+        }
         let syncs = log.journal_syncs();
         histogram(
             &mut out,

@@ -34,6 +34,9 @@ pub struct TokenRecord {
     pub role: Role,
     /// For a recorder: the device whose sessions it may create and append to.
     pub device: Option<String>,
+    /// For a subject: the person (user id) whose access history it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     pub created_unix_s: u64,
     pub expires_unix_s: Option<u64>,
     pub revoked_unix_s: Option<u64>,
@@ -188,6 +191,8 @@ pub struct NewToken {
     pub role: Role,
     pub name: String,
     pub device: Option<String>,
+    /// For a subject token: the person it belongs to.
+    pub user: Option<String>,
     /// Seconds from now; `None`: never expires.
     pub expires_in_s: Option<u64>,
 }
@@ -210,6 +215,19 @@ pub fn create(data: &Path, new: NewToken) -> Result<(String, TokenRecord), Token
         }
         (_, None) => {}
     }
+    match (new.role, &new.user) {
+        (Role::Subject, None) => {
+            return Err(TokenError::Invalid(
+                "a subject token shows one person their own access history: give the person with --user"
+                    .into(),
+            ));
+        }
+        (Role::Subject, Some(u)) if u.trim().is_empty() => {
+            return Err(TokenError::Invalid("--user must not be empty".into()));
+        }
+        (Role::Subject, Some(_)) | (_, None) => {}
+        (_, Some(_)) => return Err(TokenError::Invalid("--user is for subject tokens only".into())),
+    }
     if new.name.trim().is_empty() {
         return Err(TokenError::Invalid(
             "a token's name must not be empty (it names the actor in the audit log)".into(),
@@ -228,6 +246,7 @@ pub fn create(data: &Path, new: NewToken) -> Result<(String, TokenRecord), Token
         name: new.name,
         role: new.role,
         device: new.device,
+        user: new.user,
         created_unix_s: now,
         expires_unix_s: new.expires_in_s.map(|s| now.saturating_add(s)),
         revoked_unix_s: None,
@@ -367,7 +386,13 @@ mod tests {
     fn a_token_authenticates_until_revoked_and_only_its_hash_is_stored() {
         let dir = std::env::temp_dir().join(format!("tv-tokens-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let new = NewToken { role: Role::Auditor, name: "ada".into(), device: None, expires_in_s: None };
+        let new = NewToken {
+            role: Role::Auditor,
+            name: "ada".into(),
+            device: None,
+            user: None,
+            expires_in_s: None,
+        };
         let (text, record) = create(&dir, new).unwrap();
         let stored = std::fs::read_to_string(dir.join(TOKENS_FILE)).unwrap();
         let secret = text.rsplit('_').next().unwrap();
@@ -384,7 +409,8 @@ mod tests {
         revoke(&dir, "ada").unwrap();
         assert_eq!(tokens.authenticate(Some(&bearer)), Err(AuthError::Revoked(record.id.clone())));
         assert!(matches!(revoke(&dir, "nobody"), Err(TokenError::Unknown(_))));
-        let recorder = NewToken { role: Role::Recorder, name: "r".into(), device: None, expires_in_s: None };
+        let recorder =
+            NewToken { role: Role::Recorder, name: "r".into(), device: None, user: None, expires_in_s: None };
         assert!(create(&dir, recorder).unwrap_err().to_string().contains("--device"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -50,6 +50,13 @@ pub struct DemoArgs {
     /// Print the summary as JSON (and no progress bars).
     #[arg(long)]
     pub json: bool,
+    /// Afterwards, leave the service running over the demo's store (until Ctrl-C) and print the
+    /// viewer's address with an auditor's token, and a subject's token for one recorded person.
+    #[arg(long)]
+    pub serve: bool,
+    /// Where --serve listens: a loopback address (the demo serves plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:8440", requires = "serve")]
+    pub listen: String,
 }
 
 /// Empties `out` for a new run, if it is absent, empty, or a previous demo's.
@@ -106,6 +113,9 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     }
     if !(args.minutes > 0.0 && args.minutes <= 600.0) {
         bail!("--minutes must be more than 0 and at most 600, found {}", args.minutes);
+    }
+    if args.serve {
+        check_loopback(&args.listen)?;
     }
     let out = &args.out;
     prepare(out)?;
@@ -225,7 +235,8 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     if args.json {
         writeln!(stdout, "{summary}")?;
-        return Ok(ExitCode::SUCCESS);
+        drop(stdout);
+        return serve_if_asked(&args, &data, &keys, &all);
     }
     writeln!(stdout, "tracevault demo, in {}", out.display())?;
     writeln!(
@@ -269,5 +280,83 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         data.display(),
         keys.display()
     )?;
+    if !args.serve {
+        writeln!(
+            stdout,
+            "  cargo run --release -- demo --serve    (the same, then the viewer in a browser)"
+        )?;
+    }
+    drop(stdout);
+    serve_if_asked(&args, &data, &keys, &all)
+}
+
+/// `--listen` must be a loopback address: the demo's service has no TLS.
+fn check_loopback(listen: &str) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> =
+        listen.to_socket_addrs().with_context(|| format!("--listen {listen}: expected HOST:PORT"))?.collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        bail!(
+            "--listen {listen}: the demo serves plain HTTP, on a loopback address only (such as 127.0.0.1:8440)"
+        );
+    }
+    Ok(())
+}
+
+/// With `--serve`: the service over the demo's store until Ctrl-C, with an auditor's token for the
+/// viewer and a subject's token for the person recorded in the first session.
+fn serve_if_asked(
+    args: &DemoArgs,
+    data: &Path,
+    keys: &Path,
+    all: &[(SessionMeta, Vec<Event>)],
+) -> Result<ExitCode> {
+    use tracevault_service::tokens::{self, NewToken};
+    if !args.serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = LogOptions { keys: Some(KeySource::dir(keys)), ..LogOptions::default() };
+    let log =
+        Log::open(data, options).with_context(|| format!("reopening the demo log in {}", data.display()))?;
+    let mint = |role: Role, name: &str, user: Option<String>| {
+        tokens::create(
+            data,
+            NewToken { role, name: name.into(), device: None, user, expires_in_s: Some(86_400) },
+        )
+        .map(|(text, _)| text)
+        .context("minting the demo's tokens")
+    };
+    let auditor = mint(Role::Auditor, "demo-auditor", None)?;
+    let person = all.first().map(|(m, _)| m.user.clone()).unwrap_or_else(|| "u-1".into());
+    let subject = mint(Role::Subject, &format!("demo-subject-{person}"), Some(person.clone()))?;
+    let options = tracevault_service::Options {
+        sensitive_apps: tracevault_replay::redact::SENSITIVE_APPS.iter().map(|s| (*s).to_owned()).collect(),
+        ..tracevault_service::Options::default()
+    };
+    let service = tracevault_service::Service::new(log, data, options)?;
+    let json = args.json;
+    let log = super::service::run(service, &args.listen, None, |addr| {
+        let url = format!("http://{addr}/viewer");
+        if json {
+            println!(
+                "{}",
+                json!({"viewer": url, "auditor_token": auditor, "subject_token": subject, "subject": person})
+            );
+        } else {
+            println!();
+            println!("the viewer, serving the demo's store until Ctrl-C:");
+            println!("  open     {url}");
+            println!("  auditor  {auditor}");
+            println!("           paste it with a purpose: every session opened is an audit entry");
+            println!("  subject  {subject}");
+            println!("           {person}'s own view: who read their sessions, when and why");
+            println!(
+                "  (both tokens expire in 24 h; `tracevault --data {} token list` shows them)",
+                data.display()
+            );
+        }
+        Ok(())
+    })?;
+    super::service::close(log, &[])?;
     Ok(ExitCode::SUCCESS)
 }

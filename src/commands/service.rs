@@ -93,36 +93,54 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     };
     let data = ctx.data().to_owned();
     let service = Service::new(log, &data, options)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .enable_all()
-        .thread_name("tracevault-http")
-        .build()
-        .context("starting the server's runtime")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let log = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("listening on {}", args.listen))?;
-        let addr = listener.local_addr()?;
+    let log = run(service, &args.listen, tls, |addr| {
         println!("tracevault serving {scheme}://{addr} (data {})", data.display());
-        std::io::stdout().flush()?;
-        let log = service.serve(listener, tls, shutdown()).await?;
-        anyhow::Ok(log)
+        Ok(())
     })?;
-    // Drained: every acknowledged batch is durable; sign over what this run took in.
-    log.checkpoint().context("the closing checkpoint")?;
     let witnesses: Vec<Box<dyn Witness + Send + Sync>> = ctx
         .settings
         .witnesses
         .iter()
         .map(|u| Box::new(tracevault::witness::HttpWitness::new(u)) as Box<dyn Witness + Send + Sync>)
         .collect();
-    tracevault_service::push_to_witnesses(&log, &witnesses);
+    close(log, &witnesses)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `service` on `listen` until SIGTERM or Ctrl-C (`ready` told the address once it
+/// listens), then drains: requests in flight are answered, and the log is handed back.
+pub(super) fn run(
+    service: Service,
+    listen: &str,
+    tls: Option<tls::Acceptor>,
+    ready: impl FnOnce(std::net::SocketAddr) -> Result<()>,
+) -> Result<tracevault_core::Log> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .thread_name("tracevault-http")
+        .build()
+        .context("starting the server's runtime")?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        ready(listener.local_addr()?)?;
+        std::io::stdout().flush()?;
+        let log = service.serve(listener, tls, shutdown()).await?;
+        anyhow::Ok(log)
+    })
+}
+
+/// After serving: a signed checkpoint over what this run took in, pushed to the witnesses, and
+/// the log closed.
+pub(super) fn close(log: tracevault_core::Log, witnesses: &[Box<dyn Witness + Send + Sync>]) -> Result<()> {
+    log.checkpoint().context("the closing checkpoint")?;
+    tracevault_service::push_to_witnesses(&log, witnesses);
     let frames = log.signed_heads().ok().and_then(|h| h.last().map(|h| h.tree_size)).unwrap_or(0);
     log.close().context("closing the log")?;
     eprintln!("tracevault: drained; the last signed checkpoint covers {frames} frames");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 async fn shutdown() {
@@ -143,12 +161,15 @@ async fn shutdown() {
 pub enum TokenCommand {
     /// Mints a token and prints it (once: only its hash is stored).
     Create {
-        /// recorder, ml, auditor or admin.
+        /// recorder, ml, auditor, admin or subject.
         #[arg(long)]
         role: Role,
         /// For a recorder: the device whose sessions it writes.
         #[arg(long)]
         device: Option<String>,
+        /// For a subject: the person (user id) whose access history it shows, and no one else's.
+        #[arg(long)]
+        user: Option<String>,
         /// Who holds it (the audit log's actor). Default: the role and the device or OS user.
         #[arg(long)]
         name: Option<String>,
@@ -179,23 +200,25 @@ pub fn token(ctx: &Ctx, command: TokenCommand) -> Result<ExitCode> {
     let data = ctx.data();
     let mut out = std::io::stdout().lock();
     match command {
-        TokenCommand::Create { role, device, name, expires, json } => {
-            let name = name.unwrap_or_else(|| match &device {
-                Some(d) => format!("{}-{d}", role.as_str()),
-                None => format!(
+        TokenCommand::Create { role, device, user, name, expires, json } => {
+            let name = name.unwrap_or_else(|| match (&device, &user) {
+                (Some(d), _) => format!("{}-{d}", role.as_str()),
+                (None, Some(u)) => format!("{}-{u}", role.as_str()),
+                (None, None) => format!(
                     "{}-{}",
                     role.as_str(),
                     super::privacy::os_user().split(' ').next().unwrap_or("cli")
                 ),
             });
-            let (text, record) = tokens::create(data, NewToken { role, name, device, expires_in_s: expires })
-                .context("minting a token")?;
+            let (text, record) =
+                tokens::create(data, NewToken { role, name, device, user, expires_in_s: expires })
+                    .context("minting a token")?;
             if json {
                 writeln!(
                     out,
                     "{}",
                     json!({"token": text, "id": record.id, "name": record.name, "role": role.as_str(),
-                    "device": record.device, "expires_unix_s": record.expires_unix_s})
+                    "device": record.device, "user": record.user, "expires_unix_s": record.expires_unix_s})
                 )?;
             } else {
                 writeln!(out, "{text}")?;
@@ -218,7 +241,7 @@ pub fn token(ctx: &Ctx, command: TokenCommand) -> Result<ExitCode> {
                         out,
                         "{}",
                         json!({"id": t.id, "name": t.name, "role": t.role.as_str(), "device": t.device,
-                        "created_unix_s": t.created_unix_s, "expires_unix_s": t.expires_unix_s,
+                        "user": t.user, "created_unix_s": t.created_unix_s, "expires_unix_s": t.expires_unix_s,
                         "revoked_unix_s": t.revoked_unix_s, "state": t.state(now).as_str()})
                     )?;
                 }
@@ -226,13 +249,13 @@ pub fn token(ctx: &Ctx, command: TokenCommand) -> Result<ExitCode> {
                 writeln!(out, "(no tokens: `tracevault token create --role R` mints one)")?;
             } else {
                 let mut table =
-                    super::table(&["ID", "NAME", "ROLE", "DEVICE", "CREATED", "EXPIRES", "STATE"], &[]);
+                    super::table(&["ID", "NAME", "ROLE", "DEVICE/USER", "CREATED", "EXPIRES", "STATE"], &[]);
                 for t in &all {
                     table.add_row(vec![
                         t.id.clone(),
                         t.name.clone(),
                         t.role.as_str().to_owned(),
-                        t.device.clone().unwrap_or_else(|| "-".into()),
+                        t.device.clone().or_else(|| t.user.clone()).unwrap_or_else(|| "-".into()),
                         when(t.created_unix_s),
                         t.expires_unix_s.map_or_else(|| "never".into(), when),
                         t.state(now).as_str().to_owned(),

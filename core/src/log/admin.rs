@@ -22,6 +22,18 @@ pub struct Shredded {
     pub master_key: MasterKeyAfterShred,
 }
 
+/// One person's access history ([`Log::access_history`]): what the audit log says about their
+/// sessions, and nothing about anyone else's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessHistory {
+    pub user: String,
+    /// The person's sessions, in id order.
+    pub sessions: Vec<String>,
+    /// Every entry that names one of them, in log order, cut to them: an export of many people's
+    /// sessions shows here as the export of this person's, and no data key ids.
+    pub entries: Vec<crate::audit::AuditEntry>,
+}
+
 /// What became of the master key (the key-encryption key) after a shred.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MasterKeyAfterShred {
@@ -168,6 +180,37 @@ impl Log {
         self.inner
             .vault
             .with_audit_still(|| crate::integrity::verify_audit(self.inner.storage.as_ref(), &public))
+    }
+
+    /// Who read `user`'s sessions, when, why and under which ticket: the audit entries naming
+    /// them, each cut to them ([`AccessHistory`]). For a role that may read access histories; the
+    /// query is recorded too. Which person a caller may ask about is the front end's binding (a
+    /// subject's token names one user), as a recorder's device is.
+    pub fn access_history(&self, access: &Access, user: &str) -> Result<AccessHistory, ReadError> {
+        let decided = policy::check(access, Operation::ReadAccessHistory);
+        let decision = decided.as_ref().err().map_or(Decision::Allowed, |d| Decision::Denied(d.0.clone()));
+        self.inner
+            .vault
+            .record(access, Action::ReadAudit, Vec::new(), Vec::new(), decision)
+            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
+        decided?;
+        let sessions: std::collections::BTreeSet<String> =
+            self.sessions().into_iter().filter(|s| s.meta.user == user).map(|s| s.meta.session).collect();
+        let scan = self
+            .inner
+            .vault
+            .with_audit_still(|| crate::audit::scan(self.inner.storage.as_ref()))
+            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
+        let entries = scan
+            .entries
+            .into_iter()
+            .filter_map(|mut e| {
+                e.sessions.retain(|s| sessions.contains(s));
+                e.keys.clear();
+                (!e.sessions.is_empty()).then_some(e)
+            })
+            .collect();
+        Ok(AccessHistory { user: user.to_owned(), sessions: sessions.into_iter().collect(), entries })
     }
 
     /// Every session, in id order, for a role that may list them (a refusal is recorded).

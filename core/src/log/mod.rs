@@ -29,13 +29,14 @@ mod vault;
 mod witnessing;
 mod writer;
 
-pub use admin::{MasterKeyAfterShred, Shredded};
+pub use admin::{AccessHistory, MasterKeyAfterShred, Shredded};
 pub use anchor::Finding;
 pub use append::{Ack, Batch};
 pub use options::{LogOptions, RECENT_BATCHES_MAX, SESSION_META_BYTES_MAX, SyncMode};
 pub use read::{BlockEvents, SessionBlocks, SessionInfo};
 pub use state::Log;
 pub use timings::{SYNC_BOUNDS_S, SyncHistogram};
+pub use witnessing::Witnessed;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

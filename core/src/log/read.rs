@@ -263,6 +263,13 @@ impl SessionBlocks {
         self.sealed.len()
     }
 
+    /// Each sealed block's place, from the index and without reading it: (block number, first
+    /// and last event time in µs, events), in session order; position `i` is what
+    /// [`SessionBlocks::read_sealed`] reads. A viewer seeks by these.
+    pub fn sealed_spans(&self) -> impl Iterator<Item = (u32, u64, u64, u32)> + '_ {
+        self.sealed.iter().map(|(b, l)| (*b, l.t_min_us, l.t_max_us, l.events))
+    }
+
     /// Whether the blocks give their events only as [`Redactable`] values (a redacted export's
     /// read).
     pub fn redactable_only(&self) -> bool {

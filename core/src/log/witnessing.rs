@@ -25,7 +25,43 @@ fn proof(leaves: &[Hash], m: u64) -> Result<Vec<Hash>, WitnessError> {
     })
 }
 
+/// A signed head that witnesses cosigned ([`Log::witnessed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Witnessed {
+    pub counter: u64,
+    pub tree_size: u64,
+    pub time_unix_us: u64,
+    /// The witnesses' public keys, hex, each with a cosignature of this head that verifies.
+    pub witnesses: Vec<String>,
+}
+
 impl Log {
+    /// The newest head covering the log's first `frames` frames that a witness cosigned (kept in
+    /// `integrity/cosignatures`, each checked against the head and this log's key), if any: a
+    /// session whose frames are all below it is held by someone other than this server too.
+    pub fn witnessed(&self, frames: u64) -> Result<Option<Witnessed>, crate::error::ReadError> {
+        let storage = self.inner.storage.as_ref();
+        let (heads, _) = integrity::read_heads(storage)?;
+        let cosignatures = crate::witness::read_cosignatures(storage)?;
+        let public = self.public_key();
+        for head in heads.iter().rev().filter(|h| h.tree_size >= frames) {
+            let witnesses: Vec<String> = cosignatures
+                .iter()
+                .filter(|c| c.verifies(&public, head))
+                .map(|c| hex::encode(c.witness))
+                .collect();
+            if !witnesses.is_empty() {
+                return Ok(Some(Witnessed {
+                    counter: head.counter,
+                    tree_size: head.tree_size,
+                    time_unix_us: head.time_unix_us,
+                    witnesses,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     /// Asks `witness` to cosign the newest signed head, and keeps the cosignature in
     /// `integrity/cosignatures`. The request proves the head extends the last head the witness
     /// cosigned for this log; a witness that refuses says why (a history rewritten, rolled back

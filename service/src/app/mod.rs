@@ -28,6 +28,7 @@ use crate::tokens::{TokenRecord, Tokens};
 mod admin;
 mod ingest;
 mod read;
+mod view;
 
 /// Bounds on what one client can make the server hold: beyond them a request is refused (413,
 /// 429, 503 with Retry-After), never queued without bound.
@@ -74,6 +75,8 @@ pub(crate) struct AppState {
     pub export_dir: PathBuf,
     /// Opens the bodies recorders seal to this server.
     pub recorder_key: tracevault_codecs::sealed::PrivateKey,
+    /// The viewer's open sessions.
+    pub views: view::Views,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             limits,
             export_dir,
             recorder_key,
+            views: view::Views::default(),
         }
     }
 
@@ -139,12 +143,22 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/v1/audit", get(admin::audit))
         .route("/v1/audit/verify", get(admin::audit_verify))
         .route("/v1/recorder-key", get(ingest::recorder_key))
+        .route("/v1/views", post(view::open))
+        .route("/v1/views/{view}", axum::routing::delete(view::close))
+        .route("/v1/views/{view}/blocks", get(view::blocks))
+        .route("/v1/views/{view}/timeline", get(view::timeline))
+        .route("/v1/whoami", get(view::whoami))
+        .route("/v1/me/access", get(view::history))
         .route_layer(middleware::from_fn_with_state(state.clone(), bounded));
     Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/viewer", get(view::page))
+        .route("/viewer/", get(view::page))
+        .route("/viewer/app.js", get(view::script))
+        .route("/viewer/app.css", get(view::style))
         .route_layer(middleware::from_fn_with_state(state.clone(), counted))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route: see /v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(state.limits.body_bytes_max))
@@ -198,7 +212,7 @@ async fn counted(State(state): State<Shared>, request: Request, next: Next) -> R
 
 /// The route's template as a static label (so a label set cannot grow with the ids requested).
 fn route_name(path: &str) -> &'static str {
-    const ROUTES: [&str; 12] = [
+    const ROUTES: [&str; 22] = [
         "/v1/sessions",
         "/v1/recorder-key",
         "/v1/sessions/{id}/events",
@@ -211,6 +225,16 @@ fn route_name(path: &str) -> &'static str {
         "/healthz",
         "/metrics",
         "/v1/openapi.json",
+        "/v1/views",
+        "/v1/views/{view}",
+        "/v1/views/{view}/blocks",
+        "/v1/views/{view}/timeline",
+        "/v1/whoami",
+        "/v1/me/access",
+        "/viewer",
+        "/viewer/",
+        "/viewer/app.js",
+        "/viewer/app.css",
     ];
     ROUTES.into_iter().find(|r| *r == path).unwrap_or("other")
 }

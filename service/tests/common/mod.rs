@@ -47,17 +47,24 @@ impl Harness {
         std::fs::create_dir_all(&dir).unwrap();
         let mut tokens = HashMap::new();
         let mut ids = HashMap::new();
-        for (name, role, device) in [
-            ("recorder-d1", Role::Recorder, Some("d-1")),
-            ("recorder-d2", Role::Recorder, Some("d-2")),
-            ("ml", Role::Ml, None),
-            ("auditor", Role::Auditor, None),
-            ("admin", Role::Admin, None),
-            ("expired", Role::Auditor, None),
-            ("revoked", Role::Auditor, None),
+        for (name, role, device, user) in [
+            ("recorder-d1", Role::Recorder, Some("d-1"), None),
+            ("recorder-d2", Role::Recorder, Some("d-2"), None),
+            ("ml", Role::Ml, None, None),
+            ("auditor", Role::Auditor, None, None),
+            ("auditor-2", Role::Auditor, None, None),
+            ("admin", Role::Admin, None, None),
+            ("subject-u1", Role::Subject, None, Some("u-1")),
+            ("expired", Role::Auditor, None, None),
+            ("revoked", Role::Auditor, None, None),
         ] {
-            let new =
-                NewToken { role, name: name.into(), device: device.map(str::to_owned), expires_in_s: None };
+            let new = NewToken {
+                role,
+                name: name.into(),
+                device: device.map(str::to_owned),
+                user: user.map(str::to_owned),
+                expires_in_s: None,
+            };
             let (text, record) = tokens::create(&dir, new).unwrap();
             tokens.insert(name, text);
             ids.insert(name, record.id);
@@ -121,6 +128,13 @@ impl Harness {
         let url = format!("{}{path}", self.base);
         let token = self.token(who);
         let response = match method {
+            "DELETE" => {
+                let mut r = self.agent.delete(&url);
+                if let Some(t) = &token {
+                    r = r.header("authorization", &format!("Bearer {t}"));
+                }
+                r.call()
+            }
             "GET" => {
                 let mut r = self.agent.get(&url);
                 if let Some(t) = &token {
