@@ -449,7 +449,12 @@ fn an_auditor_replays_sessions_in_a_browser_and_a_subject_sees_who_read_theirs()
     let keys = browser.js("return document.getElementById('keys').innerText;", json!([]));
     assert!(keys.as_str().unwrap().contains('•'), "a secure key shows masked: {keys}");
     if let Some(out) = std::env::var_os("TRACEVAULT_SCREENSHOTS") {
+        // Tall enough for the controls, the timeline and the first actions too.
+        browser.call("POST", "/window/rect", Some(json!({"width": 1366, "height": 1900})));
+        browser.js("window.scrollTo(0, 0);", json!([]));
+        std::thread::sleep(Duration::from_millis(300));
         std::fs::write(Path::new(&out).join("viewer.png"), browser.screenshot()).unwrap();
+        browser.call("POST", "/window/rect", Some(json!({"width": 1366, "height": 1250})));
     }
 
     // Keyboard: Space on the play button starts playing.

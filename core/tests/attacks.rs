@@ -473,6 +473,16 @@ fn witnesses_cosign_a_growing_log_and_refuse_a_rewritten_one() {
     for w in &witnesses {
         log.cosign(w).unwrap();
     }
+    // What the viewer's badge says: the newest head covering these frames, and who cosigned it.
+    let newest = log.signed_heads().unwrap().last().cloned().unwrap();
+    let witnessed = log.witnessed(newest.tree_size).unwrap().expect("cosigned");
+    assert_eq!((witnessed.counter, witnessed.witnesses.len()), (newest.counter, 2));
+    assert!(witnessed.witnesses.contains(&hex::encode(witnesses[0].0.public_key().as_bytes())));
+    assert_eq!(
+        log.witnessed(newest.tree_size + 1).unwrap(),
+        None,
+        "no head covers more frames than the log has"
+    );
     log.close().unwrap();
     // Close signed no new head (nothing changed since the checkpoint): the newest is cosigned.
     let report = state(&data);
