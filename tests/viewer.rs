@@ -397,15 +397,18 @@ fn an_auditor_replays_sessions_in_a_browser_and_a_subject_sees_who_read_theirs()
     assert_eq!(s["integrity"], "verified", "{s}");
     let badge = browser.js("return document.getElementById('integrity').innerText;", json!([]));
     assert!(badge.as_str().unwrap().contains("verified"), "{badge}");
-    browser.js("window.tracevault.play();", json!([]));
-    std::thread::sleep(Duration::from_millis(1500));
-    browser.js("window.tracevault.pause();", json!([]));
-    let first = browser.state();
+    // Played until the clock has moved a second and a half (however slowly the machine draws).
+    let played = |from: u64| {
+        browser.js("window.tracevault.play();", json!([]));
+        browser.wait_for("playing on", |s| {
+            s["t_us"].as_u64().is_some_and(|t| t >= from + 1_500_000) && !s["cursor"].is_null()
+        });
+        browser.js("window.tracevault.pause();", json!([]));
+        browser.state()
+    };
+    let first = played(browser.state()["t_us"].as_u64().unwrap());
     let shot1 = browser.screenshot();
-    browser.js("window.tracevault.play();", json!([]));
-    std::thread::sleep(Duration::from_millis(1500));
-    browser.js("window.tracevault.pause();", json!([]));
-    let second = browser.state();
+    let second = played(first["t_us"].as_u64().unwrap());
     let shot2 = browser.screenshot();
     let cursor =
         |s: &Value| (s["cursor"]["x"].as_i64().unwrap() as i32, s["cursor"]["y"].as_i64().unwrap() as i32);
@@ -541,6 +544,10 @@ fn an_auditor_replays_sessions_in_a_browser_and_a_subject_sees_who_read_theirs()
     );
 
     // The altered session: the failed badge, and nothing plays.
+    let (views_before, decoded_before) = (
+        metric(&url, "tracevault_viewer_views_opened_total"),
+        metric(&url, "tracevault_viewer_blocks_decoded_total"),
+    );
     let opened = browser.js_async(
         "const done = arguments[arguments.length - 1];
          window.tracevault.open('s-altered').then(() => done('ok'), e => done(String(e)));",
@@ -550,6 +557,8 @@ fn an_auditor_replays_sessions_in_a_browser_and_a_subject_sees_who_read_theirs()
     let s = browser.state();
     assert_eq!(s["integrity"], "failed", "{s}");
     assert_eq!(s["blockRequests"], 0, "no block of it was fetched: {s}");
+    assert_eq!(metric(&url, "tracevault_viewer_views_opened_total"), views_before, "no view was opened");
+    assert_eq!(metric(&url, "tracevault_viewer_blocks_decoded_total"), decoded_before, "nothing was decoded");
     let badge = browser.js("return document.getElementById('integrity').innerText;", json!([]));
     assert!(badge.as_str().unwrap().contains("FAILED"), "{badge}");
     let disabled = browser.js("return document.getElementById('play').disabled;", json!([]));

@@ -172,4 +172,82 @@ fn a_subject_sees_who_read_their_sessions_and_nothing_of_anyone_else() {
     let a = h.call("auditor", "GET", "/v1/me/access?user=u-2", &[], None);
     assert_eq!((a.status, a.json()["sessions"].clone()), (200, json!(["s-other"])));
     assert_eq!(h.call("ml", "GET", "/v1/me/access?user=u-2", &[], None).status, 403);
+    // The auditor's look at u-1's history is in u-1's history; u-1's own looks are not.
+    assert_eq!(h.call("auditor", "GET", "/v1/me/access?user=u-1", &[], None).status, 200);
+    let history = h.call("subject-u1", "GET", "/v1/me/access", &[], None).json();
+    let looks: Vec<&Value> =
+        history["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "read-audit").collect();
+    assert_eq!(looks.len(), 1, "{history:#}");
+    assert_eq!(looks[0]["role"], "auditor");
+}
+
+/// Flips a byte in the payload of every block frame numbered `block`, in place, under the
+/// running server (as whoever holds the disk could).
+fn alter_blocks(h: &Harness, block: u32) -> usize {
+    use std::io::{Seek, SeekFrom, Write};
+    use tracevault_core::frame::{self, FrameKind, Parsed};
+    let mut altered = 0;
+    for entry in std::fs::read_dir(h.dir.join("data").join("segments")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut at = tracevault_core::files::FILE_HEADER_BYTES;
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        while let Parsed::Frame(f) = frame::parse(&bytes[at..]) {
+            if f.header.kind == FrameKind::Block && f.header.block == block {
+                let target = f.payload.as_ptr() as usize - bytes.as_ptr() as usize + f.payload.len() / 2;
+                file.seek(SeekFrom::Start(target as u64)).unwrap();
+                file.write_all(&[bytes[target] ^ 0x5a]).unwrap();
+                altered += 1;
+            }
+            at += f.bytes.len();
+        }
+        file.sync_all().unwrap();
+    }
+    altered
+}
+
+#[test]
+fn a_block_altered_after_the_view_was_opened_is_refused_as_unproven_not_played() {
+    let h = Harness::start("view-altered", Limits::default(), false);
+    setup(&h);
+    let a = open(&h, "auditor", "s-own");
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.json()["view"].as_str().unwrap().to_owned();
+    assert_eq!(alter_blocks(&h, 1), 2, "block 1 of both sessions");
+
+    // Block 0 still proves; block 1 no longer hashes to the leaf proven at opening.
+    let a = h.call("auditor", "GET", &format!("/v1/views/{id}/blocks?from=0&to=0"), &[], None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = h.call("auditor", "GET", &format!("/v1/views/{id}/blocks?from=1&to=1"), &[], None);
+    assert_eq!(a.status, 409, "{}", a.body);
+    let problem = a.json();
+    assert_eq!(problem["integrity"]["verified"], false);
+    assert!(problem["detail"].as_str().unwrap().contains("no longer hashes to the leaf proven"), "{problem}");
+    // The view is closed with it, and the session no longer opens.
+    let a = h.call("auditor", "GET", &format!("/v1/views/{id}/blocks?from=0&to=0"), &[], None);
+    assert_eq!(a.status, 404, "{}", a.body);
+    let a = open(&h, "auditor", "s-other");
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.json()["integrity"]["verified"], false);
+}
+
+#[test]
+fn erasing_a_person_closes_the_views_of_their_sessions() {
+    let h = Harness::start("view-erased", Limits::default(), false);
+    setup(&h);
+    let a = open(&h, "auditor", "s-own");
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.json()["view"].as_str().unwrap().to_owned();
+    let a = h.post_json(
+        "admin",
+        "/v1/users/u-1/shred",
+        &json!({"purpose": "erasure request", "ticket": "DSR-1"}),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The next request on the view says why it is gone, and it is closed with what it held.
+    let a = h.call("auditor", "GET", &format!("/v1/views/{id}/timeline"), &[], None);
+    assert_eq!(a.status, 410, "{}", a.body);
+    assert!(a.body.contains("erased"), "{}", a.body);
+    let a = h.call("auditor", "GET", &format!("/v1/views/{id}/blocks?from=0&to=0"), &[], None);
+    assert_eq!(a.status, 404, "closed: {}", a.body);
 }

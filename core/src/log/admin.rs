@@ -189,13 +189,17 @@ impl Log {
     pub fn access_history(&self, access: &Access, user: &str) -> Result<AccessHistory, ReadError> {
         let decided = policy::check(access, Operation::ReadAccessHistory);
         let decision = decided.as_ref().err().map_or(Decision::Allowed, |d| Decision::Denied(d.0.clone()));
-        self.inner
-            .vault
-            .record(access, Action::ReadAudit, Vec::new(), Vec::new(), decision)
-            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
-        decided?;
         let sessions: std::collections::BTreeSet<String> =
             self.sessions().into_iter().filter(|s| s.meta.user == user).map(|s| s.meta.session).collect();
+        // Someone else looking up who read a person's data names the person's sessions, so the
+        // person sees that too; the person's own look is not listed back to them.
+        let named =
+            if access.role == crate::Role::Subject { Vec::new() } else { sessions.iter().cloned().collect() };
+        self.inner
+            .vault
+            .record(access, Action::ReadAudit, named, Vec::new(), decision)
+            .map_err(|e| ReadError::Audit(Box::new(self.audit_failed(e))))?;
+        decided?;
         let scan = self
             .inner
             .vault

@@ -198,6 +198,7 @@ impl Log {
             next: 0,
             decoder: Mutex::new(None),
             redactable_only: false,
+            proven: None,
         })
     }
 
@@ -250,6 +251,9 @@ pub struct SessionBlocks {
     decoder: Mutex<Option<BlockDecoder>>,
     /// Read for a redacted export: events only as [`Redactable`] values.
     redactable_only: bool,
+    /// Once bound to a proof ([`SessionBlocks::bind_to_proof`]): each sealed block's leaf hash as
+    /// proven, checked again at every read.
+    proven: Option<Vec<crate::merkle::Hash>>,
 }
 
 impl SessionBlocks {
@@ -268,6 +272,39 @@ impl SessionBlocks {
     /// [`SessionBlocks::read_sealed`] reads. A viewer seeks by these.
     pub fn sealed_spans(&self) -> impl Iterator<Item = (u32, u64, u64, u32)> + '_ {
         self.sealed.iter().map(|(b, l)| (*b, l.t_min_us, l.t_max_us, l.events))
+    }
+
+    /// Binds the sealed blocks to `proof` (from [`Log::verify_session`]): each must be a frame
+    /// the proof covers, at the same place, and from now on every read checks that the frame's
+    /// bytes still hash to the leaf proven. A frame rewritten after the proof (by whoever holds
+    /// the keys and the disk) is then refused as corrupt instead of played as proven. Fails,
+    /// naming the block, when a sealed block is not under the proof (sealed after it was made).
+    pub fn bind_to_proof(&mut self, proof: &crate::SessionProof) -> Result<(), ReadError> {
+        let leaves = self
+            .sealed
+            .iter()
+            .map(|(block, loc)| {
+                proof
+                    .frames
+                    .iter()
+                    .find(|f| {
+                        f.block == *block
+                            && f.frame == loc.frame
+                            && f.segment == loc.segment
+                            && f.offset == loc.offset
+                            && f.frame_bytes == loc.frame_bytes
+                    })
+                    .map(|f| f.leaf)
+                    .ok_or_else(|| {
+                        ReadError::Proof(format!(
+                            "session {}: block {block} (frame {}) is not under the proof",
+                            self.id, loc.frame
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.proven = Some(leaves);
+        Ok(())
     }
 
     /// Whether the blocks give their events only as [`Redactable`] values (a redacted export's
@@ -312,6 +349,14 @@ impl SessionBlocks {
             .storage
             .read_at(&path, loc.offset, &mut bytes)
             .map_err(|source| ReadError::Io { path: path.clone(), source })?;
+        if let Some(leaves) = &self.proven
+            && crate::merkle::leaf_hash(&bytes) != leaves[i]
+        {
+            return Err(corrupt(format!(
+                "block {block} (frame {}) no longer hashes to the leaf proven when it was opened",
+                loc.frame
+            )));
+        }
         let frame = match frame::parse(&bytes) {
             Parsed::Frame(f) if f.bytes.len() == bytes.len() => f,
             Parsed::Frame(_) => return Err(corrupt("frame length differs from the index".into())),

@@ -10,8 +10,8 @@
 //! blocks. Views belong to the token that opened them, expire when idle, and are bounded per
 //! token, so a page cannot make the server hold sessions without limit.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracevault_codecs::block::BlockDecoder;
 use tracevault_codecs::{Event, EventKind, SessionMeta};
-use tracevault_core::{ErrorKind, Operation, ReadError, Role, SessionBlocks};
+use tracevault_core::{ErrorKind, Operation, ReadError, Role, SessionBlocks, SessionProof};
 
 use crate::problem::Problem;
 
@@ -36,6 +36,8 @@ const APP_CSS: &str = include_str!("../viewer/app.css");
 
 /// Views one token holds at once; opening another closes its least recently used.
 const VIEWS_PER_TOKEN: usize = 8;
+/// Views the server holds at once, over every token; past it the least recently used closes.
+const VIEWS_MAX: usize = 256;
 /// A view unused this long is closed.
 const VIEW_IDLE: Duration = Duration::from_secs(30 * 60);
 /// Blocks one request may ask for.
@@ -88,7 +90,8 @@ pub(crate) struct View {
     /// The open block's events (not yet sealed), decoded once at opening; the last span.
     open: Option<Vec<Event>>,
     last_used: Mutex<Instant>,
-    timeline: OnceLock<Arc<Value>>,
+    /// The steps as JSON, built at the first request.
+    timeline: tokio::sync::OnceCell<Bytes>,
 }
 
 /// The open views, by id.
@@ -120,6 +123,15 @@ impl Views {
         for (_, k) in mine.into_iter().take(excess) {
             map.remove(&k);
         }
+        if map.len() >= VIEWS_MAX {
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, v)| *v.last_used.lock().unwrap_or_else(|e| e.into_inner()))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                map.remove(&k);
+            }
+        }
         map.insert(id, Arc::new(view));
     }
 
@@ -142,6 +154,20 @@ impl Views {
         }
         *used = Instant::now();
         drop(used);
+        Ok(view)
+    }
+
+    /// As [`Views::get`], and closed if the session's person was erased since it was opened:
+    /// what the view holds decoded (the open block, the timeline) goes with it.
+    fn get_live(&self, state: &super::AppState, id: &str, token: &str) -> Result<Arc<View>, Problem> {
+        let view = self.get(id, token)?;
+        if state.log.session_info(&view.meta.session).is_none_or(|i| i.erased) {
+            self.lock().remove(id);
+            return Err(Problem::new(
+                StatusCode::GONE,
+                format!("session {:?}: its person was erased; the view is closed", view.meta.session),
+            ));
+        }
         Ok(view)
     }
 
@@ -204,26 +230,43 @@ pub(super) async fn open(
     let opened = blocking(move || -> Result<Result<(String, Value), String>, Problem> {
         // The role first (a refusal recorded), so nothing is proven for a caller who may not read.
         st.log.check_access(&access, Operation::ReadRaw)?;
-        let proof = match st.log.verify_session(&id) {
-            Ok(p) => p,
-            Err(e @ ReadError::UnknownSession(_)) => return Err(e.into()),
-            Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(Err(e.to_string())),
-            Err(e) => return Err(e.into()),
+        let prove = || -> Result<Result<SessionProof, String>, Problem> {
+            match st.log.verify_session(&id) {
+                Ok(p) => Ok(Ok(p)),
+                Err(e @ ReadError::UnknownSession(_)) => Err(e.into()),
+                Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Err(e.to_string())),
+                Err(e) => Err(e.into()),
+            }
         };
-        let blocks = st.log.session_blocks(&access, &id, 0..=u64::MAX)?;
+        let mut proof = match prove()? {
+            Ok(p) => p,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        // The read, recorded; then the blocks held are bound to the proof, so every later read
+        // checks its frame against the leaf proven. A block sealed between the two is covered by
+        // proving once more.
+        let mut blocks = st.log.session_blocks(&access, &id, 0..=u64::MAX)?;
+        if blocks.bind_to_proof(&proof).is_err() {
+            proof = match prove()? {
+                Ok(p) => p,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            if let Err(e) = blocks.bind_to_proof(&proof) {
+                return Ok(Err(e.to_string()));
+            }
+        }
         let meta = st
             .log
             .session_info(&id)
             .map(|i| i.meta)
             .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no session {id:?}")))?;
-        let proven: HashSet<u32> = proof.frames.iter().map(|f| f.block).collect();
         let mut spans: Vec<Span> = blocks
             .sealed_spans()
-            .map(|(block, t_min_us, t_max_us, events)| Span {
+            .map(|(_, t_min_us, t_max_us, events)| Span {
                 t_min_us,
                 t_max_us,
                 events: u64::from(events),
-                proven: proven.contains(&block),
+                proven: true,
             })
             .collect();
         let open = blocks.read_open(&mut BlockDecoder::new())?.map(|b| b.events);
@@ -282,7 +325,7 @@ pub(super) async fn open(
                 spans,
                 open,
                 last_used: Mutex::new(Instant::now()),
-                timeline: OnceLock::new(),
+                timeline: tokio::sync::OnceCell::new(),
             },
         );
         Ok(Ok((view_id, body)))
@@ -325,7 +368,7 @@ pub(super) async fn blocks(
 ) -> Result<Response, Problem> {
     let caller = Caller::of(&state, &headers, addr)?;
     let q = query(q)?;
-    let view = state.views.get(&view_id, &caller.token.id)?;
+    let view = state.views.get_live(&state, &view_id, &caller.token.id)?;
     let n = view.spans.len();
     if q.from > q.to || q.to >= n {
         return Err(Problem::bad_request(format!(
@@ -343,20 +386,33 @@ pub(super) async fn blocks(
     }
     let (from, to) = (q.from, q.to);
     let v = view.clone();
-    let out = blocking(move || -> Result<Vec<Value>, Problem> {
+    let out = blocking(move || -> Result<Result<Vec<Value>, String>, Problem> {
         let mut decoder = BlockDecoder::new();
-        (from..=to)
-            .map(|i| {
-                let events = if i < v.blocks.sealed_count() {
-                    v.blocks.read_sealed(i, &mut decoder)?.events
-                } else {
-                    v.open.clone().unwrap_or_default()
-                };
-                Ok(json!({"index": i, "events": events.iter().map(event_json).collect::<Vec<_>>()}))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(to - from + 1);
+        for i in from..=to {
+            let events = if i < v.blocks.sealed_count() {
+                match v.blocks.read_sealed(i, &mut decoder) {
+                    Ok(b) => b.events,
+                    // Altered since it was proven (or damaged): the page shows the proof failed.
+                    Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(Err(e.to_string())),
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                v.open.clone().unwrap_or_default()
+            };
+            out.push(json!({"index": i, "events": events.iter().map(event_json).collect::<Vec<_>>()}));
+        }
+        Ok(Ok(out))
     })
     .await??;
+    let out = match out {
+        Ok(out) => out,
+        Err(reason) => {
+            tracing::error!(view = %view_id, "a block of an open view no longer proves: {reason}");
+            state.views.remove(&view_id, &caller.token.id);
+            return Ok(integrity_failed(&reason));
+        }
+    };
     let decoded = (to - from + 1) as u64;
     state.metrics.view_block_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     state.metrics.view_blocks_decoded.fetch_add(decoded, std::sync::atomic::Ordering::Relaxed);
@@ -391,37 +447,40 @@ pub(super) async fn timeline(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let caller = Caller::of(&state, &headers, addr)?;
-    let view = state.views.get(&view_id, &caller.token.id)?;
-    if let Some(t) = view.timeline.get() {
-        return Ok(Json(t.as_ref().clone()).into_response());
-    }
+    let view = state.views.get_live(&state, &view_id, &caller.token.id)?;
     let st = state.clone();
     let v = view.clone();
-    let built = blocking(move || -> Result<Arc<Value>, Problem> {
-        let session = st
-            .engine
-            .steps_of(&v.meta, &v.blocks)
-            .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let steps: Vec<Value> = session
-            .steps
-            .iter()
-            .map(|s| {
-                let mut j = s.to_json(&v.meta.session);
-                if let Some(o) = j.as_object_mut() {
-                    for k in ["session", "pyautogui", "pyautogui_skipped", "lineage"] {
-                        o.remove(k);
-                    }
+    // Built once per view: concurrent first requests wait for the one building it.
+    let built = view
+        .timeline
+        .get_or_try_init(|| async move { blocking(move || build_timeline(&st, &v)).await? })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], built.clone()).into_response())
+}
+
+/// The view's steps, as JSON bytes.
+fn build_timeline(st: &super::AppState, v: &View) -> Result<Bytes, Problem> {
+    let session = st
+        .engine
+        .steps_of(&v.meta, &v.blocks)
+        .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let steps: Vec<Value> = session
+        .steps
+        .iter()
+        .map(|s| {
+            let mut j = s.to_json(&v.meta.session);
+            if let Some(o) = j.as_object_mut() {
+                for k in ["session", "pyautogui", "pyautogui_skipped", "lineage"] {
+                    o.remove(k);
                 }
-                j
-            })
-            .collect();
-        let episodes = session.steps.last().map_or(0, |s| s.episode + 1);
-        st.metrics.view_timelines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Arc::new(json!({"steps": steps, "episodes": episodes, "events": session.events})))
-    })
-    .await??;
-    let built = view.timeline.get_or_init(|| built).clone();
-    Ok(Json(built.as_ref().clone()).into_response())
+            }
+            j
+        })
+        .collect();
+    let episodes = session.steps.last().map_or(0, |s| s.episode + 1);
+    st.metrics.view_timelines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let body = json!({"steps": steps, "episodes": episodes, "events": session.events});
+    Ok(Bytes::from(body.to_string()))
 }
 
 /// `DELETE /v1/views/{view}`: closes a view.
@@ -507,7 +566,6 @@ pub(super) async fn history(
                 tracevault_core::Decision::Denied(r) => ("denied", Some(r.as_str())),
             };
             json!({
-                "seq": e.seq,
                 "time_unix_us": e.time_unix_us,
                 "actor": e.actor,
                 "role": e.role.as_str(),

@@ -37,7 +37,7 @@
 
   // ---------- state ----------
   const S = {
-    token: null, phase: "start", sessions: [],
+    token: null, role: null, phase: "start", sessions: [],
     gen: 0,             // bumped on every open/close: responses for an older view are dropped
     view: null,         // the POST /v1/views answer of the open view
     blocks: [],         // the view's block index, in time order
@@ -145,13 +145,6 @@
   const ticketValue = () => $("ticket").value.trim() || null;
 
   /** Takes a `#token=…` fragment into the token field and removes it from the address. */
-  function prefillToken() {
-    const m = location.hash.match(/^#token=(.+)$/);
-    if (!m) return;
-    try { $("token").value = decodeURIComponent(m[1]); } catch { $("token").value = m[1]; }
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-
   async function onConnect(ev) {
     ev.preventDefault();
     clearError();
@@ -166,6 +159,7 @@
       setPhase("start");
       return void report(e);
     }
+    S.role = me.role;
     setText("whoami", `Signed in as ${me.name} (${me.role}${me.user ? `, user ${me.user}` : ""})`);
     await routeByRole(me.role);
   }
@@ -200,9 +194,12 @@
   function sessionRow(s) {
     const cells = [s.session, s.user, s.device ?? "—", fmtIso(s.started_at), fmtClock(s.duration_us),
       fmtInt(s.events), fmtBytes(s.bytes), fmtLabels(s.labels)].map((v) => el("td", { text: String(v) }));
+    // Only an auditor may open a session; an admin sees the list (its role may list) and no more.
     const action = s.erased
       ? el("span", { class: "erased", text: "erased" })
-      : button("Open", { "aria-label": `Open session ${s.session}` }, () => openFromUi(s.session));
+      : S.role !== "auditor"
+        ? el("span", { text: "auditors only" })
+        : button("Open", { "aria-label": `Open session ${s.session}` }, () => openFromUi(s.session));
     return el("tr", s.erased ? { class: "erased-row" } : {}, ...cells, el("td", {}, action));
   }
 
@@ -342,7 +339,7 @@
     setText("p-device", s.device || "—");
     setText("p-started", fmtIso(s.started_at));
     setText("p-length", fmtClock(v.t_max_us - v.t_min_us));
-    setBadge("verified", integrityText(v.integrity, S.blocks));
+    setBadge(v.integrity.frames ? "verified" : "pending", integrityText(v.integrity, S.blocks));
     const known = Boolean(s.screen && s.screen.w && s.screen.h);
     const { w, h } = known ? s.screen : DEFAULT_SCREEN;
     Object.assign($("screen"), { width: w, height: h });
@@ -361,9 +358,14 @@
     const head = h
       ? `signed head #${h.counter} (${fmtInt(h.tree_size)} frames, signed ${fmtUnixUs(h.time_unix_us)})`
       : "no signed head yet";
-    const witnessed = ig.witnesses > 0 ? `witnessed by ${ig.witnesses}` : "not witnessed";
-    let text = `Integrity: verified — ${fmtInt(ig.frames)} ${ig.frames === 1 ? "frame" : "frames"} proven against ${head}, ${witnessed}`;
+    const wh = ig.witnessed_head;
+    const keys = wh && wh.witnesses ? ` (head #${wh.counter}, ${wh.witnesses.map((k) => `key ${k.slice(0, 12)}…`).join(", ")})` : "";
+    const witnessed = ig.witnesses > 0 ? `witnessed by ${ig.witnesses}${keys}` : "not witnessed";
     const unsealed = ig.unsealed_events || blocks.filter((b) => b.sealed === false).reduce((n, b) => n + b.events, 0);
+    if (!ig.frames) {
+      return `Integrity: nothing proven yet — ${fmtInt(unsealed)} events are not yet sealed under a signed head`;
+    }
+    let text = `Integrity: verified — ${fmtInt(ig.frames)} ${ig.frames === 1 ? "frame" : "frames"} proven against ${head}, ${witnessed}`;
     if (unsealed > 0) text += `; ${fmtInt(unsealed)} events not yet sealed`;
     return text;
   }
@@ -402,9 +404,13 @@
       if (S.cache.has(idx)) continue;
       if (S.pending.has(idx)) waits.push(S.pending.get(idx)); else missing.push(p);
     }
-    if (missing.length) {
-      const first = missing[0], last = missing[missing.length - 1];
-      for (let s = first; s <= last; s += MAX_BATCH) waits.push(fetchBlocks(s, Math.min(last, s + MAX_BATCH - 1)));
+    // One request per run of consecutive missing blocks (of at most 16): a cached block is not
+    // fetched (and decoded) again.
+    for (let i = 0; i < missing.length;) {
+      let j = i;
+      while (j + 1 < missing.length && missing[j + 1] === missing[j] + 1 && j + 1 - i < MAX_BATCH) j++;
+      waits.push(fetchBlocks(missing[i], missing[j]));
+      i = j + 1;
     }
     return Promise.all(waits);
   }
@@ -418,6 +424,14 @@
         if (gen !== S.gen) return;
         for (const b of res.blocks || []) storeBlock(b);
         evict();
+      })
+      .catch((e) => {
+        // A block altered since the session was proven: the badge fails and nothing plays on.
+        if (gen === S.gen && e.problem && e.problem.integrity) {
+          pause();
+          showIntegrityFailure(S.view ? S.view.session.session : "", e.problem.integrity.reason || e.message);
+        }
+        throw e;
       })
       .finally(() => {
         if (gen !== S.gen) return;
@@ -467,7 +481,7 @@
     if (!S.blocks.length) return null;
     for (let p = blockPos(t); p >= 0; p--) {
       const e = entryAt(p);
-      if (!e) continue;
+      if (!e) break; // never an event from a block loaded long before, across one not loaded
       const lim = upper(e.events, t, evT);
       const j = upper(e[field], lim - 1) - 1;
       if (j >= 0) return e.events[e[field][j]];
@@ -777,7 +791,9 @@
       const [, kind, code, text, secure] = e;
       const mod = modifierName(code);
       if (kind === "keyup") { if (mod) mods.delete(mod); continue; }
-      if (secure) { typed("•"); continue; }
+      // A secure field's printable keys are stored as "Unidentified" with no text: a "•" each.
+      // Its other keys (Backspace, Enter, Tab) keep their codes and show as chips.
+      if (secure && code === "Unidentified") { typed("•"); continue; }
       if (mod) { mods.add(mod); continue; }
       const chord = MOD_ORDER.filter((m) => mods.has(m));
       if (printable(text) && chord.every((m) => m === "Shift")) typed(text);
@@ -1021,7 +1037,7 @@
   // ---------- test hooks ----------
   function snapshot() {
     return {
-      phase: S.phase, t_us: Math.round(S.t), playing: S.playing, speed: S.speed, cursor: cursorAt(S.t),
+      phase: S.phase, t_us: Math.round(S.t), playing: S.playing, speed: S.speed, cursor: cursorAt(Math.round(S.t)),
       loadedBlocks: [...S.cache.keys()].sort((a, b) => a - b), blockRequests: S.blockRequests,
       firstFrameMs: S.firstFrameMs, lastSeekMs: S.lastSeekMs, steps: S.steps.length, integrity: S.integrity,
       blocks: S.blocks.map((b) => ({ index: b.index, t_min_us: b.t_min_us, t_max_us: b.t_max_us, events: b.events })),
@@ -1033,6 +1049,5 @@
   // ---------- start ----------
   S.ctx = $("screen").getContext("2d");
   wire();
-  prefillToken();
   setPhase("start");
 })();
