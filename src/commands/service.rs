@@ -70,12 +70,6 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
     }
     let log = ctx.open_to_write()?;
     let config = &ctx.settings.config;
-    let witnesses: Vec<Box<dyn Witness + Send + Sync>> = ctx
-        .settings
-        .witnesses
-        .iter()
-        .map(|u| Box::new(tracevault::witness::HttpWitness::new(u)) as Box<dyn Witness + Send + Sync>)
-        .collect();
     let options = Options {
         limits: Limits {
             body_bytes_max: args.max_body_bytes,
@@ -88,7 +82,7 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         threads: ctx.settings.threads(),
         sensitive_apps: config.sensitive_apps(),
         checkpoint_every: Duration::from_secs(args.checkpoint_every.max(1)),
-        witnesses,
+        witnesses: witnesses(ctx),
         export_dir: None,
     };
     let data = ctx.data().to_owned();
@@ -98,14 +92,17 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<ExitCode> {
         println!("tracevault serving {scheme}://{addr} (data {})", data.display());
         Ok(())
     })?;
-    let witnesses: Vec<Box<dyn Witness + Send + Sync>> = ctx
-        .settings
+    close(log, &witnesses(ctx))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configured witnesses, each pushed every new signed head.
+fn witnesses(ctx: &Ctx) -> Vec<Box<dyn Witness + Send + Sync>> {
+    ctx.settings
         .witnesses
         .iter()
         .map(|u| Box::new(tracevault::witness::HttpWitness::new(u)) as Box<dyn Witness + Send + Sync>)
-        .collect();
-    close(log, &witnesses)?;
-    Ok(ExitCode::SUCCESS)
+        .collect()
 }
 
 /// Serves `service` on `listen` until SIGTERM or Ctrl-C (`ready` told the address once it
