@@ -412,6 +412,20 @@ mod tests {
         let recorder =
             NewToken { role: Role::Recorder, name: "r".into(), device: None, user: None, expires_in_s: None };
         assert!(create(&dir, recorder).unwrap_err().to_string().contains("--device"));
+        let subject = |user: Option<&str>, role| NewToken {
+            role,
+            name: "s".into(),
+            device: None,
+            user: user.map(str::to_owned),
+            expires_in_s: None,
+        };
+        assert!(create(&dir, subject(None, Role::Subject)).unwrap_err().to_string().contains("--user"));
+        assert!(
+            create(&dir, subject(Some("u-1"), Role::Auditor)).unwrap_err().to_string().contains("subject")
+        );
+        let (_, record) = create(&dir, subject(Some("u-1"), Role::Subject)).unwrap();
+        assert_eq!(list(&dir).unwrap().last().unwrap().user.as_deref(), Some("u-1"));
+        assert_eq!(record.role, Role::Subject);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
