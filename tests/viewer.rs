@@ -594,3 +594,51 @@ fn an_auditor_replays_sessions_in_a_browser_and_a_subject_sees_who_read_theirs()
     server.kill();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn demo_serve_leaves_the_viewer_running_with_an_auditor_and_a_subject_token() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp("demo-serve");
+    let out = dir.join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracevault"))
+        .args([
+            "demo",
+            "--serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sessions",
+            "2",
+            "--minutes",
+            "0.5",
+            "--no-real",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let summary: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(summary["verify"], "ok", "{summary}");
+    let serving: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let viewer = serving["viewer"].as_str().unwrap();
+    assert!(viewer.starts_with("http://127.0.0.1:") && viewer.ends_with("/viewer"), "{serving}");
+    let base = viewer.trim_end_matches("/viewer");
+    let page = ureq::get(viewer).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(page.contains("/viewer/app.js"));
+    let (status, me) =
+        api("GET", &format!("{base}/v1/whoami"), serving["auditor_token"].as_str().unwrap(), None);
+    assert_eq!((status, me["role"].clone()), (200, json!("auditor")));
+    let (status, sessions) =
+        api("GET", &format!("{base}/v1/sessions"), serving["auditor_token"].as_str().unwrap(), None);
+    assert_eq!((status, sessions.as_array().map(Vec::len)), (200, Some(2)), "{sessions}");
+    let (status, history) =
+        api("GET", &format!("{base}/v1/me/access"), serving["subject_token"].as_str().unwrap(), None);
+    assert_eq!((status, history["user"].clone()), (200, serving["subject"].clone()), "{history}");
+    // Ctrl-C drains and closes the store.
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
