@@ -72,13 +72,12 @@ pub(super) async fn style() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// One block of a view, as the page sees it.
+/// One block of a view, as the page sees it. The sealed blocks come first, each bound to the
+/// proof; the open block, if any, is the last and is under no signed head yet.
 struct Span {
     t_min_us: u64,
     t_max_us: u64,
     events: u64,
-    /// Under the signed head the view was proven against (the open block never is).
-    proven: bool,
 }
 
 /// A session opened for viewing: its read recorded, its blocks held.
@@ -262,17 +261,12 @@ pub(super) async fn open(
             .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no session {id:?}")))?;
         let mut spans: Vec<Span> = blocks
             .sealed_spans()
-            .map(|(_, t_min_us, t_max_us, events)| Span {
-                t_min_us,
-                t_max_us,
-                events: u64::from(events),
-                proven: true,
-            })
+            .map(|(_, t_min_us, t_max_us, events)| Span { t_min_us, t_max_us, events: u64::from(events) })
             .collect();
         let open = blocks.read_open(&mut BlockDecoder::new())?.map(|b| b.events);
         if let Some(events) = &open {
             let (first, last) = (events.first().map_or(0, |e| e.t_us), events.last().map_or(0, |e| e.t_us));
-            spans.push(Span { t_min_us: first, t_max_us: last, events: events.len() as u64, proven: false });
+            spans.push(Span { t_min_us: first, t_max_us: last, events: events.len() as u64 });
         }
         let last_frame = proof.frames.iter().map(|f| f.frame + 1).max().unwrap_or(0);
         let witnessed = st.log.witnessed(last_frame)?;
@@ -313,7 +307,7 @@ pub(super) async fn open(
                 "t_min_us": s.t_min_us,
                 "t_max_us": s.t_max_us,
                 "events": s.events,
-                "sealed": s.proven,
+                "sealed": i < blocks.sealed_count(),
             })).collect::<Vec<_>>(),
         });
         st.views.insert(
@@ -390,15 +384,17 @@ pub(super) async fn blocks(
         let mut decoder = BlockDecoder::new();
         let mut out = Vec::with_capacity(to - from + 1);
         for i in from..=to {
-            let events = if i < v.blocks.sealed_count() {
-                match v.blocks.read_sealed(i, &mut decoder) {
+            let read;
+            let events: &[Event] = if i < v.blocks.sealed_count() {
+                read = match v.blocks.read_sealed(i, &mut decoder) {
                     Ok(b) => b.events,
                     // Altered since it was proven (or damaged): the page shows the proof failed.
                     Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(Err(e.to_string())),
                     Err(e) => return Err(e.into()),
-                }
+                };
+                &read
             } else {
-                v.open.clone().unwrap_or_default()
+                v.open.as_deref().unwrap_or_default()
             };
             out.push(json!({"index": i, "events": events.iter().map(event_json).collect::<Vec<_>>()}));
         }
