@@ -178,6 +178,9 @@ enum Command {
     /// Plays many recorders against a server, bounded in time, and prints acked events/s and
     /// the ack latency percentiles.
     Load(commands::LoadArgs),
+    /// Runs the benchmarks (the alternatives and the machine's limits measured in the same run)
+    /// and writes report.json, report.md and charts; `bench compare OLD NEW` flags regressions.
+    Bench(commands::BenchArgs),
     /// The key store.
     Keys {
         #[command(subcommand)]
@@ -257,6 +260,9 @@ fn main() -> ExitCode {
     if let Command::Record(args) = cli.command {
         return finish(commands::record(cli.server.as_deref(), cli.token.as_deref(), args));
     }
+    if let Command::Bench(args) = cli.command {
+        return finish(commands::bench(args));
+    }
     if let Command::Load(args) = cli.command {
         return finish(commands::load(args, cli.ca_cert.as_deref()));
     }
@@ -274,7 +280,11 @@ fn main() -> ExitCode {
     let ctx = commands::Ctx { settings };
     let ctx = &ctx;
     let result = match cli.command {
-        Command::Demo(_) | Command::Witness { .. } | Command::Load(_) | Command::Record(_) => {
+        Command::Demo(_)
+        | Command::Witness { .. }
+        | Command::Load(_)
+        | Command::Record(_)
+        | Command::Bench(_) => {
             unreachable!("run above")
         }
         Command::Serve(args) => commands::serve(ctx, args),

@@ -2,6 +2,7 @@
 //! commands hold no policy and no pipeline of their own: they call the libraries (the ingest
 //! pipeline and the access policy in core, the engine and settings in replay) and print.
 
+mod bench;
 mod demo;
 mod log;
 mod privacy;
@@ -15,6 +16,7 @@ use anyhow::{Context, Result};
 use tracevault_core::{Log, LogOptions};
 use tracevault_replay::config::Settings;
 
+pub use bench::{BenchArgs, bench};
 pub use demo::{DemoArgs, demo};
 pub use log::{ingest, sessions, stats};
 pub use privacy::{VerifyArgs, audit_list, audit_verify, keys_list, keys_rotate, repair, shred, verify};
