@@ -127,6 +127,112 @@ fn path(leaves: &[Hash], index: usize, out: &mut Vec<Hash>) {
     }
 }
 
+/// The roots of the tree's complete, aligned subtrees of `2^bits` leaves and larger, kept as the
+/// tree grows: with them an audit path costs O(2^bits · log n) hashes and reads of at most
+/// `2^bits` leaves at a time, instead of hashing every leaf of the tree for every proof. Every
+/// left subtree in an RFC 6962 tree is such a block, so the cache serves every proof.
+#[derive(Clone, Debug)]
+pub struct Subtrees {
+    bits: u32,
+    /// `levels[j][i]`: the root of leaves `[i << (bits + j), (i + 1) << (bits + j))`.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Subtrees {
+    pub fn new(bits: u32) -> Subtrees {
+        Subtrees { bits, levels: vec![Vec::new()] }
+    }
+
+    /// Leaves per cached chunk.
+    pub fn chunk(&self) -> u64 {
+        1 << self.bits
+    }
+
+    /// Leaves covered by complete chunks.
+    pub fn covered(&self) -> u64 {
+        (self.levels[0].len() as u64) << self.bits
+    }
+
+    /// Adds the next chunk's leaves (exactly [`Subtrees::chunk`] of them).
+    pub fn push_chunk(&mut self, leaves: &[Hash]) {
+        debug_assert_eq!(leaves.len() as u64, self.chunk());
+        let mut hash = root(leaves);
+        let mut j = 0;
+        loop {
+            self.levels[j].push(hash);
+            let n = self.levels[j].len();
+            if n % 2 == 1 {
+                break;
+            }
+            hash = node_hash(&self.levels[j][n - 2], &self.levels[j][n - 1]);
+            j += 1;
+            if self.levels.len() == j {
+                self.levels.push(Vec::new());
+            }
+        }
+    }
+
+    /// The root of `[lo, lo + len)` when it is a cached block.
+    fn get(&self, lo: u64, len: u64) -> Option<Hash> {
+        if !len.is_power_of_two() || len < self.chunk() || lo % len != 0 {
+            return None;
+        }
+        let j = (len.trailing_zeros() - self.bits) as usize;
+        self.levels.get(j)?.get((lo / len) as usize).copied()
+    }
+
+    /// The root of leaves `[lo, hi)`, reading leaves through `read(lo, hi)` where no cached block
+    /// covers them.
+    fn mth<E>(
+        &self,
+        lo: u64,
+        hi: u64,
+        read: &mut dyn FnMut(u64, u64) -> Result<Vec<Hash>, E>,
+    ) -> Result<Hash, E> {
+        let n = hi - lo;
+        if let Some(h) = self.get(lo, n) {
+            return Ok(h);
+        }
+        if n <= self.chunk() {
+            return Ok(root(&read(lo, hi)?));
+        }
+        let k = split(n as usize) as u64;
+        Ok(node_hash(&self.mth(lo, lo + k, read)?, &self.mth(lo + k, hi, read)?))
+    }
+
+    /// The audit path of leaf `index` in the tree of the first `size` leaves, as
+    /// [`inclusion_proof`] gives it, with leaves read through `read(lo, hi)` (leaves `lo..hi`, at
+    /// most [`Subtrees::chunk`] at a time) where the cache does not cover them.
+    pub fn inclusion_proof<E>(
+        &self,
+        size: u64,
+        index: u64,
+        read: &mut dyn FnMut(u64, u64) -> Result<Vec<Hash>, E>,
+    ) -> Result<Option<Vec<Hash>>, E> {
+        if index >= size {
+            return Ok(None);
+        }
+        let mut siblings = Vec::new();
+        let (mut lo, mut hi) = (0, size);
+        // Down from the root until the range is one chunk or less, the sibling of each step
+        // pushed (they are nearest the root first; the path wants them nearest the leaf first).
+        while hi - lo > self.chunk() {
+            let k = split((hi - lo) as usize) as u64;
+            if index < lo + k {
+                siblings.push(self.mth(lo + k, hi, read)?);
+                hi = lo + k;
+            } else {
+                siblings.push(self.mth(lo, lo + k, read)?);
+                lo += k;
+            }
+        }
+        let leaves = read(lo, hi)?;
+        let mut proof = inclusion_proof(&leaves, (index - lo) as usize).expect("index inside the range");
+        proof.extend(siblings.into_iter().rev());
+        Ok(Some(proof))
+    }
+}
+
 /// Checks an audit path: that `leaf` (leaf-hashed) is leaf `index` of a tree of `size` leaves
 /// whose root is `root` (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> bool {
@@ -231,6 +337,35 @@ pub fn verify_consistency(m: u64, n: u64, proof: &[Hash], old: &Hash, new: &Hash
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_subtrees_give_the_same_audit_paths_at_every_size_and_index() {
+        let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        for bits in [0, 2, 3] {
+            let mut cache = Subtrees::new(bits);
+            for size in 1..=leaves.len() as u64 {
+                while cache.covered() + cache.chunk() <= size {
+                    let lo = cache.covered() as usize;
+                    cache.push_chunk(&leaves[lo..lo + cache.chunk() as usize]);
+                }
+                let mut reads = 0u64;
+                let mut read = |lo: u64, hi: u64| -> Result<Vec<Hash>, ()> {
+                    assert!(hi - lo <= 1 << bits, "read {lo}..{hi} with chunks of {}", 1 << bits);
+                    reads += hi - lo;
+                    Ok(leaves[lo as usize..hi as usize].to_vec())
+                };
+                for index in [0, size / 3, size / 2, size - 1] {
+                    let cached = cache.inclusion_proof(size, index, &mut read).unwrap();
+                    let plain = inclusion_proof(&leaves[..size as usize], index as usize);
+                    assert_eq!(cached, plain, "bits {bits}, size {size}, index {index}");
+                }
+                assert_eq!(cache.inclusion_proof(size, size, &mut read).unwrap(), None);
+                // Never the whole tree: a few chunks per level at most.
+                let levels = 64 - size.leading_zeros() as u64;
+                assert!(reads <= 4 * 2 * (levels + 1) << bits, "size {size}: {reads} leaves read");
+            }
+        }
+    }
 
     #[test]
     fn frontier_root_matches_the_recursive_root_at_every_size() {

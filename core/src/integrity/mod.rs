@@ -271,6 +271,55 @@ pub fn read_heads(storage: &dyn Storage) -> Result<(Vec<SignedHead>, Option<Dama
     Ok((heads, None))
 }
 
+/// The newest signed head alone, read from the end of the heads file (what a proof needs; the
+/// file grows by one head per checkpoint, so reading all of it would grow with the log's age).
+/// A torn last record (a crash mid-write) is skipped, as [`read_heads`] does.
+pub fn read_newest_head(storage: &dyn Storage) -> Result<Option<SignedHead>, ReadError> {
+    let path = Path::new(HEADS_PATH);
+    let io = |source| ReadError::Io { path: path.to_owned(), source };
+    let len = match storage.len(path) {
+        Ok(len) => len,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let whole = len / HEAD_BYTES as u64;
+    if whole == 0 {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; HEAD_BYTES];
+    let offset = (whole - 1) * HEAD_BYTES as u64;
+    storage.read_at(path, offset, &mut bytes).map_err(io)?;
+    if bytes.starts_with(&HEAD_MAGIC_V1) {
+        return Err(ReadError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            reason: SignedHead::from_bytes(&bytes).unwrap_err().reason,
+        });
+    }
+    SignedHead::from_bytes(&bytes).map(Some).map_err(|c| ReadError::Corrupt {
+        path: path.to_owned(),
+        offset,
+        reason: c.reason,
+    })
+}
+
+/// Leaves `lo..hi` of the ledger; an error naming the ledger when it holds fewer.
+pub fn read_leaves(storage: &dyn Storage, lo: u64, hi: u64) -> Result<Vec<Hash>, ReadError> {
+    let path = Path::new(LEDGER_PATH);
+    let mut bytes = vec![0u8; ((hi - lo) as usize) * HASH_BYTES];
+    storage
+        .read_at(path, lo * HASH_BYTES as u64, &mut bytes)
+        .map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
+    Ok(bytes
+        .chunks_exact(HASH_BYTES)
+        .map(|c| {
+            let mut h = [0u8; HASH_BYTES];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
+}
+
 /// The leaf hashes in the ledger (a partial last one ignored).
 pub fn read_ledger(storage: &dyn Storage) -> Result<Vec<Hash>, ReadError> {
     let path = Path::new(LEDGER_PATH);

@@ -212,6 +212,8 @@ impl Log {
             repaired,
             cosigning: Mutex::new(()),
             sync_times: Default::default(),
+            // 256 leaves (8 KiB of ledger) per chunk: a proof reads and hashes a few chunks.
+            subtrees: Mutex::new(crate::merkle::Subtrees::new(8)),
         });
         for session in inner.sessions.read().unwrap_or_else(|e| e.into_inner()).values() {
             let mut state = lock(&session.state);

@@ -14,16 +14,25 @@ impl Log {
         let session = self.session(id).ok_or_else(|| ReadError::UnknownSession(id.to_owned()))?;
         self.checkpoint().map_err(|e| ReadError::Write(Box::new(e)))?;
         let storage = self.inner.storage.as_ref();
-        let (heads, _) = integrity::read_heads(storage)?;
-        let head = heads.last().cloned().ok_or_else(|| ReadError::Proof("no signed head yet".into()))?;
-        let ledger = integrity::read_ledger(storage)?;
-        let leaves = ledger.get(..head.tree_size as usize).ok_or_else(|| {
-            ReadError::Proof(format!(
-                "the ledger holds {} leaves, the head covers {}",
-                ledger.len(),
+        let head = integrity::read_newest_head(storage)?
+            .ok_or_else(|| ReadError::Proof("no signed head yet".into()))?;
+        // The cached subtrees cover the ledger's complete chunks up to the head; the new ones are
+        // read and hashed once, here. A stale cache cannot pass: every path is checked against the
+        // signed root by whoever verifies it (verify_session below, an auditor's `verify`).
+        let mut subtrees = lock(&self.inner.subtrees);
+        let ledger_leaves = storage.len(std::path::Path::new(crate::layout::LEDGER)).unwrap_or(0)
+            / std::mem::size_of::<Hash>() as u64;
+        if ledger_leaves < head.tree_size {
+            return Err(ReadError::Proof(format!(
+                "the ledger holds {ledger_leaves} leaves, the head covers {}",
                 head.tree_size
-            ))
-        })?;
+            )));
+        }
+        while subtrees.covered() + subtrees.chunk() <= head.tree_size {
+            let (lo, chunk) = (subtrees.covered(), subtrees.chunk());
+            subtrees.push_chunk(&integrity::read_leaves(storage, lo, lo + chunk)?);
+        }
+        let mut read = |lo: u64, hi: u64| integrity::read_leaves(storage, lo, hi);
         let (events_total, sealed_blocks) = {
             let state = lock(&session.state);
             (state.next_seq, state.progress.next_block)
@@ -34,14 +43,17 @@ impl Log {
             if block >= sealed_blocks || loc.frame >= head.tree_size {
                 continue;
             }
-            let path = merkle::inclusion_proof(leaves, loc.frame as usize).expect("frame inside the tree");
+            let path = subtrees
+                .inclusion_proof(head.tree_size, loc.frame, &mut read)?
+                .expect("frame inside the tree");
+            let leaf = integrity::read_leaves(storage, loc.frame, loc.frame + 1)?[0];
             frames.push(FrameProof {
                 frame: loc.frame,
                 block,
                 segment: loc.segment,
                 offset: loc.offset,
                 frame_bytes: loc.frame_bytes,
-                leaf: leaves[loc.frame as usize],
+                leaf,
                 path,
             });
             events += u64::from(loc.events);

@@ -154,6 +154,8 @@ pub(crate) struct Inner {
     pub cosigning: Mutex<()>,
     /// The journal syncs' durations.
     pub sync_times: super::timings::SyncTimes,
+    /// The Merkle tree's complete subtrees, for audit paths that do not hash the whole tree.
+    pub subtrees: Mutex<crate::merkle::Subtrees>,
 }
 
 impl Inner {
