@@ -5,259 +5,20 @@
 //! one transaction per batch). Every store acknowledges a batch only once it is durable. Then
 //! bytes on disk per event for each, and the peak RSS of tracevault with 100,000 sessions open.
 //!
+//! The stores and the runner are `tracevault::bench::ingest`'s, which `tracevault bench` measures
+//! through too; the criterion benchmark carries the report's figure name.
+//!
 //! `cargo bench --bench append`; `cargo test` runs a tiny version of it on the fixtures.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use tracevault::bench::ingest::{fresh, meta, open_store, options, run};
 use tracevault::sapimouse;
-use tracevault_codecs::{Event, SessionMeta};
-use tracevault_core::{KeySource, Log, LogOptions};
-
-/// A store under test: sessions, appends that return once durable, and its size at the end.
-trait Store: Sync {
-    fn name(&self) -> &'static str;
-    fn create(&self, session: usize);
-    fn append(&self, session: usize, seq: u64, events: &[Event]);
-    /// Finishes (seals, checkpoints) and returns the bytes on disk: every file, and the files
-    /// that grow with the data (tracevault: the segments; the others: every file).
-    fn finish(&self) -> (u64, u64);
-}
-
-fn meta(session: usize) -> SessionMeta {
-    SessionMeta {
-        session: format!("s-{session}"),
-        user: format!("u-{}", session % 100),
-        device: None,
-        screen: None,
-        started_at: None,
-        layout: None,
-        labels: Default::default(),
-    }
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() { dir_bytes(&entry.path()) } else { meta.len() };
-    }
-    total
-}
-
-struct Tracevault {
-    log: Log,
-    dir: PathBuf,
-    sessions: AtomicU64,
-}
-
-impl Store for Tracevault {
-    fn name(&self) -> &'static str {
-        "tracevault"
-    }
-    fn create(&self, session: usize) {
-        self.log.create_session(meta(session)).unwrap();
-        self.sessions.fetch_max(session as u64 + 1, Ordering::Relaxed);
-    }
-    fn append(&self, session: usize, _seq: u64, events: &[Event]) {
-        self.log.append(&format!("s-{session}"), events).unwrap();
-    }
-    fn finish(&self) -> (u64, u64) {
-        for s in 0..self.sessions.load(Ordering::Relaxed) as usize {
-            self.log.seal_session(&format!("s-{s}")).unwrap();
-        }
-        self.log.checkpoint().unwrap();
-        (dir_bytes(&self.dir), self.log.stats().segment_bytes)
-    }
-}
-
-fn key(session: usize, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&(session as u64).to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-struct Sled {
-    db: sled::Db,
-    dir: PathBuf,
-}
-
-impl Store for Sled {
-    fn name(&self) -> &'static str {
-        "sled 0.34 (key per event)"
-    }
-    fn create(&self, _session: usize) {}
-    fn append(&self, session: usize, seq: u64, events: &[Event]) {
-        for (i, e) in events.iter().enumerate() {
-            self.db.insert(key(session, seq + i as u64), rmp_serde::to_vec(e).unwrap()).unwrap();
-        }
-        self.db.flush().unwrap();
-    }
-    fn finish(&self) -> (u64, u64) {
-        self.db.flush().unwrap();
-        let bytes = dir_bytes(&self.dir);
-        (bytes, bytes)
-    }
-}
-
-const REDB_EVENTS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("events");
-
-struct Redb {
-    db: redb::Database,
-    dir: PathBuf,
-}
-
-impl Store for Redb {
-    fn name(&self) -> &'static str {
-        "redb (key per event)"
-    }
-    fn create(&self, _session: usize) {}
-    fn append(&self, session: usize, seq: u64, events: &[Event]) {
-        let tx = self.db.begin_write().unwrap();
-        {
-            let mut table = tx.open_table(REDB_EVENTS).unwrap();
-            for (i, e) in events.iter().enumerate() {
-                table
-                    .insert(key(session, seq + i as u64).as_slice(), rmp_serde::to_vec(e).unwrap().as_slice())
-                    .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-    }
-    fn finish(&self) -> (u64, u64) {
-        let bytes = dir_bytes(&self.dir);
-        (bytes, bytes)
-    }
-}
-
-struct Sqlite {
-    conn: Mutex<rusqlite::Connection>,
-    dir: PathBuf,
-}
-
-impl Store for Sqlite {
-    fn name(&self) -> &'static str {
-        "SQLite WAL (row per event)"
-    }
-    fn create(&self, _session: usize) {}
-    fn append(&self, session: usize, seq: u64, events: &[Event]) {
-        let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().unwrap();
-        {
-            let mut insert =
-                tx.prepare_cached("INSERT INTO events (session, seq, event) VALUES (?1, ?2, ?3)").unwrap();
-            for (i, e) in events.iter().enumerate() {
-                insert
-                    .execute((session as i64, (seq + i as u64) as i64, rmp_serde::to_vec(e).unwrap()))
-                    .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-    }
-    fn finish(&self) -> (u64, u64) {
-        self.conn.lock().unwrap().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
-        let bytes = dir_bytes(&self.dir);
-        (bytes, bytes)
-    }
-}
-
-/// The defaults, every payload sealed with its person's key; the keys beside the data directory.
-fn options(root: &Path) -> LogOptions {
-    LogOptions { keys: Some(KeySource::dir(root.join("keys"))), ..LogOptions::default() }
-}
-
-fn fresh(dir: &Path) -> PathBuf {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
-    dir.to_owned()
-}
-
-fn open_store(kind: usize, root: &Path) -> Box<dyn Store> {
-    match kind {
-        0 => {
-            let dir = fresh(&root.join("tracevault"));
-            let log = Log::open(&dir, options(root)).unwrap();
-            Box::new(Tracevault { log, dir, sessions: AtomicU64::new(0) })
-        }
-        1 => {
-            let dir = fresh(&root.join("sled"));
-            Box::new(Sled { db: sled::open(&dir).unwrap(), dir })
-        }
-        2 => {
-            let dir = fresh(&root.join("redb"));
-            Box::new(Redb { db: redb::Database::create(dir.join("events.redb")).unwrap(), dir })
-        }
-        _ => {
-            let dir = fresh(&root.join("sqlite"));
-            let conn = rusqlite::Connection::open(dir.join("events.sqlite")).unwrap();
-            conn.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-                 CREATE TABLE events (session INTEGER, seq INTEGER, event BLOB, PRIMARY KEY (session, seq)) WITHOUT ROWID;",
-            )
-            .unwrap();
-            Box::new(Sqlite { conn: Mutex::new(conn), dir })
-        }
-    }
-}
-
-struct Outcome {
-    events: u64,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    bytes: u64,
-    data_bytes: u64,
-}
-
-/// `sessions` threads, one per session, append `batch`-event batches of real input until
-/// `duration` has passed; every append returns only once durable.
-fn run(store: &dyn Store, data: &[Event], sessions: usize, batch: usize, duration: Duration) -> Outcome {
-    for s in 0..sessions {
-        store.create(s);
-    }
-    let latencies = Mutex::new(Vec::new());
-    let events = AtomicU64::new(0);
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for s in 0..sessions {
-            let (latencies, events) = (&latencies, &events);
-            std::thread::Builder::new()
-                .stack_size(256 << 10)
-                .spawn_scoped(scope, move || {
-                    let mut mine = Vec::new();
-                    let mut at = (s * 7919) % data.len();
-                    let mut seq = 0u64;
-                    while started.elapsed() < duration {
-                        if at + batch > data.len() {
-                            at = 0;
-                        }
-                        let t0 = Instant::now();
-                        store.append(s, seq, &data[at..at + batch]);
-                        mine.push(t0.elapsed());
-                        at += batch;
-                        seq += batch as u64;
-                    }
-                    events.fetch_add(seq, Ordering::Relaxed);
-                    latencies.lock().unwrap().extend(mine);
-                })
-                .unwrap();
-        }
-    });
-    let seconds = started.elapsed().as_secs_f64();
-    let mut latencies = latencies.into_inner().unwrap();
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    let (bytes, data_bytes) = store.finish();
-    Outcome { events: events.into_inner(), seconds, p50_ms: pct(0.50), p99_ms: pct(0.99), bytes, data_bytes }
-}
+use tracevault_codecs::Event;
+use tracevault_core::Log;
 
 fn rss_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -271,7 +32,7 @@ fn rss_kib(field: &str) -> u64 {
 
 /// Peak RSS with many sessions open at once, each with an open block.
 fn many_open_sessions(root: &Path, data: &[Event], sessions: usize) {
-    let dir = fresh(&root.join("many"));
+    let dir = fresh(&root.join("many")).unwrap();
     let before = rss_kib("VmRSS:");
     let log = Log::open(&dir, options(root)).unwrap();
     let started = Instant::now();
@@ -355,8 +116,8 @@ fn main() {
     for &(sessions, batch) in scenarios {
         let mut ours = 0.0;
         for kind in 0..4 {
-            let store = open_store(kind, &root);
-            let o = run(store.as_ref(), &data, sessions, batch, duration);
+            let store = open_store(kind, &root).unwrap();
+            let o = run(store.as_ref(), &data, sessions, batch, duration).unwrap();
             let rate = o.events as f64 / o.seconds;
             if kind == 0 {
                 ours = rate;
@@ -400,16 +161,17 @@ fn main() {
 
     let mut criterion =
         Criterion::default().configure_from_args().sample_size(10).measurement_time(Duration::from_secs(3));
-    let mut group = criterion.benchmark_group("append");
+    // Named as the report's figure: `ingest.events_per_s.64x100/tracevault`.
+    let mut group = criterion.benchmark_group("ingest.events_per_s.64x100");
     let sessions = 64;
     let batch = 100;
     group.throughput(Throughput::Elements((sessions * batch) as u64));
-    let store = open_store(0, &root);
+    let store = open_store(0, &root).unwrap();
     for s in 0..sessions {
-        store.create(s);
+        store.create(s).unwrap();
     }
     let seq = AtomicU64::new(0);
-    group.bench_function("tracevault/64 sessions x 100 events, one round", |b| {
+    group.bench_function("tracevault", |b| {
         b.iter(|| {
             let round = seq.fetch_add(1, Ordering::Relaxed);
             std::thread::scope(|scope| {
@@ -417,7 +179,7 @@ fn main() {
                     let (store, data) = (&store, &data);
                     scope.spawn(move || {
                         let at = (s * 7919 + round as usize * batch) % (data.len() - batch);
-                        store.append(s, round * batch as u64, &data[at..at + batch]);
+                        store.append(s, round * batch as u64, &data[at..at + batch]).unwrap();
                     });
                 }
             });

@@ -5,67 +5,18 @@
 //!
 //! `cargo bench --bench replay`; `cargo test` runs a tiny version of it on the fixtures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use tracevault::bench::replay::{Count, build};
 use tracevault::sapimouse;
-use tracevault_core::{Access, KeySource, Log, LogOptions, Operation, Role};
+use tracevault_core::{Access, Operation, Role};
 use tracevault_replay::export::{ExportOptions, Format};
-use tracevault_replay::{Engine, Policy, ReduceConfig, ReplayError, Selection, SessionSteps, StepSink};
-
-/// A sink that keeps nothing: reduction alone.
-struct Count(std::sync::atomic::AtomicU64);
-
-impl StepSink for Count {
-    type Rendered = u64;
-
-    fn render(&self, s: &SessionSteps) -> Result<u64, ReplayError> {
-        Ok(s.steps.len() as u64)
-    }
-
-    fn write(&self, steps: u64) -> Result<(), ReplayError> {
-        self.0.fetch_add(steps, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-}
+use tracevault_replay::{Engine, Policy, ReduceConfig, Selection};
 
 fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn build(dir: &Path, copies: usize, source: &Path) -> (Log, u64) {
-    let _ = std::fs::remove_dir_all(dir);
-    let options =
-        LogOptions { keys: Some(KeySource::dir(dir.with_extension("keys"))), ..LogOptions::default() };
-    let log = Log::open(dir, options).unwrap();
-    let recordings = sapimouse::load_dir(source).unwrap();
-    let mut events = 0;
-    for copy in 0..copies {
-        std::thread::scope(|scope| {
-            for r in &recordings {
-                let log = &log;
-                scope.spawn(move || {
-                    let mut meta = r.meta.clone();
-                    meta.session = format!("{}-c{copy}", meta.session);
-                    log.create_session(meta.clone()).unwrap();
-                    for batch in r.events.chunks(4096) {
-                        log.append(&meta.session, batch).unwrap();
-                    }
-                    log.seal_session(&meta.session).unwrap();
-                });
-            }
-        });
-        events += recordings.iter().map(|r| r.events.len() as u64).sum::<u64>();
-    }
-    log.checkpoint().unwrap();
-    (log, events)
+    tracevault::bench::status_kib("/proc/self/status", field) as u64
 }
 
 /// The best of `rounds` runs of `f`, as events/s.
@@ -95,7 +46,8 @@ fn main() {
     let rounds = if smoke { 1 } else { 5 };
     let root = std::env::var_os("TRACEVAULT_BENCH_DIR")
         .map_or_else(|| std::env::temp_dir().join("tracevault-bench-replay"), PathBuf::from);
-    let (log, events) = build(&root.join("log"), copies, &source);
+    let recordings = sapimouse::load_dir(&source).unwrap();
+    let (log, events) = build(&root.join("log"), copies, &recordings).unwrap();
     println!(
         "replay: {events} events ({} copies of SapiMouse from {}) in {} sessions, sealed in 4096-event blocks, encrypted",
         copies,
@@ -183,10 +135,11 @@ fn main() {
 
     let mut criterion =
         Criterion::default().configure_from_args().sample_size(10).measurement_time(Duration::from_secs(3));
-    let mut group = criterion.benchmark_group("replay");
+    // Named as the report's figure: `replay.decode_reduce.threads_2`.
+    let mut group = criterion.benchmark_group("replay.decode_reduce");
     group.throughput(Throughput::Elements(events));
     let engine = Engine::new(ReduceConfig::default(), 2).unwrap();
-    group.bench_function("decode + reduce, 2 threads", |b| {
+    group.bench_function("threads_2", |b| {
         b.iter(|| {
             engine
                 .run(&log, &access, Operation::ReadSteps, &all, &Count(Default::default()), &mut |_, _| {})

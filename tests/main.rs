@@ -1,5 +1,6 @@
 //! End-to-end tests of the tracevault package, one file per scenario.
 
+mod bench;
 mod cli;
 mod export;
 mod generate;

@@ -230,17 +230,18 @@ impl Index {
         tx.commit().map_err(err)
     }
 
-    pub fn sessions(&self) -> Result<Vec<(String, SessionRow)>, IndexError> {
+    /// Every session row, handed to `each` as it is decoded (never all of them in a list: with a
+    /// million sessions that list alone would be hundreds of MB at open).
+    pub fn for_each_session(&self, mut each: impl FnMut(String, SessionRow)) -> Result<(), IndexError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(SESSIONS).map_err(err)?;
-        let mut out = Vec::new();
         for entry in table.iter().map_err(err)? {
             let (k, v) = entry.map_err(err)?;
             let row: SessionRow =
                 rmp_serde::from_slice(v.value()).map_err(|e| IndexError::Row(e.to_string()))?;
-            out.push((k.value().to_owned(), row));
+            each(k.value().to_owned(), row);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The sealed blocks of a session whose time range meets `[t_from, t_to]`, in block order.

@@ -314,7 +314,7 @@ fn section_process(ctx: &Ctx, name: &str) -> Result<Section> {
         bail!("the {name} section failed ({status}); its error is above");
     }
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?)
+    serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))
 }
 
 /// One section in this process (`tracevault bench section NAME`): measured and written to `to`.

@@ -52,7 +52,7 @@ pub fn probe(dir: &Path, first_actions: usize, replay: bool) -> Result<Probe> {
     let stats = log.stats();
     let stats_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut probe = Probe {
-        sessions: stats.sessions as u64,
+        sessions: stats.sessions,
         events: stats.events,
         open_ms,
         stats_ms,

@@ -309,22 +309,24 @@ impl<'a> Recovery<'a> {
 
         let mut sessions: BTreeMap<u64, Rebuild> = BTreeMap::new();
         if start.is_some() {
-            for (id, row) in index.sessions().map_err(OpenError::Index)? {
-                let next_seq = row.progress.sealed_events;
-                sessions.insert(
-                    row.number,
-                    Rebuild {
-                        id,
-                        meta: row.meta,
-                        progress: row.progress,
-                        next_seq,
-                        open: Vec::new(),
-                        touched: false,
-                        in_segments: true,
-                        erased: None,
-                    },
-                );
-            }
+            index
+                .for_each_session(|id, row| {
+                    let next_seq = row.progress.sealed_events;
+                    sessions.insert(
+                        row.number,
+                        Rebuild {
+                            id,
+                            meta: row.meta,
+                            progress: row.progress,
+                            next_seq,
+                            open: Vec::new(),
+                            touched: false,
+                            in_segments: true,
+                            erased: None,
+                        },
+                    );
+                })
+                .map_err(OpenError::Index)?;
         }
 
         let next_frame = start.as_ref().map_or(0, |c| c.next_frame);
