@@ -312,6 +312,7 @@ impl Report {
             m.kernel,
             m.work_dir
         );
+        md.push_str(RUNNING);
         let _ = writeln!(md, "| section | seconds | peak RSS |\n|---|---:|---:|");
         for s in &self.sections {
             let _ = writeln!(md, "| {} | {:.1} | {:.0} MiB |", s.name, s.seconds, s.peak_rss_mib);
@@ -383,6 +384,33 @@ impl Report {
         md
     }
 }
+
+/// How to run and read the bench: the same text in every rendered report.
+const RUNNING: &str = "## Running it
+
+```sh
+cargo run --release -- bench --quick            # every figure on less data: under 3 minutes on 2 cores
+cargo run --release -- bench                    # the full run: 10^8 events, 10^6 sessions (about 20 minutes here)
+cargo run --release -- bench --only ingest,http # some sections (the machine's limits are always measured)
+tracevault bench compare OLD/report.json NEW/report.json   # changes beyond the noise; exit 1 on a regression
+tracevault bench render report.json --out docs/BENCHMARKS.md  # this page, from a saved report
+```
+
+Each section runs in its own process, so its peak RSS (VmHWM) is its own; the stores go under
+`--work` (default `OUT/work`), on the disk whose limits the machine section measures. Figures
+are the median of their repetitions; `bench compare` flags a change larger than the wider of the
+two runs' spreads and 5%. A baseline's ratio says how many times better tracevault is (above 1)
+or worse (below 1), whichever way better points; a limit's percentage is how close the figure
+comes to what the machine allows. `cargo test` runs `bench --smoke` (seconds, on the fixtures)
+so the bench keeps working; its figures mean nothing.
+
+The criterion benches measure through the same code (`tracevault::bench`) and carry the figures'
+names: `cargo bench --bench codecs` (`codec.encode.sapimouse/...`, `codec.decode.sapimouse/...`,
+with a table at three block sizes and five zstd levels), `--bench append`
+(`ingest.events_per_s.64x100/tracevault`, with a table of every store), `--bench replay`
+(`replay.decode_reduce/threads_2`), `--bench service` (the `http` rows).
+
+";
 
 #[cfg(test)]
 mod tests {

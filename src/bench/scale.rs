@@ -338,6 +338,12 @@ pub fn events_section(ctx: &super::Ctx) -> Result<Section> {
         }
     }
     section.tables.push(table);
+    section.notes.push(
+        "The open reads the segment being written from its start (its footer will hash all of it): at most \
+         `segment_bytes_max` (64 MiB), so the open's time and RSS grow with the data until the first segment \
+         is full, then stay bounded. After a clean close nothing else is scanned."
+            .into(),
+    );
     section.charts.push(Chart {
         file: "events-cost.svg".into(),
         title: "cost per event against events held".into(),
@@ -431,6 +437,7 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
             format!("{:.0}", p.probe.open_peak_rss_mib),
             format!("{:.2}", p.probe.open_peak_rss_mib * 1024.0 / s),
             format!("{fa:.2}"),
+            format!("{:.2}", p.probe.first_action_ms.first().copied().unwrap_or(0.0)),
         ]);
         println!("  {}", table.rows.last().expect("pushed").join(" | "));
         cost[0].points.push((s, p.write_s * 1e6 / s));
