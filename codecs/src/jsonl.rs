@@ -70,15 +70,75 @@ pub fn to_line(record: &Record) -> String {
 }
 
 /// Reads records from JSON Lines, one per non-blank line, with bounded line length.
+///
+/// Lines are read in batches (up to [`BATCH_LINES`] lines or [`BATCH_BYTES`] bytes) and a batch is
+/// parsed on up to [`PARSE_THREADS_MAX`] threads at once; records come out in input order, and the
+/// first bad line comes out where it is, as if read one by one.
 pub struct JsonlReader<R> {
     input: R,
     line: u64,
     buf: Vec<u8>,
+    /// Parsed, not yet handed out.
+    ready: std::collections::VecDeque<Result<(u64, Record), JsonlError>>,
+    /// A read error (or an over-long line) met while filling the last batch: handed out after it.
+    stopped: Option<JsonlError>,
+    threads: usize,
 }
+
+/// Lines per parsed batch.
+pub const BATCH_LINES: usize = 4096;
+/// Bytes per parsed batch (lines may be up to [`LINE_BYTES_MAX`] each).
+pub const BATCH_BYTES: usize = 4 << 20;
+/// Threads a batch is parsed on, at most.
+pub const PARSE_THREADS_MAX: usize = 4;
 
 impl<R: BufRead> JsonlReader<R> {
     pub fn new(input: R) -> Self {
-        JsonlReader { input, line: 0, buf: Vec::new() }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(PARSE_THREADS_MAX);
+        JsonlReader { input, line: 0, buf: Vec::new(), ready: Default::default(), stopped: None, threads }
+    }
+
+    /// Reads the next batch of lines and parses it into `self.ready`.
+    fn fill(&mut self) {
+        let mut text: Vec<u8> = Vec::new();
+        let mut lines: Vec<(u64, std::ops::Range<usize>)> = Vec::new();
+        while lines.len() < BATCH_LINES && text.len() < BATCH_BYTES {
+            match self.next_line() {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    self.stopped = Some(e);
+                    break;
+                }
+            }
+            let bytes = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+            let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let start = text.len();
+            text.extend_from_slice(bytes);
+            lines.push((self.line, start..text.len()));
+        }
+        let parse = |chunk: &[(u64, std::ops::Range<usize>)]| -> Vec<Result<(u64, Record), JsonlError>> {
+            chunk.iter().map(|(line, range)| parse_numbered(*line, &text[range.clone()])).collect()
+        };
+        // Below a few hundred lines a thread costs more than it saves.
+        let threads = if lines.len() < 512 { 1 } else { self.threads };
+        if threads <= 1 {
+            self.ready.extend(parse(&lines));
+        } else {
+            let per = lines.len().div_ceil(threads);
+            let parsed: Vec<Vec<_>> = std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    lines.chunks(per).skip(1).map(|c| scope.spawn(move || parse(c))).collect();
+                let first = parse(&lines[..per.min(lines.len())]);
+                std::iter::once(first)
+                    .chain(handles.into_iter().map(|h| h.join().expect("parsing a line does not panic")))
+                    .collect()
+            });
+            self.ready.extend(parsed.into_iter().flatten());
+        }
     }
 
     /// The number of the last line read (1-based; 0 before the first).
@@ -127,43 +187,74 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
     type Item = Result<(u64, Record), JsonlError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            match self.next_line() {
-                Ok(false) => return None,
-                Ok(true) => {}
-                Err(e) => return Some(Err(e)),
-            }
-            let line = self.line;
-            let bytes = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
-            let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let text = match std::str::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(e) => {
-                    return Some(Err(JsonlError::Record {
-                        line,
-                        error: RecordError::record(format!(
-                            "expected UTF-8 text, found an invalid byte at column {}",
-                            e.valid_up_to() + 1
-                        )),
-                    }));
-                }
-            };
-            return Some(
-                parse_line(text)
-                    .map(|record| (line, record))
-                    .map_err(|error| JsonlError::Record { line, error }),
-            );
+        if self.ready.is_empty() && self.stopped.is_none() {
+            self.fill();
+        }
+        match self.ready.pop_front() {
+            Some(item) => Some(item),
+            None => self.stopped.take().map(Err),
         }
     }
+}
+
+/// One line (without its line break) numbered `line`: checked as UTF-8, then parsed.
+fn parse_numbered(line: u64, bytes: &[u8]) -> Result<(u64, Record), JsonlError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| JsonlError::Record {
+        line,
+        error: RecordError::record(format!(
+            "expected UTF-8 text, found an invalid byte at column {}",
+            e.valid_up_to() + 1
+        )),
+    })?;
+    parse_line(text).map(|record| (line, record)).map_err(|error| JsonlError::Record { line, error })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{Button, Event, EventKind, Key};
+
+    #[test]
+    fn batches_parsed_in_parallel_come_out_in_order_and_stop_at_the_first_bad_line() {
+        let mut text = String::from("{\"type\":\"session\",\"session\":\"s\",\"user\":\"u\"}\n\n");
+        for i in 0..(BATCH_LINES * 2 + 10) {
+            if i == BATCH_LINES + 700 {
+                text.push_str("{\"session\":\"s\",\"t\":1,\"kind\":\"move\",\"x\":\"no\",\"y\":1}\n");
+            } else {
+                text.push_str(&format!(
+                    "{{\"session\":\"s\",\"t\":{i},\"kind\":\"move\",\"x\":1,\"y\":2}}\r\n"
+                ));
+            }
+        }
+        let mut reader = JsonlReader::new(text.as_bytes());
+        let (line, first) = reader.next().unwrap().unwrap();
+        assert_eq!(line, 1);
+        assert!(matches!(first, Record::Session(_)));
+        let mut expected_t = 0u64;
+        let mut last_line = 1;
+        loop {
+            match reader.next().unwrap() {
+                Ok((line, Record::Event { event, .. })) => {
+                    assert_eq!(event.t_us, expected_t, "line {line}");
+                    assert_eq!(
+                        line,
+                        last_line + 1 + u64::from(last_line == 1),
+                        "the blank line 2 is counted"
+                    );
+                    last_line = line;
+                    expected_t += 1;
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => {
+                    // Line 3 is the first event; the bad one is event BATCH_LINES + 700.
+                    assert_eq!(e.line(), 3 + (BATCH_LINES + 700) as u64, "{e}");
+                    assert!(e.to_string().contains("field `x`"), "{e}");
+                    break;
+                }
+            }
+        }
+        assert_eq!(expected_t, (BATCH_LINES + 700) as u64);
+    }
 
     fn err(line: &str) -> RecordError {
         parse_line(line).expect_err(line)

@@ -373,7 +373,7 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
     };
     let per_session = 100;
     let pool = ctx.generated();
-    let probes = if ctx.smoke() { 3 } else { 11 };
+    let probes = if ctx.smoke() { 3 } else { 12 };
     let mut section = Section {
         name: "sessions".into(),
         title: "scaling in sessions, and an auditor's first action".into(),
@@ -383,8 +383,10 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
              log closed. Then, in a fresh process: the open, `stats` (every session listed), and an \
              auditor's time to the first action of {probes} sessions spread over the store (the \
              session proven against the newest signed head, the read recorded in the audit log with \
-             its fdatasync, the first block decrypted, decoded and reduced until a step comes out); \
-             the figure is their median. Per session, every cost must stay flat."
+             its fdatasync, the first block decrypted, decoded and reduced until a step comes out), one \
+             after another. The first after the open is its own figure (it also fills the proof \
+             cache: the Merkle tree's complete 256-leaf chunks hashed once); the figure is the median \
+             of the others. Per session, every cost must stay flat."
         ),
         ..Section::default()
     };
@@ -401,7 +403,7 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
             "stats ms",
             "open + stats peak RSS MiB",
             "KiB RSS/session",
-            "first action ms (median)",
+            "first action ms (median of the later)",
         ]
         .map(String::from)
         .to_vec(),
@@ -425,7 +427,14 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
             bail!("the store held {} sessions, {n} were written", p.probe.sessions);
         }
         let s = n as f64;
-        let fa = super::report::median(&p.probe.first_action_ms);
+        // The first proof after the open also hashes the tree's chunks into the cache: it is its own
+        // figure, so it does not widen the others' noise band.
+        let (after_open, later) = match p.probe.first_action_ms.split_first() {
+            Some((first, rest)) if !rest.is_empty() => (*first, rest.to_vec()),
+            Some((first, _)) => (*first, vec![*first]),
+            None => (0.0, vec![]),
+        };
+        let fa = super::report::median(&later);
         table.rows.push(vec![
             exponent(n),
             format!("{:.1}", p.write_s * 1e6 / s),
@@ -437,7 +446,7 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
             format!("{:.0}", p.probe.open_peak_rss_mib),
             format!("{:.2}", p.probe.open_peak_rss_mib * 1024.0 / s),
             format!("{fa:.2}"),
-            format!("{:.2}", p.probe.first_action_ms.first().copied().unwrap_or(0.0)),
+            format!("{after_open:.2}"),
         ]);
         println!("  {}", table.rows.last().expect("pushed").join(" | "));
         cost[0].points.push((s, p.write_s * 1e6 / s));
@@ -468,12 +477,19 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
             Better::Lower,
             vec![p.probe.open_peak_rss_mib],
         ));
+        section.figures.push(Figure::new(
+            format!("auditor.first_action_after_open_ms.{key}"),
+            format!("auditor's first action after the open, among {key} sessions"),
+            "ms",
+            Better::Lower,
+            vec![after_open],
+        ));
         let fig = Figure::new(
             format!("auditor.first_action_ms.{key}"),
             format!("auditor's first action among {key} sessions"),
             "ms",
             Better::Lower,
-            p.probe.first_action_ms.clone(),
+            later,
         )
         .limit("one fdatasync (the audit entry)", ctx.limits.fdatasync_p50_ms)
         .target(5.0);
@@ -481,6 +497,12 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
         section.figures.push(fig);
     }
     section.tables.push(table);
+    section.notes.push(
+        "Every session's state (its metadata, progress and recent batch ids) is held in memory while the log \
+         is open, by design: RSS grows by a constant amount per session, on top of the index's page cache \
+         (at most 64 MiB)."
+            .into(),
+    );
     section.charts.push(Chart {
         file: "sessions-cost.svg".into(),
         title: "cost per session against sessions held".into(),

@@ -23,7 +23,7 @@ pub use encode::{BlockEncoder, EncodeError};
 pub const BLOCK_VERSION: u8 = 1;
 
 /// The zstd level blocks are compressed at unless configured otherwise, chosen by measurement:
-/// see docs/BENCHMARKS.md.
+/// see docs/BENCHMARKS-HISTORY.md ("codecs") and the codec section of docs/BENCHMARKS.md.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 
 // The fixed header: version, column count, flags, event count, first t, t unit.

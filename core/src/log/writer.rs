@@ -358,7 +358,7 @@ impl Writer {
             let mut recent = lock(&self.inner.recent);
             for (session, block, _) in &batch.blocks {
                 if let Some(blocks) = recent.get_mut(session) {
-                    blocks.remove(block);
+                    blocks.remove(*block);
                     if blocks.is_empty() {
                         recent.remove(session);
                     }

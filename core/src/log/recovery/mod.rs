@@ -17,7 +17,7 @@ use tracevault_codecs::{Event, SessionMeta};
 use crate::error::OpenError;
 use crate::files::{self, FrameFile, Stop};
 use crate::frame::{self, FrameHeader, FrameKind};
-use crate::index::{BlockLoc, Checkpoint, Index, IndexBatch, Progress, SessionRow};
+use crate::index::{Checkpoint, Index, IndexBatch, Progress, SessionRow};
 use crate::integrity::HASH_BYTES;
 use crate::keys::SlotState;
 use crate::layout::{
@@ -33,14 +33,14 @@ mod segments;
 
 use super::anchor::Anchor;
 use super::options::{LogOptions, RECENT_BATCHES_MAX};
-use super::state::{OpenBlock, Session, SessionState};
+use super::state::{OpenBlock, RecentBlocks, Session, SessionState};
 use super::vault::Vault;
 use super::writer::WriterState;
 
 pub(crate) struct Recovered {
     pub sessions: HashMap<String, Arc<Session>>,
     pub next_session_number: u64,
-    pub recent: HashMap<u64, BTreeMap<u32, BlockLoc>>,
+    pub recent: HashMap<u64, RecentBlocks>,
     pub writer: WriterState,
 }
 
@@ -220,7 +220,7 @@ struct Recovery<'a> {
     /// What the index gains at the first checkpoint.
     pending: IndexBatch,
     /// Blocks sealed after the checkpoint, by session and block.
-    recent: HashMap<u64, BTreeMap<u32, BlockLoc>>,
+    recent: HashMap<u64, RecentBlocks>,
     next_frame: u64,
     /// The last segment, unsealed, to go on writing.
     current_segment: Option<FrameFile>,
