@@ -49,6 +49,12 @@ fn the_smoke_run_writes_a_report_that_compare_and_render_read() {
     for s in report["sections"].as_array().unwrap() {
         assert!(!s["figures"].as_array().unwrap().is_empty(), "section {} has no figures", s["name"]);
         assert!(s["peak_rss_mib"].as_f64().unwrap() > 0.0, "section {} has no peak RSS", s["name"]);
+        for t in s["tables"].as_array().into_iter().flatten() {
+            let columns = t["columns"].as_array().unwrap().len();
+            for row in t["rows"].as_array().unwrap() {
+                assert_eq!(row.as_array().unwrap().len(), columns, "table {}: {row}", t["id"]);
+            }
+        }
     }
     // Each figure with what it is compared against, measured in the same run.
     let size = figure(&report, "codec.bytes_per_event.sapimouse");

@@ -404,6 +404,7 @@ pub fn sessions_section(ctx: &super::Ctx) -> Result<Section> {
             "open + stats peak RSS MiB",
             "KiB RSS/session",
             "first action ms (median of the later)",
+            "first action after the open ms",
         ]
         .map(String::from)
         .to_vec(),
