@@ -440,19 +440,7 @@ pub fn sessions(w: &Workload) -> Vec<(SessionMeta, Vec<Event>)> {
 
 /// Session `i` of a workload.
 pub fn session(w: &Workload, i: usize) -> (SessionMeta, Vec<Event>) {
-    let mut rng = Rng::new(w.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let screens = [Screen { w: 1920, h: 1080 }, Screen { w: 2560, h: 1440 }, Screen { w: 1440, h: 900 }];
-    let screen = screens[rng.below(screens.len())];
-    let sample_us = if rng.chance(0.7) { 16_667.0 } else { 8_000.0 };
-    let mut s = Session {
-        rng,
-        events: Vec::new(),
-        t: 0,
-        pos: (f64::from(screen.w) / 2.0, f64::from(screen.h) / 2.0),
-        screen,
-        sample_us,
-        app: 0,
-    };
+    let mut s = Session::start(w.seed, i);
     let first = s.rng.below(APPS.len());
     s.focus(first);
     let end = (w.minutes * 60e6) as u64;
@@ -460,16 +448,57 @@ pub fn session(w: &Workload, i: usize) -> (SessionMeta, Vec<Event>) {
         s.activity();
         s.idle();
     }
-    let meta = SessionMeta {
-        session: format!("gen-{:04}", i),
-        user: format!("person-{:02}", i % 7),
-        device: Some(format!("laptop-{}", i % 5)),
-        screen: Some(screen),
-        started_at: Some(format!("2026-11-{:02}T{:02}:00:00Z", 2 + i % 25, 8 + i % 9)),
-        layout: None,
-        labels: BTreeMap::from([("source".to_owned(), "generated".to_owned())]),
-    };
+    let meta = s.meta(i, format!("gen-{i:04}"), "generated");
     (meta, s.events)
+}
+
+/// Session `i` of a typing workload: one person typing sentences into one app until about
+/// `keys` key events (downs and ups) are recorded, as keystroke-dynamics studies record them:
+/// short sessions, no pointer, irregular human timing. The shape that makes per-session costs
+/// show.
+pub fn typing_session(seed: u64, i: usize, keys: usize) -> (SessionMeta, Vec<Event>) {
+    let mut s = Session::start(seed ^ 0x7479_7069_6e67, i);
+    let app = s.rng.below(APPS.len());
+    s.focus(app);
+    while s.events.len() < keys {
+        let sentence = SENTENCES[s.rng.below(SENTENCES.len())];
+        s.type_text(sentence, false);
+        s.pause(600.0, 0.5);
+    }
+    let meta = s.meta(i, format!("typing-{i:05}"), "generated-typing");
+    (meta, s.events)
+}
+
+impl Session {
+    /// A new session for person `i` of the workload seeded with `seed`: its screen, its
+    /// pointer's sampling interval, the pointer at the centre.
+    fn start(seed: u64, i: usize) -> Session {
+        let mut rng = Rng::new(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let screens = [Screen { w: 1920, h: 1080 }, Screen { w: 2560, h: 1440 }, Screen { w: 1440, h: 900 }];
+        let screen = screens[rng.below(screens.len())];
+        let sample_us = if rng.chance(0.7) { 16_667.0 } else { 8_000.0 };
+        Session {
+            rng,
+            events: Vec::new(),
+            t: 0,
+            pos: (f64::from(screen.w) / 2.0, f64::from(screen.h) / 2.0),
+            screen,
+            sample_us,
+            app: 0,
+        }
+    }
+
+    fn meta(&self, i: usize, session: String, source: &str) -> SessionMeta {
+        SessionMeta {
+            session,
+            user: format!("person-{:02}", i % 7),
+            device: Some(format!("laptop-{}", i % 5)),
+            screen: Some(self.screen),
+            started_at: Some(format!("2026-11-{:02}T{:02}:00:00Z", 2 + i % 25, 8 + i % 9)),
+            layout: None,
+            labels: BTreeMap::from([("source".to_owned(), source.to_owned())]),
+        }
+    }
 }
 
 /// Pointer statistics to compare a workload with real recordings: the gaps between consecutive

@@ -1,11 +1,14 @@
-//! Golden blocks: bytes written by each block format version, with the events they hold. The
-//! current code must decode every one of them to exactly those events, and (for the current
-//! version) write the same bytes again. `TRACEVAULT_BLESS=1 cargo test --test golden` writes the
-//! current version's files; never bless over an old version's files.
+//! Golden blocks: bytes written by each block format version (`block_v{N}_{name}.bin`), with the
+//! events they hold (`block_v{N}_{name}.jsonl`). The current code must decode every one of them to
+//! exactly those events, and, for the versions it still writes, write the same bytes again.
+//! `TRACEVAULT_BLESS=1 cargo test --test golden` writes the current version's files; never bless
+//! over an old version's files.
 
 use std::path::{Path, PathBuf};
 
-use tracevault_codecs::block::{BlockEncoder, DEFAULT_ZSTD_LEVEL, decode_block};
+use tracevault_codecs::block::{
+    BLOCK_VERSION, BLOCK_VERSION_1, BlockEncoder, DEFAULT_ZSTD_LEVEL, decode_block,
+};
 use tracevault_codecs::{Event, Record, jsonl};
 
 fn golden_dir() -> PathBuf {
@@ -26,6 +29,7 @@ fn events(jsonl_path: &Path) -> Vec<Event> {
 fn golden_blocks_decode_to_their_events() {
     let bless = std::env::var_os("TRACEVAULT_BLESS").is_some();
     let mut checked = 0;
+    let mut versions = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(golden_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "jsonl") {
@@ -34,21 +38,36 @@ fn golden_blocks_decode_to_their_events() {
         let expected = events(&path);
         let bin = path.with_extension("bin");
         let name = bin.file_name().unwrap().to_string_lossy().into_owned();
+        let version: u8 = name
+            .strip_prefix("block_v")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: expected block_v{{N}}_{{name}}.bin"));
+        let mut encoder = match version {
+            BLOCK_VERSION_1 => BlockEncoder::v1(DEFAULT_ZSTD_LEVEL),
+            BLOCK_VERSION => BlockEncoder::new(DEFAULT_ZSTD_LEVEL),
+            other => panic!("{name}: no writer for version {other}"),
+        };
         let mut encoded = Vec::new();
-        BlockEncoder::new(DEFAULT_ZSTD_LEVEL).encode(&expected, &mut encoded).unwrap();
-        if bless && name.starts_with("block_v1_") {
+        encoder.encode(&expected, &mut encoded).unwrap();
+        if bless && version == BLOCK_VERSION {
             std::fs::write(&bin, &encoded).unwrap();
         }
         let golden = std::fs::read(&bin).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(golden.first(), Some(&version), "{name}: the file's first byte is its version");
         assert_eq!(decode_block(&golden).unwrap(), expected, "{name} no longer decodes to its events");
-        if name.starts_with("block_v1_") {
-            // A difference here means the writer changed the format (bump the version) or zstd's
-            // output changed (check the zstd-sys update).
-            assert!(encoded == golden, "{name}: the current encoder writes different bytes");
-        }
+        // A difference here means the writer changed the format (bump the version) or zstd's
+        // output changed (check the zstd-sys update).
+        assert!(encoded == golden, "{name}: the current encoder writes different bytes");
+        versions.insert(version);
         checked += 1;
     }
-    assert!(checked >= 2, "expected the golden files in {}", golden_dir().display());
+    assert!(checked >= 4, "expected the golden files in {}", golden_dir().display());
+    assert_eq!(
+        versions.into_iter().collect::<Vec<_>>(),
+        [BLOCK_VERSION_1, BLOCK_VERSION],
+        "a golden file per version"
+    );
 }
 
 /// A MessagePack batch written by another implementation (Python's msgpack, from

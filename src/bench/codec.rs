@@ -1,4 +1,5 @@
-//! The block codec against its baselines, on the same blocks: (a) rmp-serde of the events + zstd,
+//! The block codec (version 2, and version 1 beside it) against its baselines, on the same
+//! blocks: (a) rmp-serde of the events + zstd,
 //! (b) JSONL + zstd, (c) a row-wise delta + zigzag varint stream + zstd, all at the block codec's
 //! zstd level; and, for size only, `xz -9` of the plain row delta stream (c without zstd) as a
 //! near-limit reference. `tracevault bench`'s codec section and `cargo bench --bench codecs` both
@@ -26,9 +27,24 @@ pub struct Tracevault {
 }
 
 impl Tracevault {
+    /// The current block format (version 2), its strings at zstd `level`.
     pub fn new(level: i32) -> Self {
-        let name = Box::leak(format!("tracevault (zstd {level})").into_boxed_str());
-        Tracevault { encoder: BlockEncoder::new(level), decoder: BlockDecoder::new(), name }
+        let name = if level == DEFAULT_ZSTD_LEVEL {
+            "tracevault v2".to_owned()
+        } else {
+            format!("tracevault v2 (zstd {level})")
+        };
+        Tracevault {
+            encoder: BlockEncoder::new(level),
+            decoder: BlockDecoder::new(),
+            name: Box::leak(name.into()),
+        }
+    }
+
+    /// Block format version 1 (zstd over delta-coded columns) at zstd `level`.
+    pub fn v1(level: i32) -> Self {
+        let name = Box::leak(format!("tracevault v1 (zstd {level})").into_boxed_str());
+        Tracevault { encoder: BlockEncoder::v1(level), decoder: BlockDecoder::new(), name }
     }
 }
 
@@ -359,8 +375,9 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
         name: "codec".into(),
         title: "the block codec, bytes per event and speed".into(),
         about: format!(
-            "Every recording cut into 4096-event blocks (the log's default), one thread. Baselines at \
-             the same zstd level ({DEFAULT_ZSTD_LEVEL}) on the same blocks: (a) rmp-serde of the events, \
+            "Every recording cut into 4096-event blocks (the log's default), one thread. The current \
+             block format (v2: context-modelled rANS) against v1 (zstd over delta-coded columns) and \
+             baselines at the same zstd level ({DEFAULT_ZSTD_LEVEL}) on the same blocks: (a) rmp-serde of the events, \
              (b) the JSONL interchange lines, (c) one row per event (kind, zigzag varint time and pointer \
              deltas); `xz -9` of (c)'s plain stream, the whole data set at once, as a near-limit \
              reference for size. Every codec's output is decoded and compared with its input before a \
@@ -371,9 +388,11 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
         ..Section::default()
     };
     let real = ctx.real()?;
-    let generated = ctx.generated();
-    let sets: [(&str, &str, &[Vec<Event>]); 2] =
-        [("sapimouse", "SapiMouse (real)", &real.sessions), ("generated", "generator", generated)];
+    let sets: [(&str, &str, &[Vec<Event>]); 3] = [
+        ("sapimouse", "SapiMouse (real)", &real.sessions),
+        ("generated", "generator", ctx.generated()),
+        ("typing", "typing sessions (~100 key events each)", ctx.typing()),
+    ];
     for (key, name, sessions) in sets {
         let blocks = blocks(sessions, 4096);
         let events: usize = sessions.iter().map(Vec::len).sum();
@@ -381,14 +400,15 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
         let reps = ctx.repeats;
         let ours = measure(&mut Tracevault::new(DEFAULT_ZSTD_LEVEL), &blocks, ctx.min_time(), reps)
             .map_err(anyhow::Error::msg)?;
+        let v1_time = if key == "sapimouse" { ctx.min_time() } else { Duration::ZERO };
+        let v1 = measure(&mut Tracevault::v1(DEFAULT_ZSTD_LEVEL), &blocks, v1_time, reps)
+            .map_err(anyhow::Error::msg)?;
         let a =
             measure(&mut MsgpackZstd(Zstd::new()), &blocks, Duration::ZERO, 1).map_err(anyhow::Error::msg)?;
         let c = measure(&mut RowVarintZstd(Zstd::new()), &blocks, Duration::ZERO, 1)
             .map_err(anyhow::Error::msg)?;
-        let b = (key == "sapimouse")
-            .then(|| measure(&mut JsonlZstd(Zstd::new()), &blocks, Duration::ZERO, 1))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
+        let b =
+            measure(&mut JsonlZstd(Zstd::new()), &blocks, Duration::ZERO, 1).map_err(anyhow::Error::msg)?;
         let mut size = Figure::new(
             format!("codec.bytes_per_event.{key}"),
             format!("bytes/event, {name}, {events} events"),
@@ -396,11 +416,10 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
             Better::Lower,
             vec![per_event(ours.bytes)],
         )
-        .baseline("(a) rmp-serde + zstd", per_event(a.bytes));
-        if let Some(b) = &b {
-            size = size.baseline("(b) JSONL + zstd", per_event(b.bytes));
-        }
-        size = size.baseline("(c) row delta + zstd", per_event(c.bytes));
+        .baseline(format!("tracevault v1 (zstd {DEFAULT_ZSTD_LEVEL})"), per_event(v1.bytes))
+        .baseline("(a) rmp-serde + zstd", per_event(a.bytes))
+        .baseline("(b) JSONL + zstd", per_event(b.bytes))
+        .baseline("(c) row delta + zstd", per_event(c.bytes));
         let mut raw = Vec::new();
         for block in &blocks {
             row_stream(block, &mut raw);
@@ -410,7 +429,7 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
             Err(e) => section.notes.push(format!("SKIPPED: xz -9 reference for {name}: {e}")),
         }
         if key == "sapimouse" {
-            size = size.target(1.8);
+            size = size.target(1.5);
         }
         ctx.show(&size);
         section.figures.push(size);
@@ -425,9 +444,10 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
             Better::Higher,
             rate(&ours.encode_s),
         )
+        .baseline("tracevault v1", events as f64 / v1.best_encode_s())
         .baseline("(a) rmp-serde + zstd", events as f64 / a.best_encode_s())
         .baseline("(c) row delta + zstd", events as f64 / c.best_encode_s())
-        .target(20e6);
+        .target(15e6);
         ctx.show(&encode);
         section.figures.push(encode);
         let event_bytes = std::mem::size_of::<Event>() as f64;
@@ -438,13 +458,14 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
             Better::Higher,
             rate(&ours.decode_s),
         )
+        .baseline("tracevault v1", events as f64 / v1.best_decode_s())
         .baseline("(a) rmp-serde + zstd", events as f64 / a.best_decode_s())
         .baseline("(c) row delta + zstd", events as f64 / c.best_decode_s())
         .limit(
             format!("memcpy of decoded events ({event_bytes:.0} B each)"),
             ctx.limits.memcpy_mib_s * 1048576.0 / event_bytes,
         )
-        .target(50e6);
+        .target(40e6);
         ctx.show(&decode);
         section.figures.push(decode);
     }

@@ -68,6 +68,9 @@ pub struct Options {
     pub work: Option<PathBuf>,
 }
 
+/// Key events (downs and ups) in one session of the typing data set.
+pub const TYPING_KEYS: usize = 100;
+
 /// What every section is given.
 pub struct Ctx {
     pub size: Size,
@@ -77,6 +80,7 @@ pub struct Ctx {
     pub limits: machine::Limits,
     real: OnceLock<Real>,
     generated: OnceLock<Vec<Vec<Event>>>,
+    typing: OnceLock<Vec<Vec<Event>>>,
 }
 
 /// The real recordings, by session and as one stream.
@@ -102,6 +106,7 @@ impl Ctx {
             limits: machine::Limits::default(),
             real: OnceLock::new(),
             generated: OnceLock::new(),
+            typing: OnceLock::new(),
         }
     }
 
@@ -161,6 +166,15 @@ impl Ctx {
                 seed: 16,
             };
             crate::generate::sessions(&w).into_iter().map(|(_, events)| events).collect()
+        })
+    }
+
+    /// Keystroke-heavy sessions: many short typing sessions of about 100 key events each
+    /// (`generate::typing_session`), where per-session and per-block costs dominate.
+    pub fn typing(&self) -> &[Vec<Event>] {
+        self.typing.get_or_init(|| {
+            let count = if self.smoke() { 20 } else { 2000 };
+            (0..count).map(|i| crate::generate::typing_session(16, i, TYPING_KEYS).1).collect()
         })
     }
 

@@ -14,7 +14,9 @@ use super::*;
 pub enum DecodeError {
     #[error("block is {found} bytes, expected at least {needed}")]
     Truncated { needed: usize, found: usize },
-    #[error("block format version {found} is not supported (this build reads version {BLOCK_VERSION})")]
+    #[error(
+        "block format version {found} is not supported (this build reads versions {BLOCK_VERSION_1} and {BLOCK_VERSION})"
+    )]
     UnsupportedVersion { found: u8 },
     #[error("block {what} is {found}, expected at most {max}")]
     OverLimit { what: &'static str, max: u64, found: u64 },
@@ -33,19 +35,27 @@ fn column_error(column: Column, reason: impl Into<String>) -> DecodeError {
 }
 
 impl BlockHeader {
-    /// Reads and checks the fixed header.
+    /// Reads and checks a block's header, whichever version it is.
     pub fn read(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {
+        match bytes.first() {
+            Some(&v2::VERSION) => v2::read_header(bytes).map(|(header, _)| header),
+            _ => BlockHeader::read_v1(bytes),
+        }
+    }
+
+    /// Reads and checks a version 1 block's fixed header.
+    fn read_v1(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {
         if bytes.len() < HEADER_BYTES {
             return Err(DecodeError::Truncated { needed: HEADER_BYTES, found: bytes.len() });
         }
         let version = bytes[OFFSET_VERSION];
-        if version != BLOCK_VERSION {
+        if version != BLOCK_VERSION_1 {
             return Err(DecodeError::UnsupportedVersion { found: version });
         }
         let columns = bytes[OFFSET_COLUMN_COUNT];
         if usize::from(columns) != COLUMN_COUNT {
             return Err(corrupt(format!(
-                "expected {COLUMN_COUNT} columns in a version {BLOCK_VERSION} block, found {columns}"
+                "expected {COLUMN_COUNT} columns in a version {BLOCK_VERSION_1} block, found {columns}"
             )));
         }
         let flags = u16::from_le_bytes(le(bytes, OFFSET_FLAGS));
@@ -87,6 +97,7 @@ pub fn decode_block(bytes: &[u8]) -> Result<Vec<Event>, DecodeError> {
 /// Decodes blocks, reusing its buffers and zstd context from one block to the next.
 pub struct BlockDecoder {
     decompressor: zstd::bulk::Decompressor<'static>,
+    v2: v2::Decoder,
     columns: [Vec<u8>; COLUMN_COUNT],
     strings: Vec<String>,
 }
@@ -107,15 +118,19 @@ impl BlockDecoder {
     pub fn new() -> Self {
         BlockDecoder {
             decompressor: zstd::bulk::Decompressor::new().expect("zstd creates a context"),
+            v2: v2::Decoder::default(),
             columns: Default::default(),
             strings: Vec::new(),
         }
     }
 
     /// Decodes the block in `bytes` (exactly one block, nothing after it) and appends its events
-    /// to `out`. On error, `out` is left as it was.
+    /// to `out`, whichever version it is. On error, `out` is left as it was.
     pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<BlockHeader, DecodeError> {
-        let header = BlockHeader::read(bytes)?;
+        if bytes.first() == Some(&v2::VERSION) {
+            return self.v2.decode_into(bytes, &mut self.decompressor, out);
+        }
+        let header = BlockHeader::read_v1(bytes)?;
         self.load_columns(bytes)?;
         let start = out.len();
         let result = self.decode_events(&header, out);

@@ -25,6 +25,8 @@ pub enum EncodeError {
 /// Encodes blocks, reusing its buffers and zstd context from one block to the next.
 pub struct BlockEncoder {
     level: i32,
+    version: u8,
+    v2: v2::Encoder,
     compressor: zstd::bulk::Compressor<'static>,
     columns: [Vec<u8>; COLUMN_COUNT],
     compressed: Vec<u8>,
@@ -32,7 +34,10 @@ pub struct BlockEncoder {
 
 impl std::fmt::Debug for BlockEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockEncoder").field("level", &self.level).finish_non_exhaustive()
+        f.debug_struct("BlockEncoder")
+            .field("level", &self.level)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,8 +48,20 @@ impl Default for BlockEncoder {
 }
 
 impl BlockEncoder {
-    /// An encoder compressing at zstd `level` (clamped to zstd's range).
+    /// An encoder writing the current format, [`BLOCK_VERSION`]; `level` is the zstd level for
+    /// the parts still compressed with zstd (version 2: the block's new strings), clamped to
+    /// zstd's range.
     pub fn new(level: i32) -> Self {
+        BlockEncoder::with_version(BLOCK_VERSION, level)
+    }
+
+    /// An encoder writing version 1 blocks (zstd over delta-coded columns), for comparison and
+    /// for tests of stores written before version 2.
+    pub fn v1(level: i32) -> Self {
+        BlockEncoder::with_version(BLOCK_VERSION_1, level)
+    }
+
+    fn with_version(version: u8, level: i32) -> Self {
         let range = zstd::compression_level_range();
         let level = level.clamp(*range.start(), *range.end());
         let mut compressor =
@@ -53,7 +70,14 @@ impl BlockEncoder {
         compressor
             .set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
             .expect("zstd accepts ContentSizeFlag");
-        BlockEncoder { level, compressor, columns: Default::default(), compressed: Vec::new() }
+        BlockEncoder {
+            level,
+            version,
+            v2: v2::Encoder::default(),
+            compressor,
+            columns: Default::default(),
+            compressed: Vec::new(),
+        }
     }
 
     /// The zstd level in use.
@@ -61,10 +85,18 @@ impl BlockEncoder {
         self.level
     }
 
+    /// The block format version this encoder writes.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
     /// Appends one block holding `events` to `out`. On error `out` is left as it was.
     pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if events.len() > BLOCK_EVENTS_MAX {
             return Err(EncodeError::TooManyEvents { max: BLOCK_EVENTS_MAX, found: events.len() });
+        }
+        if self.version == v2::VERSION {
+            return self.v2.encode(events, &mut self.compressor, out);
         }
         let t_unit_us = time_unit(events);
         self.fill_columns(events, t_unit_us)?;
@@ -74,7 +106,7 @@ impl BlockEncoder {
         }
 
         let start = out.len();
-        out.push(BLOCK_VERSION);
+        out.push(BLOCK_VERSION_1);
         out.push(COLUMN_COUNT as u8);
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&(events.len() as u32).to_le_bytes());
@@ -207,7 +239,7 @@ fn key_flags<'a>(
 
 /// The largest step that divides every time delta in the block (1 when there is none), so deltas
 /// from a millisecond clock are stored as small numbers.
-fn time_unit(events: &[Event]) -> u64 {
+pub(super) fn time_unit(events: &[Event]) -> u64 {
     let mut unit = 0u64;
     for pair in events.windows(2) {
         let delta = (pair[1].t_us.wrapping_sub(pair[0].t_us) as i64).unsigned_abs();

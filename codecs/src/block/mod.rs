@@ -1,26 +1,31 @@
-//! The block codec: a bounded run of one session's events, column-oriented, delta-encoded and
-//! compressed with zstd. docs/FORMAT.md ("Block") is the byte map; this module builds every
-//! offset from the named constants below.
+//! The block codec: a bounded run of one session's events, delta-coded and compressed.
+//! docs/FORMAT.md ("Block") is the byte map of each version.
 //!
 //! A block decodes on its own: no state is carried from one block to the next, so replay can
-//! decode a session's blocks in parallel.
+//! decode a session's blocks in parallel. Every block names its version in its first byte;
+//! [`BlockDecoder`] reads both, [`BlockEncoder`] writes version 2 (or version 1, on request).
 //!
-//! Why these columns: pointer motion dominates real input (SapiMouse is 99% moves). Splitting
-//! the stream by meaning lets zstd's entropy stage see one distribution at a time; time deltas are
-//! stored in units of the block's greatest common step (recorders often tick in whole
-//! milliseconds); pointer coordinates are stored as the change in velocity (second differences),
-//! because hand motion is smooth. On SapiMouse that takes a plain column split from about 1.9 to
-//! about 1.7 bytes per event at 4096-event blocks (`cargo bench --bench codecs` prints the figures).
+//! Version 1 (this module's `encode.rs` and `decode.rs`) splits events into columns by meaning
+//! and compresses each with zstd: time in units of the block's greatest common step, pointer
+//! coordinates as the change in velocity (second differences), because hand motion is smooth.
+//! Version 2 (`v2/`) keeps those transforms and replaces zstd, which spends its effort looking
+//! for repeats that human motion does not have, with an entropy coder under context models: on
+//! SapiMouse at 4096-event blocks, 1.712 to 1.417 bytes per event (`cargo bench --bench codecs`
+//! prints the figures).
 
 mod decode;
 mod encode;
+mod v2;
 mod varint;
 
 pub use decode::{BlockDecoder, DecodeError, decode_block};
 pub use encode::{BlockEncoder, EncodeError};
 
-/// The current block format version.
-pub const BLOCK_VERSION: u8 = 1;
+/// The block format version new blocks are written in. Version 1 blocks still decode, and a
+/// store may hold both: every block names its version in its first byte.
+pub const BLOCK_VERSION: u8 = v2::VERSION;
+/// The first layout: zstd over delta-coded columns, kept for stores written before version 2.
+pub const BLOCK_VERSION_1: u8 = 1;
 
 /// The zstd level blocks are compressed at unless configured otherwise, chosen by measurement:
 /// see docs/BENCHMARKS-HISTORY.md ("codecs") and the codec section of docs/BENCHMARKS.md.
@@ -124,7 +129,7 @@ pub(crate) const FLAG_KEY_SECURE: u8 = 0x20;
 // ... and focus whether `title` is present.
 pub(crate) const FLAG_FOCUS_HAS_TITLE: u8 = 0x10;
 
-/// What a block's fixed header says, readable without decoding the columns.
+/// What a block's header says, readable without decoding the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
     pub version: u8,

@@ -76,10 +76,27 @@ pub(crate) fn events(max: usize) -> impl Strategy<Value = Vec<Event>> {
     })
 }
 
-fn encode(events: &[Event]) -> Vec<u8> {
+/// Both versions this build writes: the current one and version 1.
+const VERSIONS: [u8; 2] = [BLOCK_VERSION_1, BLOCK_VERSION];
+
+fn encoder(version: u8, level: i32) -> BlockEncoder {
+    let encoder = if version == BLOCK_VERSION_1 { BlockEncoder::v1(level) } else { BlockEncoder::new(level) };
+    assert_eq!(encoder.version(), version);
+    encoder
+}
+
+fn encode_as(version: u8, events: &[Event]) -> Vec<u8> {
     let mut out = Vec::new();
-    BlockEncoder::default().encode(events, &mut out).unwrap();
+    encoder(version, DEFAULT_ZSTD_LEVEL).encode(events, &mut out).unwrap();
     out
+}
+
+fn encode(events: &[Event]) -> Vec<u8> {
+    encode_as(BLOCK_VERSION, events)
+}
+
+fn encode_v1(events: &[Event]) -> Vec<u8> {
+    encode_as(BLOCK_VERSION_1, events)
 }
 
 fn moves(n: usize) -> Vec<Event> {
@@ -95,29 +112,53 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn round_trip(events in events(300), level in prop::sample::select(vec![1, 3, 9])) {
+    fn round_trip(
+        events in events(300),
+        version in prop::sample::select(VERSIONS.to_vec()),
+        level in prop::sample::select(vec![1, 3, 9]),
+    ) {
         let mut block = Vec::new();
-        BlockEncoder::new(level).encode(&events, &mut block).unwrap();
+        encoder(version, level).encode(&events, &mut block).unwrap();
+        prop_assert_eq!(block[0], version);
         prop_assert_eq!(decode_block(&block).unwrap(), events);
     }
 
+    /// Blocks of both versions, one after another, through one decoder: a store written before
+    /// version 2 keeps its old blocks and appends new ones.
     #[test]
-    fn appends_after_existing_bytes_and_decodes_in_sequence(a in events(50), b in events(50)) {
-        let mut encoder = BlockEncoder::default();
+    fn appends_after_existing_bytes_and_decodes_in_sequence(
+        a in events(50),
+        b in events(50),
+        versions in prop::sample::select(vec![(1, 2), (2, 1), (2, 2), (1, 1)]),
+    ) {
         let mut bytes = b"prefix".to_vec();
-        encoder.encode(&a, &mut bytes).unwrap();
+        encoder(versions.0, DEFAULT_ZSTD_LEVEL).encode(&a, &mut bytes).unwrap();
         let split = bytes.len();
-        encoder.encode(&b, &mut bytes).unwrap();
+        encoder(versions.1, DEFAULT_ZSTD_LEVEL).encode(&b, &mut bytes).unwrap();
         let mut decoder = BlockDecoder::new();
         let mut out = Vec::new();
-        decoder.decode_into(&bytes[6..split], &mut out).unwrap();
-        decoder.decode_into(&bytes[split..], &mut out).unwrap();
+        prop_assert_eq!(decoder.decode_into(&bytes[6..split], &mut out).unwrap().version, versions.0);
+        prop_assert_eq!(decoder.decode_into(&bytes[split..], &mut out).unwrap().version, versions.1);
         prop_assert_eq!(out, [a, b].concat());
     }
 
+    /// One encoder, many blocks: nothing of one block's state leaks into the next.
     #[test]
-    fn corrupted_bytes_never_panic(events in events(64), flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4)) {
-        let mut block = encode(&events);
+    fn an_encoder_reused_writes_the_same_blocks_as_a_fresh_one(a in events(100), b in events(100)) {
+        let mut reused = BlockEncoder::default();
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        reused.encode(&a, &mut first).unwrap();
+        reused.encode(&b, &mut second).unwrap();
+        prop_assert_eq!(second, encode(&b));
+    }
+
+    #[test]
+    fn corrupted_bytes_never_panic(
+        events in events(64),
+        version in prop::sample::select(VERSIONS.to_vec()),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+    ) {
+        let mut block = encode_as(version, &events);
         for (at, xor) in flips {
             let i = at.index(block.len());
             block[i] ^= xor;
@@ -133,43 +174,63 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode_block(&bytes);
-        let mut prefixed = encode(&[])[..PREFIX_BYTES].to_vec();
+        let mut prefixed = encode_v1(&[])[..PREFIX_BYTES].to_vec();
         prefixed.extend_from_slice(&bytes);
         let _ = decode_block(&prefixed);
+        // Version 2: a plausible header (a few events, t 0, unit 1), then anything.
+        for count in [1u8, 5, 100] {
+            let mut prefixed = vec![BLOCK_VERSION, count, 0, 1];
+            prefixed.extend_from_slice(&bytes);
+            let _ = decode_block(&prefixed);
+        }
     }
 }
 
 #[test]
 fn every_truncation_is_an_error() {
-    let block = encode(&moves(100));
-    for len in 0..block.len() {
-        assert!(decode_block(&block[..len]).is_err(), "truncated to {len} decoded");
+    for version in VERSIONS {
+        let block = encode_as(version, &moves(100));
+        for len in 0..block.len() {
+            assert!(decode_block(&block[..len]).is_err(), "version {version} truncated to {len} decoded");
+        }
     }
 }
 
 #[test]
 fn empty_block_round_trips() {
-    let block = encode(&[]);
+    let block = encode_v1(&[]);
     assert_eq!(block.len(), PREFIX_BYTES);
+    assert_eq!(decode_block(&block).unwrap(), vec![]);
+    let block = encode(&[]);
+    assert!(block.len() < PREFIX_BYTES, "an empty version 2 block takes {} bytes", block.len());
     assert_eq!(decode_block(&block).unwrap(), vec![]);
 }
 
 #[test]
 fn header_is_readable_alone() {
     let events = moves(10);
-    let header = BlockHeader::read(&encode(&events)).unwrap();
-    assert_eq!(header, BlockHeader { version: 1, event_count: 10, t_first_us: 0, t_unit_us: 16_000 });
+    for version in VERSIONS {
+        let header = BlockHeader::read(&encode_as(version, &events)).unwrap();
+        assert_eq!(header, BlockHeader { version, event_count: 10, t_first_us: 0, t_unit_us: 16_000 });
+    }
 }
 
 #[test]
 fn errors_say_what_was_expected_and_found() {
-    let mut block = encode(&moves(10));
-    block[OFFSET_VERSION] = 9;
+    for version in VERSIONS {
+        let mut block = encode_as(version, &moves(10));
+        block[OFFSET_VERSION] = 9;
+        assert_eq!(
+            decode_block(&block).unwrap_err().to_string(),
+            "block format version 9 is not supported (this build reads versions 1 and 2)"
+        );
+    }
     assert_eq!(
-        decode_block(&block).unwrap_err().to_string(),
-        "block format version 9 is not supported (this build reads version 1)"
+        decode_block(&[]).unwrap_err().to_string(),
+        format!("block is 0 bytes, expected at least {HEADER_BYTES}")
     );
-    let mut block = encode(&moves(10));
+
+    let mut block = encode_v1(&moves(10));
     block.push(0);
     assert_eq!(
         decode_block(&block).unwrap_err().to_string(),
@@ -179,22 +240,32 @@ fn errors_say_what_was_expected_and_found() {
             block.len() - 1
         )
     );
-    let mut block = encode(&moves(10));
+    let mut block = encode_v1(&moves(10));
     block[OFFSET_EVENT_COUNT..OFFSET_EVENT_COUNT + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(decode_block(&block), Err(DecodeError::OverLimit { what: "event count", .. })));
-    let mut block = encode(&moves(10));
+    let mut block = encode_v1(&moves(10));
     block[OFFSET_EVENT_COUNT] = 11;
     assert_eq!(
         decode_block(&block).unwrap_err().to_string(),
         "block column kinds is corrupt: holds 10 kinds for 11 events"
     );
+
+    // Version 2: the header is varints after the version byte.
+    let mut block = encode(&moves(10));
+    let too_many = [BLOCK_VERSION, 0xff, 0xff, 0xff, 0xff, 0x0f];
+    block.splice(0..2, too_many);
+    assert!(matches!(decode_block(&block), Err(DecodeError::OverLimit { what: "event count", .. })));
+    let mut block = encode(&moves(10));
+    block.push(0);
+    let e = decode_block(&block).unwrap_err().to_string();
+    assert!(e.starts_with("block column extras is corrupt"), "{e}");
 }
 
 #[test]
 fn an_unknown_kind_is_named() {
     let mut events = moves(3);
     events.push(Event { t_us: 1, kind: EventKind::Marker { label: "m".into() } });
-    let mut block = encode(&events);
+    let mut block = encode_v1(&events);
     // The kinds column is short and stored raw: its bytes are the first column's data.
     assert_eq!(block[HEADER_BYTES], CODEC_RAW);
     block[PREFIX_BYTES + 3] = 0x0c;
@@ -220,8 +291,12 @@ fn oversized_string_is_an_encode_error_naming_the_event() {
         Event { t_us: 0, kind: EventKind::Move { x: 0, y: 0 } },
         Event { t_us: 0, kind: EventKind::Text { text: "x".repeat(crate::limits::STRING_BYTES_MAX + 1) } },
     ];
-    let e = BlockEncoder::default().encode(&events, &mut Vec::new()).unwrap_err();
-    assert!(e.to_string().starts_with("event 1: a string of"), "{e}");
+    for version in VERSIONS {
+        let mut out = vec![7];
+        let e = encoder(version, DEFAULT_ZSTD_LEVEL).encode(&events, &mut out).unwrap_err();
+        assert!(e.to_string().starts_with("event 1: a string of"), "{e}");
+        assert_eq!(out, vec![7]);
+    }
 }
 
 /// Regression: a block whose only time step lay between 2^62 and 2^63 was written with that step
@@ -233,6 +308,8 @@ fn time_unit_above_2_pow_62_round_trips() {
             Event { t_us: 0, kind: EventKind::Move { x: 0, y: 0 } },
             Event { t_us: t, kind: EventKind::Move { x: 1, y: 1 } },
         ];
-        assert_eq!(decode_block(&encode(&events)).unwrap(), events, "t = {t}");
+        for version in VERSIONS {
+            assert_eq!(decode_block(&encode_as(version, &events)).unwrap(), events, "v{version}, t = {t}");
+        }
     }
 }

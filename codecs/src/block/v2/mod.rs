@@ -1,0 +1,184 @@
+//! Block format version 2: every column coded by one rANS coder driven by context models, so
+//! the bits go where the information is (docs/FORMAT.md, "Block, version 2", is the bit map).
+//!
+//! Each value becomes a *token* (its own value when small, otherwise its bit length and top bits,
+//! the rest written raw to the extras stream) coded under a *context*: the previous kind for a
+//! kind, the previous time delta for a time delta, the previous velocity's magnitude for a
+//! pointer's change in velocity. A kind byte is its own symbol (all 256 fit the alphabet, so it
+//! has no extra bits). The frequency tables are stored in the block, so a block still
+//! decodes on its own and in parallel with its neighbours.
+
+mod ans;
+mod decode;
+mod dictionary;
+mod encode;
+
+pub(crate) use decode::{Decoder, read_header};
+pub(crate) use encode::Encoder;
+
+/// The version byte of this layout.
+pub(crate) const VERSION: u8 = 2;
+
+/// Symbols every table is over: 64 direct values and 4 tokens per bit length from 7 to 64.
+pub(super) const ALPHABET: usize = 296;
+/// Values below this are their own token.
+const DIRECT: u64 = 64;
+/// log2 of [`DIRECT`].
+const DIRECT_BITS: u32 = 6;
+
+/// The token of `v` and how many extra bits follow it.
+#[inline(always)]
+pub(super) fn token(v: u64) -> (u16, u32) {
+    if v < DIRECT {
+        return (v as u16, 0);
+    }
+    let n = 63 - v.leading_zeros();
+    let top = (v >> (n - 2)) & 3;
+    ((DIRECT as u32 + 4 * (n - DIRECT_BITS) + top as u32) as u16, n - 2)
+}
+
+/// For a token of at least [`DIRECT`]: the bit length less one, and the two bits below the
+/// leading one.
+#[inline(always)]
+pub(super) fn token_shape(t: u16) -> (u32, u64) {
+    let t = u32::from(t) - DIRECT as u32;
+    (DIRECT_BITS + t / 4, u64::from(t & 3))
+}
+
+// Contexts. Each has its own frequency table; the encoder gathers counts by *fine* context, then
+// merges the pointer's fine contexts into the block's chosen number of buckets.
+
+/// Kind byte, by the previous event's kind (0 before the first event).
+pub(super) const KIND_CONTEXTS: usize = 10;
+/// Time delta, by whether the previous delta's token was the block's most common one, below it or
+/// above it.
+pub(super) const TIME_CONTEXTS: usize = 3;
+/// Pointer second difference, by the bit length of the axis's previous velocity (zigzag), capped.
+pub(super) const POINTER_FINE: usize = 16;
+/// The pointer bucket counts a block may choose from: bucket `b` holds the velocities of bit
+/// length `b`, the last one every longer length too.
+pub(super) const POINTER_BUCKETS: [usize; 8] = [1, 2, 3, 4, 6, 8, 12, 16];
+/// String references, by field: a key's code on key down and on key up, its text on key down
+/// and key up, a text event's text, a focus's app and title, a marker's label.
+pub(super) const REF_CONTEXTS: usize = 8;
+
+pub(super) const FINE_KIND: usize = 0;
+pub(super) const FINE_TIME: usize = FINE_KIND + KIND_CONTEXTS;
+pub(super) const FINE_POINTER: usize = FINE_TIME + TIME_CONTEXTS;
+pub(super) const FINE_INTS: usize = FINE_POINTER + POINTER_FINE;
+pub(super) const FINE_REFS: usize = FINE_INTS + 1;
+pub(super) const FINE_CONTEXTS: usize = FINE_REFS + REF_CONTEXTS;
+
+pub(super) const REF_CODE_DOWN: usize = 0;
+pub(super) const REF_CODE_UP: usize = 1;
+pub(super) const REF_TEXT_DOWN: usize = 2;
+pub(super) const REF_TEXT_UP: usize = 3;
+pub(super) const REF_TEXT: usize = 4;
+pub(super) const REF_APP: usize = 5;
+pub(super) const REF_TITLE: usize = 6;
+pub(super) const REF_LABEL: usize = 7;
+
+/// Which recency list a reference context uses: codes, texts, apps, titles, labels.
+pub(super) const REF_LIST: [usize; REF_CONTEXTS] = [0, 0, 1, 1, 1, 2, 3, 4];
+pub(super) const REF_LISTS: usize = 5;
+
+/// The time context after a delta whose token is `t`, given the block's most common token.
+#[inline(always)]
+pub(super) fn time_context(t: u16, mode: u16) -> usize {
+    match t.cmp(&mode) {
+        std::cmp::Ordering::Equal => 0,
+        std::cmp::Ordering::Less => 1,
+        std::cmp::Ordering::Greater => 2,
+    }
+}
+
+/// The fine pointer context of an axis whose previous velocity is `v`.
+#[inline(always)]
+pub(super) fn pointer_fine(v: i64) -> usize {
+    let z = super::varint::zigzag(v);
+    ((64 - z.leading_zeros()) as usize).min(POINTER_FINE - 1)
+}
+
+/// Recently used string ids of one field, most recent first. A reference is the id's position
+/// here, or, for an id not in the list, the list's length plus the id; then the id moves to the
+/// front. Typing returns to a few keys, so most references are small numbers.
+#[derive(Default)]
+pub(super) struct Recency {
+    ids: Vec<u32>,
+}
+
+impl Recency {
+    pub(super) fn clear(&mut self) {
+        self.ids.clear();
+    }
+
+    /// The reference of `id`, moving it to the front.
+    pub(super) fn reference(&mut self, id: u32) -> u64 {
+        match self.ids.iter().position(|&i| i == id) {
+            Some(p) => {
+                self.ids[..=p].rotate_right(1);
+                p as u64
+            }
+            None => {
+                let r = self.ids.len() as u64 + u64::from(id);
+                self.ids.insert(0, id);
+                r
+            }
+        }
+    }
+
+    /// The id a reference names (inverse of [`Recency::reference`]); `None` past `ids`.
+    pub(super) fn resolve(&mut self, r: u64, ids: u64) -> Option<u32> {
+        let len = self.ids.len() as u64;
+        if r < len {
+            let p = r as usize;
+            let id = self.ids[p];
+            self.ids[..=p].rotate_right(1);
+            return Some(id);
+        }
+        let id = r - len;
+        if id >= ids || self.ids.contains(&(id as u32)) {
+            return None;
+        }
+        self.ids.insert(0, id as u32);
+        Some(id as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_cover_every_u64_and_keep_their_extra_bits() {
+        for v in [0u64, 1, 63, 64, 65, 127, 128, 1000, 1 << 40, u64::MAX - 1, u64::MAX] {
+            let (t, extra) = token(v);
+            assert!(usize::from(t) < ALPHABET, "{v}");
+            if v < DIRECT {
+                assert_eq!((u64::from(t), extra), (v, 0));
+                continue;
+            }
+            let (n, top) = token_shape(t);
+            assert_eq!(extra, n - 2);
+            let rebuilt = (4 | top) << (n - 2) | (v & ((1 << (n - 2)) - 1));
+            assert_eq!(rebuilt, v);
+        }
+        assert_eq!(token(u64::MAX).0 as usize, ALPHABET - 1);
+    }
+
+    #[test]
+    fn recency_references_resolve_to_their_ids() {
+        let ids = [5u32, 5, 7, 5, 300, 7, 7, 0];
+        let mut enc = Recency::default();
+        let refs: Vec<u64> = ids.iter().map(|&id| enc.reference(id)).collect();
+        assert_eq!(refs, [5, 0, 8, 1, 302, 2, 0, 3]);
+        let mut dec = Recency::default();
+        let back: Vec<u32> = refs.iter().map(|&r| dec.resolve(r, 301).unwrap()).collect();
+        assert_eq!(back, ids);
+        // An escape naming an id already in the list, or past the block's ids, is refused.
+        let mut dec = Recency::default();
+        assert_eq!(dec.resolve(5, 301), Some(5));
+        assert_eq!(dec.resolve(6, 301), None);
+        assert_eq!(dec.resolve(302, 301), None);
+    }
+}
