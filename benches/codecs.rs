@@ -55,7 +55,7 @@ fn main() {
     let min_time = if smoke { Duration::ZERO } else { Duration::from_millis(300) };
     println!("codecs: {source}: {} sessions, {events} events ({})", sessions.len(), dir.display());
     println!(
-        "one thread; each figure the best of 3 repetitions; ratios are against tracevault v2 at the same block size"
+        "one thread; each figure the best of 3 repetitions; ratios are against tracevault v3 (the block format written now) at the same block size"
     );
     println!();
     println!(
@@ -110,8 +110,8 @@ fn main() {
         }
     }
     println!();
-    println!("size x: the codec's bytes over tracevault v2's (above 1: v2 is smaller).");
-    println!("encode x / decode x: the codec's rate over v2's (below 1: v2 is faster).");
+    println!("size x: the codec's bytes over tracevault v3's (above 1: v3 is smaller).");
+    println!("encode x / decode x: the codec's rate over v3's (below 1: v3 is faster).");
     println!();
 
     let mut criterion = Criterion::default()

@@ -30,9 +30,9 @@ impl Tracevault {
     /// The current block format (version 2), its strings at zstd `level`.
     pub fn new(level: i32) -> Self {
         let name = if level == DEFAULT_ZSTD_LEVEL {
-            "tracevault v2".to_owned()
+            "tracevault v3".to_owned()
         } else {
-            format!("tracevault v2 (zstd {level})")
+            format!("tracevault v3 (zstd {level})")
         };
         Tracevault {
             encoder: BlockEncoder::new(level),
@@ -376,7 +376,7 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
         title: "the block codec, bytes per event and speed".into(),
         about: format!(
             "Every recording cut into 4096-event blocks (the log's default), one thread. The current \
-             block format (v2: context-modelled rANS) against v1 (zstd over delta-coded columns) and \
+             block format (v3: context-modelled rANS) against v1 (zstd over delta-coded columns) and \
              baselines at the same zstd level ({DEFAULT_ZSTD_LEVEL}) on the same blocks: (a) rmp-serde of the events, \
              (b) the JSONL interchange lines, (c) one row per event (kind, zigzag varint time and pointer \
              deltas); `xz -9` of (c)'s plain stream, the whole data set at once, as a near-limit \

@@ -15,7 +15,7 @@ pub enum DecodeError {
     #[error("block is {found} bytes, expected at least {needed}")]
     Truncated { needed: usize, found: usize },
     #[error(
-        "block format version {found} is not supported (this build reads versions {BLOCK_VERSION_1} and {BLOCK_VERSION})"
+        "block format version {found} is not supported (this build reads versions {BLOCK_VERSION_1}, {BLOCK_VERSION_2} and {BLOCK_VERSION})"
     )]
     UnsupportedVersion { found: u8 },
     #[error("block {what} is {found}, expected at most {max}")]
@@ -38,7 +38,7 @@ impl BlockHeader {
     /// Reads and checks a block's header, whichever version it is.
     pub fn read(bytes: &[u8]) -> Result<BlockHeader, DecodeError> {
         match bytes.first() {
-            Some(&v2::VERSION) => v2::read_header(bytes).map(|(header, _)| header),
+            Some(&v2::VERSION | &v2::VERSION_2) => v2::read_header(bytes).map(|(header, _)| header),
             _ => BlockHeader::read_v1(bytes),
         }
     }
@@ -127,7 +127,7 @@ impl BlockDecoder {
     /// Decodes the block in `bytes` (exactly one block, nothing after it) and appends its events
     /// to `out`, whichever version it is. On error, `out` is left as it was.
     pub fn decode_into(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<BlockHeader, DecodeError> {
-        if bytes.first() == Some(&v2::VERSION) {
+        if matches!(bytes.first(), Some(&v2::VERSION | &v2::VERSION_2)) {
             return self.v2.decode_into(bytes, &mut self.decompressor, out);
         }
         let header = BlockHeader::read_v1(bytes)?;

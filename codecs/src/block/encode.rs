@@ -90,6 +90,11 @@ impl BlockEncoder {
         self.version
     }
 
+    /// Where the bits of the last version 2 block this encoder wrote (`total` bytes) went.
+    pub fn breakdown(&self, total: usize) -> Breakdown {
+        self.v2.breakdown(total)
+    }
+
     /// Appends one block holding `events` to `out`. On error `out` is left as it was.
     pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         if events.len() > BLOCK_EVENTS_MAX {

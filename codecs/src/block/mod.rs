@@ -20,12 +20,16 @@ mod varint;
 
 pub use decode::{BlockDecoder, DecodeError, decode_block};
 pub use encode::{BlockEncoder, EncodeError};
+pub use v2::Breakdown;
 
 /// The block format version new blocks are written in. Version 1 blocks still decode, and a
 /// store may hold both: every block names its version in its first byte.
 pub const BLOCK_VERSION: u8 = v2::VERSION;
 /// The first layout: zstd over delta-coded columns, kept for stores written before version 2.
 pub const BLOCK_VERSION_1: u8 = 1;
+/// The first entropy-coded layout, read (not written): version 3 codes its tables more tightly
+/// and its contexts see more.
+pub const BLOCK_VERSION_2: u8 = v2::VERSION_2;
 
 /// The zstd level blocks are compressed at unless configured otherwise, chosen by measurement:
 /// see docs/BENCHMARKS-HISTORY.md ("codecs") and the codec section of docs/BENCHMARKS.md.

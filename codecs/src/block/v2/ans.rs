@@ -1,6 +1,7 @@
-//! The entropy coder of version 2 blocks: bit streams, frequency tables and a two-way
-//! interleaved rANS coder (Duda's asymmetric numeral systems, in the byte-renormalising form of
-//! Giesen's `rans_byte`). docs/FORMAT.md ("Block, version 2") is the bit-exact description.
+//! The entropy coder of version 2 and 3 blocks: bit streams and a two-way interleaved rANS coder
+//! (Duda's asymmetric numeral systems, in the byte-renormalising form of Giesen's `rans_byte`);
+//! the frequency tables it codes with are in `freqs.rs`. docs/FORMAT.md ("Block, version 3") is
+//! the bit-exact description.
 //!
 //! Why hand-written rather than a crate: the decoder's inner step is three loads, a multiply and
 //! a rarely taken renormalisation, inlined into the event loop with the context chosen from the
@@ -8,12 +9,12 @@
 //! coders (the reference) are generic over word sizes and models and would have had to be
 //! wrapped to give either. The code is small and every byte it reads is checked.
 
+use super::freqs::Freqs;
+
 /// Renormalisation bound: a state lives in `[RANS_L, RANS_L << 8)`.
 pub(super) const RANS_L: u32 = 1 << 23;
 /// The largest table precision: frequencies sum to `1 << precision`.
 pub(super) const PRECISION_MAX: u32 = 9;
-/// Significant bits of a stored frequency below its leading one.
-const MANTISSA_BITS: u32 = 3;
 /// Bytes of the two flushed states at the start of the rANS section.
 pub(super) const STATE_BYTES: usize = 8;
 
@@ -105,18 +106,37 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get32(&mut self, count: u32) -> Result<u64, BitsError> {
+        if self.n < count {
+            self.refill(count)?;
+        }
+        let v = self.acc & ((1u64 << count) - 1);
+        self.acc >>= count;
+        self.n -= count;
+        Ok(v)
+    }
+
+    /// Loads whole bytes until at least `count <= 32` bits are held: eight at once where the
+    /// stream has them (one unaligned load, no loop), else one by one.
+    #[inline(always)]
+    fn refill(&mut self, count: u32) -> Result<(), BitsError> {
+        if let Some(word) = self.bytes.get(self.pos..self.pos + 8) {
+            let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            let take = (63 - self.n) / 8;
+            self.acc |= word << self.n;
+            self.pos += take as usize;
+            self.n += take * 8;
+            // `self.n` was below 32, so at least 32 bits are held now.
+            return Ok(());
+        }
         while self.n < count {
             let &b = self.bytes.get(self.pos).ok_or(BitsError::Truncated)?;
             self.acc |= u64::from(b) << self.n;
             self.pos += 1;
             self.n += 8;
         }
-        let v = self.acc & ((1u64 << count) - 1);
-        self.acc >>= count;
-        self.n -= count;
-        Ok(v)
+        Ok(())
     }
 
     pub(super) fn gamma(&mut self) -> Result<u64, BitsError> {
@@ -130,177 +150,10 @@ impl<'a> BitReader<'a> {
         Ok(1 << n | self.get(n)?)
     }
 
-    /// Whether everything was read: no bytes left and only zero padding in the last one.
+    /// Whether everything was read: no bytes left, none loaded and unread, and only zero padding
+    /// in the last one.
     pub(super) fn is_at_end(&self) -> bool {
-        self.pos == self.bytes.len() && self.acc == 0
-    }
-}
-
-/// One context's frequencies, normalised to sum to `1 << precision`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Freqs {
-    pub(super) precision: u32,
-    /// `(symbol, frequency)`, ascending by symbol; empty for a context nothing uses.
-    pub(super) symbols: Vec<(u16, u32)>,
-    /// The index in `symbols` of the symbol whose frequency the table does not store: it takes
-    /// what the others leave. Chosen by count before quantising, so it need not be the largest
-    /// frequency afterwards, and the table names it rather than the reader guessing.
-    pub(super) implied: usize,
-}
-
-fn ceil_log2(v: u64) -> u32 {
-    if v <= 1 { 0 } else { 64 - (v - 1).leading_zeros() }
-}
-
-/// `f` keeping only its leading one and the [`MANTISSA_BITS`] bits below it, rounded down.
-fn quantize_down(f: u32) -> u32 {
-    let e = 31 - f.leading_zeros();
-    let drop = e.saturating_sub(MANTISSA_BITS);
-    f >> drop << drop
-}
-
-fn quantize_nearest(f: u32) -> u32 {
-    let e = 31 - f.leading_zeros();
-    let drop = e.saturating_sub(MANTISSA_BITS);
-    if drop == 0 {
-        return f;
-    }
-    quantize_down(f + (1 << (drop - 1)))
-}
-
-impl Freqs {
-    /// Normalises `counts` (by symbol). The most frequent symbol takes what the others leave, so
-    /// only the others' frequencies are stored, each with [`MANTISSA_BITS`] significant bits.
-    pub(super) fn normalize(counts: &[u32]) -> Freqs {
-        let present: Vec<(u16, u32)> =
-            counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(s, &c)| (s as u16, c)).collect();
-        let k = present.len();
-        if k <= 1 {
-            return Freqs {
-                precision: 0,
-                symbols: present.into_iter().map(|(s, _)| (s, 1)).collect(),
-                implied: 0,
-            };
-        }
-        let n: u64 = present.iter().map(|&(_, c)| u64::from(c)).sum();
-        let precision = ceil_log2(n).max(ceil_log2(k as u64) + 1).min(PRECISION_MAX);
-        let total = 1u64 << precision;
-        let rest = (0..k).max_by_key(|&i| (present[i].1, std::cmp::Reverse(i))).expect("k >= 2");
-        let mut symbols: Vec<(u16, u32)> = present
-            .iter()
-            .map(|&(s, c)| {
-                let f = ((u64::from(c) * total + n / 2) / n).max(1) as u32;
-                (s, quantize_nearest(f))
-            })
-            .collect();
-        let others = |symbols: &[(u16, u32)]| -> u64 {
-            symbols.iter().enumerate().filter(|(i, _)| *i != rest).map(|(_, &(_, f))| u64::from(f)).sum()
-        };
-        // Rounding up may leave the most frequent symbol nothing: take back from the largest.
-        while others(&symbols) >= total {
-            let (i, _) = symbols
-                .iter()
-                .enumerate()
-                .filter(|(i, (_, f))| *i != rest && *f > 1)
-                .max_by_key(|(_, (_, f))| *f)
-                .expect("k ones sum below 1 << precision");
-            symbols[i].1 = quantize_down(symbols[i].1 - 1);
-        }
-        symbols[rest].1 = (total - others(&symbols)) as u32;
-        Freqs { precision, symbols, implied: rest }
-    }
-
-    /// Writes the table (docs/FORMAT.md, "frequency table").
-    pub(super) fn write(&self, w: &mut BitWriter) {
-        let k = self.symbols.len();
-        w.gamma(k as u64 + 1);
-        match k {
-            0 => {}
-            1 => w.gamma(u64::from(self.symbols[0].0) + 1),
-            _ => {
-                w.put(u64::from(self.precision), 4);
-                let mut prev = -1i64;
-                for &(s, _) in &self.symbols {
-                    w.gamma((i64::from(s) - prev) as u64);
-                    prev = i64::from(s);
-                }
-                let rest = self.implied;
-                w.put(rest as u64, ceil_log2(k as u64));
-                for (i, &(_, f)) in self.symbols.iter().enumerate() {
-                    if i == rest {
-                        continue;
-                    }
-                    let e = 31 - f.leading_zeros();
-                    w.gamma(u64::from(e) + 1);
-                    let m = e.min(MANTISSA_BITS);
-                    w.put(u64::from(f >> (e - m)), m);
-                }
-            }
-        }
-    }
-
-    /// Reads a table written by [`Freqs::write`] for an alphabet of `alphabet` symbols.
-    pub(super) fn read(r: &mut BitReader<'_>, alphabet: usize) -> Result<Freqs, String> {
-        let bits = |e: BitsError| match e {
-            BitsError::Truncated => "the table section ends inside a table".to_owned(),
-            BitsError::Overlong => "a table holds a number longer than 64 bits".to_owned(),
-        };
-        let k = r.gamma().map_err(bits)? - 1;
-        if k > alphabet as u64 {
-            return Err(format!("a table lists {k} symbols, the alphabet has {alphabet}"));
-        }
-        let k = k as usize;
-        if k == 0 {
-            return Ok(Freqs::default());
-        }
-        if k == 1 {
-            let s = r.gamma().map_err(bits)? - 1;
-            if s >= alphabet as u64 {
-                return Err(format!("symbol {s} is outside the alphabet of {alphabet}"));
-            }
-            return Ok(Freqs { precision: 0, symbols: vec![(s as u16, 1)], implied: 0 });
-        }
-        let precision = r.get(4).map_err(bits)? as u32;
-        if precision > PRECISION_MAX || (1usize << precision) < k {
-            return Err(format!("precision {precision} cannot hold {k} symbols (at most {PRECISION_MAX})"));
-        }
-        let mut symbols = Vec::with_capacity(k);
-        let mut prev = -1i64;
-        for _ in 0..k {
-            let gap = r.gamma().map_err(bits)?;
-            let s = prev.saturating_add(gap.min(1 << 40) as i64);
-            if s >= alphabet as i64 {
-                return Err(format!("symbol {s} is outside the alphabet of {alphabet}"));
-            }
-            symbols.push((s as u16, 0u32));
-            prev = s;
-        }
-        let rest = r.get(ceil_log2(k as u64)).map_err(bits)? as usize;
-        if rest >= k {
-            return Err(format!("the implied symbol is number {rest} of {k}"));
-        }
-        let total = 1u64 << precision;
-        let mut sum = 0u64;
-        for (i, slot) in symbols.iter_mut().enumerate() {
-            if i == rest {
-                continue;
-            }
-            let e = r.gamma().map_err(bits)? - 1;
-            if e >= u64::from(precision) {
-                return Err(format!("a frequency of 2^{e} or more in a table of 2^{precision}"));
-            }
-            let e = e as u32;
-            let m = e.min(MANTISSA_BITS);
-            let top = r.get(m).map_err(bits)? as u32;
-            let f = (1 << m | top) << (e - m);
-            sum += u64::from(f);
-            slot.1 = f;
-        }
-        if sum >= total {
-            return Err(format!("frequencies sum to {sum}, leaving nothing of {total}"));
-        }
-        symbols[rest].1 = (total - sum) as u32;
-        Ok(Freqs { precision, symbols, implied: rest })
+        self.pos == self.bytes.len() && self.n < 8 && self.acc == 0
     }
 }
 
@@ -407,44 +260,80 @@ impl RansEncoder {
     }
 }
 
-/// One slot of a decoding table.
+/// One slot of a decoding table, packed in a word so a lookup is one load: the symbol (9 bits),
+/// its frequency (10) and the slot's offset within the symbol's range (9).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Slot {
-    pub(super) symbol: u16,
-    pub(super) freq: u16,
-    /// The slot's offset within its symbol's range.
-    pub(super) bias: u16,
+pub(super) struct Slot(u32);
+
+const SLOT_SYMBOL_BITS: u32 = 9;
+const SLOT_FREQ_BITS: u32 = 10;
+const _: () = assert!(super::ALPHABET <= 1 << SLOT_SYMBOL_BITS && 1 << PRECISION_MAX < 1 << SLOT_FREQ_BITS);
+const _: () = assert!(SLOT_SYMBOL_BITS + SLOT_FREQ_BITS + PRECISION_MAX <= 32);
+
+impl Slot {
+    fn new(symbol: u16, freq: u32, bias: u32) -> Slot {
+        Slot(u32::from(symbol) | freq << SLOT_SYMBOL_BITS | bias << (SLOT_SYMBOL_BITS + SLOT_FREQ_BITS))
+    }
+
+    #[inline(always)]
+    fn symbol(self) -> u16 {
+        (self.0 & ((1 << SLOT_SYMBOL_BITS) - 1)) as u16
+    }
+
+    #[inline(always)]
+    fn freq(self) -> u32 {
+        (self.0 >> SLOT_SYMBOL_BITS) & ((1 << SLOT_FREQ_BITS) - 1)
+    }
+
+    #[inline(always)]
+    fn bias(self) -> u32 {
+        self.0 >> (SLOT_SYMBOL_BITS + SLOT_FREQ_BITS)
+    }
 }
 
-/// One context's decoding table: a slot per `1 << precision`.
-#[derive(Clone, Debug, Default)]
+/// One context's decoding table: where its slots (one per `1 << precision`) start in the block's
+/// slots, or the one symbol it codes in no bits, or none.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct DecTable {
-    pub(super) precision: u32,
-    pub(super) mask: u32,
-    /// `None`: no symbol (the context is unused); `Some(s)` with no slots: only `s`, coded in no bits.
-    pub(super) only: Option<u16>,
-    pub(super) slots: Vec<Slot>,
-    pub(super) empty: bool,
+    start: u32,
+    precision: u32,
+    mask: u32,
+    /// [`DecTable::SLOTS`]: decode through the slots; [`DecTable::UNUSED`]: the context has no
+    /// symbol; else the only symbol, coded in no bits.
+    only: u16,
+}
+
+impl Default for DecTable {
+    fn default() -> Self {
+        DecTable { start: 0, precision: 0, mask: 0, only: DecTable::UNUSED }
+    }
 }
 
 impl DecTable {
-    pub(super) fn build(&mut self, freqs: &Freqs) {
-        self.precision = freqs.precision;
-        self.mask = (1u32 << freqs.precision) - 1;
-        self.slots.clear();
-        self.empty = freqs.symbols.is_empty();
-        self.only = match freqs.symbols.as_slice() {
-            [(s, _)] => Some(*s),
-            _ => None,
-        };
-        if self.only.is_some() || self.empty {
-            return;
+    const SLOTS: u16 = u16::MAX;
+    const UNUSED: u16 = u16::MAX - 1;
+
+    /// The table of `freqs`, its slots appended to `slots`.
+    pub(super) fn build(freqs: &Freqs, slots: &mut Vec<Slot>) -> DecTable {
+        let mut table = DecTable::default();
+        match freqs.symbols.as_slice() {
+            [] => return table,
+            [(s, _)] => {
+                table.only = *s;
+                return table;
+            }
+            _ => {}
         }
-        self.slots.reserve(1 << freqs.precision);
+        table.only = DecTable::SLOTS;
+        table.precision = freqs.precision;
+        table.mask = (1u32 << freqs.precision) - 1;
+        table.start = slots.len() as u32;
+        slots.reserve(1 << freqs.precision);
         for &(symbol, f) in &freqs.symbols {
-            self.slots.extend((0..f as u16).map(|bias| Slot { symbol, freq: f as u16, bias }));
+            slots.extend((0..f).map(|bias| Slot::new(symbol, f, bias)));
         }
-        debug_assert_eq!(self.slots.len(), 1 << freqs.precision);
+        debug_assert_eq!(slots.len() - table.start as usize, 1 << freqs.precision);
+        table
     }
 }
 
@@ -477,20 +366,36 @@ impl<'a> RansDecoder<'a> {
     }
 
     #[inline(always)]
-    pub(super) fn get(&mut self, t: &DecTable) -> Result<u16, RansError> {
-        if t.slots.is_empty() {
-            return t.only.ok_or(RansError::NoTable);
+    pub(super) fn get(&mut self, t: &DecTable, slots: &[Slot]) -> Result<u16, RansError> {
+        if t.only != DecTable::SLOTS {
+            return if t.only == DecTable::UNUSED { Err(RansError::NoTable) } else { Ok(t.only) };
         }
         let x = self.x;
-        let slot = t.slots[(x & t.mask) as usize];
-        let mut x = u32::from(slot.freq) * (x >> t.precision) + u32::from(slot.bias);
-        while x < RANS_L {
-            let &b = self.bytes.get(self.pos).ok_or(RansError::Truncated)?;
-            x = x << 8 | u32::from(b);
-            self.pos += 1;
-        }
+        let slot = slots[(t.start + (x & t.mask)) as usize];
+        let x = slot.freq() * (x >> t.precision) + slot.bias();
+        // A decoded state is at least 2^(23 - PRECISION_MAX) = 2^14, so at most two bytes bring
+        // it back to [L, 256 L): as many as its leading zeros say, read in one load without a
+        // branch where four bytes remain (the loop is for the last few).
+        const _: () = assert!(RANS_L >> PRECISION_MAX >= 1 << 8);
+        let x = match self.bytes.get(self.pos..self.pos + 4) {
+            Some(word) => {
+                let word = u32::from_be_bytes(word.try_into().expect("4 bytes"));
+                let take = (x.leading_zeros() - 1) / 8;
+                self.pos += take as usize;
+                ((u64::from(x) << (8 * take)) | (u64::from(word) >> (32 - 8 * take))) as u32
+            }
+            None => {
+                let mut x = x;
+                while x < RANS_L {
+                    let &b = self.bytes.get(self.pos).ok_or(RansError::Truncated)?;
+                    x = x << 8 | u32::from(b);
+                    self.pos += 1;
+                }
+                x
+            }
+        };
         (self.x, self.y) = (self.y, x);
-        Ok(slot.symbol)
+        Ok(slot.symbol())
     }
 
     /// Whether the section was exactly consumed and both states are back where encoding began
@@ -523,58 +428,13 @@ mod tests {
     }
 
     #[test]
-    fn normalized_tables_sum_to_their_precision_and_round_trip() {
-        let cases: Vec<Vec<u32>> = vec![
-            vec![0, 5, 0, 0],
-            vec![1, 1],
-            vec![1000, 1, 1, 1, 1, 1, 1, 1, 1],
-            (0..296).map(|i| (i % 7) as u32).collect(),
-            (0..296).map(|_| 1).collect(),
-            vec![100_000, 3, 0, 90_000, 7],
-        ];
-        for counts in cases {
-            check_table(&counts);
-        }
-    }
-
-    fn check_table(counts: &[u32]) {
-        {
-            let f = Freqs::normalize(counts);
-            let sum: u32 = f.symbols.iter().map(|s| s.1).sum();
-            let total = if f.symbols.is_empty() { 0 } else { 1 << f.precision };
-            assert_eq!(sum, total, "{counts:?}");
-            assert!(f.symbols.iter().all(|s| s.1 >= 1 && counts[usize::from(s.0)] > 0));
-            let mut w = BitWriter::default();
-            f.write(&mut w);
-            w.finish();
-            let mut r = BitReader::new(&w.bytes);
-            assert_eq!(Freqs::read(&mut r, counts.len()).unwrap(), f, "{counts:?}");
-        }
-    }
-
-    proptest::proptest! {
-        /// Regression: the implied symbol was re-derived as the largest frequency after
-        /// quantising, which another symbol could tie or beat; its unquantised frequency was then
-        /// written with three mantissa bits and read back different.
-        #[test]
-        fn every_table_round_trips(
-            counts in proptest::collection::vec(
-                proptest::prop_oneof![3 => 0u32..3, 2 => 0u32..100, 1 => 0u32..100_000],
-                1..296,
-            )
-        ) {
-            check_table(&counts);
-        }
-    }
-
-    #[test]
     fn rans_round_trips_on_both_lanes() {
         let counts = [50u32, 3, 0, 20, 1];
         let freqs = Freqs::normalize(&counts);
         let mut enc_t = EncTable::default();
         enc_t.build(&freqs, counts.len());
-        let mut dec_t = DecTable::default();
-        dec_t.build(&freqs);
+        let mut slots = Vec::new();
+        let dec_t = DecTable::build(&freqs, &mut slots);
         let symbols: Vec<u16> =
             (0..1000u32).map(|i| [0u16, 0, 3, 0, 1, 3, 4, 0][(i * 7 % 8) as usize]).collect();
         let mut enc = RansEncoder::new(Vec::new());
@@ -584,7 +444,7 @@ mod tests {
         let bytes = enc.finish();
         let mut dec = RansDecoder::new(&bytes).unwrap();
         for &s in &symbols {
-            assert_eq!(dec.get(&dec_t).unwrap(), s);
+            assert_eq!(dec.get(&dec_t, &slots).unwrap(), s);
         }
         assert!(dec.is_at_end());
     }

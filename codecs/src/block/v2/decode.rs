@@ -2,7 +2,8 @@
 //! and the named limits before anything is allocated, every table against the alphabet, and the
 //! coder's final state against its start, so damage is reported rather than decoded into events.
 
-use super::ans::{BitReader, DecTable, Freqs, RansDecoder, RansError};
+use super::ans::{BitReader, DecTable, RansDecoder, RansError, Slot};
+use super::freqs::Freqs;
 use super::*;
 use crate::block::decode::DecodeError;
 use crate::block::varint::{Reader, VarintError, unzigzag};
@@ -34,7 +35,7 @@ fn varint(r: &mut Reader<'_>, what: &str) -> Result<u64, DecodeError> {
 pub(crate) fn read_header(bytes: &[u8]) -> Result<(BlockHeader, usize), DecodeError> {
     let mut r = Reader::new(bytes);
     let version = r.byte().map_err(|_| DecodeError::Truncated { needed: 1, found: 0 })?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_2 {
         return Err(DecodeError::UnsupportedVersion { found: version });
     }
     let event_count = varint(&mut r, "the event count")?;
@@ -55,40 +56,95 @@ pub(crate) fn read_header(bytes: &[u8]) -> Result<(BlockHeader, usize), DecodeEr
 }
 
 /// The block's decoding tables.
-#[derive(Default)]
 struct Tables {
+    /// Every table's slots, one after another.
+    slots: Vec<Slot>,
     kinds: [DecTable; KIND_CONTEXTS],
-    mode: u16,
+    /// The time table to use after a delta with each token.
+    time_next: Vec<u8>,
+    /// The time table of the first delta.
+    time_first: u8,
     time: [DecTable; TIME_CONTEXTS],
-    buckets: usize,
+    /// The pointer table of each (second difference class, velocity class).
+    pointer_map: [[u8; POINTER_V]; POINTER_R],
     pointer: [DecTable; POINTER_FINE],
     ints: DecTable,
     refs: [DecTable; REF_CONTEXTS],
 }
 
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            slots: Vec::new(),
+            kinds: [DecTable::default(); KIND_CONTEXTS],
+            time_next: Vec::new(),
+            time_first: 0,
+            time: [DecTable::default(); TIME_CONTEXTS],
+            pointer_map: [[0; POINTER_V]; POINTER_R],
+            pointer: [DecTable::default(); POINTER_FINE],
+            ints: DecTable::default(),
+            refs: [DecTable::default(); REF_CONTEXTS],
+        }
+    }
+}
+
 impl Tables {
-    fn read(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Reads the tables of a block of `version` (3, or 2: docs/FORMAT.md says how they differ).
+    fn read(&mut self, bytes: &[u8], version: u8) -> Result<(), String> {
+        let v2 = version == VERSION_2;
         let mut r = BitReader::new(bytes);
-        let freqs = |r: &mut BitReader<'_>, t: &mut DecTable| -> Result<(), String> {
-            t.build(&Freqs::read(r, ALPHABET)?);
+        let slots = &mut self.slots;
+        slots.clear();
+        let mut freqs = |r: &mut BitReader<'_>, t: &mut DecTable| -> Result<(), String> {
+            *t = DecTable::build(&Freqs::read(r, ALPHABET, version)?, slots);
             Ok(())
         };
-        for t in &mut self.kinds {
+        // Version 2 had no held-press contexts: its kind contexts are the first KIND_CODES.
+        self.kinds = [DecTable::default(); KIND_CONTEXTS];
+        for t in &mut self.kinds[..if v2 { KIND_CODES } else { KIND_CONTEXTS }] {
             freqs(&mut r, t)?;
         }
         let mode = r.gamma().map_err(|_| "the tables end before the time mode".to_owned())? - 1;
         if mode >= ALPHABET as u64 {
             return Err(format!("time mode token {mode} is outside the alphabet of {ALPHABET}"));
         }
-        self.mode = mode as u16;
-        for t in &mut self.time {
-            freqs(&mut r, t)?;
+        let mode = mode as u16;
+        self.time_next.clear();
+        if v2 {
+            self.time_next.extend((0..ALPHABET as u16).map(|t| time_context_v2(t, mode) as u8));
+            self.time_first = 0;
+            for t in &mut self.time[..3] {
+                freqs(&mut r, t)?;
+            }
+        } else {
+            let grouping =
+                r.get(2).map_err(|_| "the tables end before the time grouping".to_owned())? as usize;
+            if grouping >= TIME_GROUPINGS.len() {
+                return Err(format!("time grouping {grouping}, expected 0..{}", TIME_GROUPINGS.len()));
+            }
+            let time_map = TIME_GROUPINGS[grouping];
+            self.time_next.extend((0..ALPHABET as u16).map(|t| time_map[time_context(t, mode)]));
+            self.time_first = time_map[TIME_CONTEXT_FIRST];
+            for t in &mut self.time[..TIME_GROUPS[grouping]] {
+                freqs(&mut r, t)?;
+            }
         }
-        let index = r.get(3).map_err(|_| "the tables end before the pointer buckets".to_owned())?;
-        self.buckets = POINTER_BUCKETS[index as usize];
-        for t in &mut self.pointer[..self.buckets] {
-            freqs(&mut r, t)?;
+        let ends = |_| "the tables end before the pointer layout".to_owned();
+        // Version 2: one group (its tables by velocity alone), and no grouping field.
+        let grouping = if v2 { 0 } else { r.get(2).map_err(ends)? as usize };
+        if grouping >= POINTER_GROUPINGS.len() {
+            return Err(format!("pointer grouping {grouping}, expected 0..{}", POINTER_GROUPINGS.len()));
         }
+        let mut buckets = [1; POINTER_R];
+        let mut start = 0;
+        for b in &mut buckets[..POINTER_GROUPS[grouping]] {
+            *b = POINTER_BUCKETS[r.get(3).map_err(ends)? as usize];
+            for t in &mut self.pointer[start..start + *b] {
+                freqs(&mut r, t)?;
+            }
+            start += *b;
+        }
+        self.pointer_map = pointer_map(grouping, &buckets);
         freqs(&mut r, &mut self.ints)?;
         for t in &mut self.refs {
             freqs(&mut r, t)?;
@@ -107,6 +163,8 @@ pub(crate) struct Decoder {
     raw: Vec<u8>,
     strings: Vec<String>,
     recency: [Recency; REF_LISTS],
+    /// Moves decoded but not yet appended (see `flush_moves`).
+    moves: Vec<(u64, i32, i32)>,
 }
 
 impl Decoder {
@@ -125,7 +183,7 @@ impl Decoder {
         let tables = r.bytes(tables_len.min(bytes.len() as u64) as usize).map_err(|_| {
             section("tables", format!("{tables_len} bytes of tables run past the block's end"))
         })?;
-        self.tables.read(tables).map_err(|reason| section("tables", reason))?;
+        self.tables.read(tables, header.version).map_err(|reason| section("tables", reason))?;
         let rans_len = varint(&mut r, "the rANS section's length")?;
         let rans = r.bytes(rans_len.min(bytes.len() as u64) as usize).map_err(|_| {
             section("rans", format!("{rans_len} bytes of coded symbols run past the block's end"))
@@ -133,7 +191,12 @@ impl Decoder {
         let extras = &bytes[r.position()..];
 
         let start = out.len();
-        let result = self.decode_events(&header, rans, extras, out);
+        // One loop per version, each with its contexts fixed at compile time.
+        let result = if header.version == VERSION_2 {
+            self.decode_events::<false>(&header, rans, extras, out)
+        } else {
+            self.decode_events::<true>(&header, rans, extras, out)
+        };
         if result.is_err() {
             out.truncate(start);
         }
@@ -212,7 +275,9 @@ impl Decoder {
         Ok(())
     }
 
-    fn decode_events(
+    /// Decodes the events; `V3`: with version 3's contexts (held presses, the second difference
+    /// along the motion), else version 2's.
+    fn decode_events<const V3: bool>(
         &mut self,
         header: &BlockHeader,
         rans: &[u8],
@@ -223,7 +288,8 @@ impl Decoder {
         for r in &mut self.recency {
             r.clear();
         }
-        let mut state = EventReader {
+        self.moves.clear();
+        let mut state = EventReader::<V3> {
             rans: RansDecoder::new(rans).map_err(|_| {
                 section("rans", format!("{} bytes cannot hold the coder's two states", rans.len()))
             })?,
@@ -231,24 +297,29 @@ impl Decoder {
             tables: &self.tables,
             strings: &self.strings,
             recency: &mut self.recency,
+            moves: &mut self.moves,
             unit: header.t_unit_us as i64,
             t_us: header.t_first_us,
-            time_context: 0,
+            time_table: usize::from(self.tables.time_first),
             x: 0,
             y: 0,
             vx: 0,
             vy: 0,
+            rx: 0,
+            ry: 0,
+            held: 0,
         };
         // A block of identical events can code a million of them in a few bytes: grow with the
         // output rather than trusting the count for the whole reservation.
         out.reserve(n.min(64 + 64 * (rans.len() + extras.len())));
-        let mut prev_kind = usize::from(KIND_MOVE);
+        let mut kind_ctx = kind_context(KIND_MOVE, 0);
         for index in 0..n {
-            match state.event(index, prev_kind, out) {
-                Ok(kind) => prev_kind = kind,
+            match state.event(index, kind_ctx, out) {
+                Ok(context) => kind_ctx = context,
                 Err(fault) => return Err(fault.into_error(index, self.strings.len())),
             }
         }
+        flush_moves(state.moves, out);
         if !state.rans.is_at_end() {
             return Err(section("rans", "coded symbols left after the last event, or a damaged final state"));
         }
@@ -259,13 +330,13 @@ impl Decoder {
     }
 }
 
-/// Appends a move. Out of line on purpose: inlined into the decoding loop, the event was built on
-/// the stack in pieces and copied out with wider loads (a store-forwarding stall per event, 14%
-/// of decoding time); out of line the stall remains but costs less (measured: 13.6 to 15.2 M
-/// events/s).
-#[inline(never)]
-fn push_move(out: &mut Vec<Event>, t_us: u64, x: i32, y: i32) {
-    out.push(Event { t_us, kind: EventKind::Move { x, y } });
+/// Appends the pending moves to `out` as events. Moves are gathered as `(t, x, y)` and turned
+/// into events in runs: pushed one by one from the decoding loop, each event was built on the
+/// stack in pieces and copied out with wider loads, a store-forwarding stall per event (measured:
+/// a third of decoding time); `extend` over a slice writes them in place.
+fn flush_moves(moves: &mut Vec<(u64, i32, i32)>, out: &mut Vec<Event>) {
+    out.extend(moves.iter().map(|&(t_us, x, y)| Event { t_us, kind: EventKind::Move { x, y } }));
+    moves.clear();
 }
 
 /// What went wrong with one event, kept small so the decoding loop stays tight.
@@ -322,27 +393,33 @@ impl Fault {
 }
 
 /// The decoding state of one block.
-struct EventReader<'a> {
+struct EventReader<'a, const V3: bool> {
     rans: RansDecoder<'a>,
     extras: BitReader<'a>,
     tables: &'a Tables,
     strings: &'a [String],
     recency: &'a mut [Recency; REF_LISTS],
+    moves: &'a mut Vec<(u64, i32, i32)>,
     /// `t_unit_us`, at most `i64::MAX` (checked with the header).
     unit: i64,
     t_us: u64,
-    time_context: usize,
+    /// The table of the next time delta.
+    time_table: usize,
     x: i64,
     y: i64,
     vx: i64,
     vy: i64,
+    rx: i64,
+    ry: i64,
+    /// Presses not yet released.
+    held: u32,
 }
 
-impl EventReader<'_> {
+impl<const V3: bool> EventReader<'_, V3> {
     /// The token and value of the next symbol, coded with `table`.
     #[inline(always)]
     fn value(&mut self, table: &DecTable, what: &'static str) -> Result<(u16, u64), Fault> {
-        let t = self.rans.get(table).map_err(|e| Fault::Rans(what, e))?;
+        let t = self.rans.get(table, &self.tables.slots).map_err(|e| Fault::Rans(what, e))?;
         if u64::from(t) < DIRECT {
             return Ok((t, u64::from(t)));
         }
@@ -351,48 +428,63 @@ impl EventReader<'_> {
         Ok((t, (4 | top) << (n - 2) | low))
     }
 
-    /// Decodes event `index` onto `out`; returns its kind, the next event's kind context.
+    /// Decodes event `index` onto `out`; returns the next event's kind context.
     #[inline(always)]
-    fn event(&mut self, index: usize, prev_kind: usize, out: &mut Vec<Event>) -> Result<usize, Fault> {
+    fn event(&mut self, index: usize, kind_ctx: usize, out: &mut Vec<Event>) -> Result<usize, Fault> {
         let tables = self.tables;
-        let symbol = self.rans.get(&tables.kinds[prev_kind]).map_err(|e| Fault::Rans("kinds", e))?;
+        let symbol =
+            self.rans.get(&tables.kinds[kind_ctx], &tables.slots).map_err(|e| Fault::Rans("kinds", e))?;
         if index > 0 {
-            let (t, z) = self.value(&tables.time[self.time_context], "time")?;
-            self.time_context = time_context(t, tables.mode);
+            let (t, z) = self.value(&tables.time[self.time_table], "time")?;
+            self.time_table = usize::from(tables.time_next[usize::from(t)]);
             let delta = unzigzag(z).checked_mul(self.unit).ok_or(Fault::Range("time"))?;
             self.t_us = self.t_us.wrapping_add(delta as u64);
         }
         if symbol == u16::from(KIND_MOVE) {
             let (x, y) = self.pointer()?;
-            push_move(out, self.t_us, x, y);
-            return Ok(usize::from(KIND_MOVE));
+            self.moves.push((self.t_us, x, y));
+            return Ok(self.kind_context(KIND_MOVE));
         }
         let byte = u8::try_from(symbol).map_err(|_| Fault::Kind(symbol))?;
         let kind = self.rare_kind(byte)?;
+        flush_moves(self.moves, out);
         out.push(Event { t_us: self.t_us, kind });
-        Ok(usize::from(byte & KIND_MASK))
+        if V3 {
+            self.held = held_after(self.held, byte & KIND_MASK);
+        }
+        Ok(self.kind_context(byte & KIND_MASK))
     }
 
+    /// The kind context after an event of kind code `kind`.
     #[inline(always)]
-    fn axis(&mut self, p: i64, v: i64) -> Result<(i64, i64), Fault> {
+    fn kind_context(&self, kind: u8) -> usize {
+        if V3 { kind_context(kind, self.held) } else { usize::from(kind) }
+    }
+
+    /// One axis: its position `p`, velocity `v` and second difference `r` before the event;
+    /// returns them after.
+    #[inline(always)]
+    fn axis(&mut self, p: i64, v: i64, r: i64) -> Result<(i64, i64, i64), Fault> {
         let tables = self.tables;
-        let context = pointer_fine(v).min(tables.buckets - 1);
-        let (_, z) = self.value(&tables.pointer[context], "pointer")?;
-        let d = v.checked_add(unzigzag(z)).ok_or(Fault::Range("pointer"))?;
+        let table = tables.pointer_map[pointer_r(r)][pointer_v(v)];
+        let (_, z) = self.value(&tables.pointer[usize::from(table)], "pointer")?;
+        let r = if V3 { along(unzigzag(z), v) } else { unzigzag(z) };
+        let d = v.checked_add(r).ok_or(Fault::Range("pointer"))?;
         let q = p.checked_add(d).ok_or(Fault::Range("pointer"))?;
-        Ok((q, d))
+        Ok((q, d, r))
     }
 
     #[inline(always)]
     fn pointer(&mut self) -> Result<(i32, i32), Fault> {
-        let (x, vx) = self.axis(self.x, self.vx)?;
-        let (y, vy) = self.axis(self.y, self.vy)?;
+        let (x, vx, rx) = self.axis(self.x, self.vx, self.rx)?;
+        let (y, vy, ry) = self.axis(self.y, self.vy, self.ry)?;
         let x32 = i32::try_from(x).map_err(|_| Fault::Range("pointer"))?;
         let y32 = i32::try_from(y).map_err(|_| Fault::Range("pointer"))?;
-        (self.x, self.y, self.vx, self.vy) = (x, y, vx, vy);
+        (self.x, self.y, self.vx, self.vy, self.rx, self.ry) = (x, y, vx, vy, rx, ry);
         Ok((x32, y32))
     }
 
+    #[inline(always)]
     fn string(&mut self, context: usize) -> Result<String, Fault> {
         let tables = self.tables;
         let (_, r) = self.value(&tables.refs[context], "string_refs")?;
@@ -404,20 +496,24 @@ impl EventReader<'_> {
         })
     }
 
+    #[inline(always)]
     fn int(&mut self) -> Result<i32, Fault> {
         let tables = self.tables;
         let (_, z) = self.value(&tables.ints, "ints")?;
         i32::try_from(unzigzag(z)).map_err(|_| Fault::Range("ints"))
     }
 
+    #[inline(always)]
     fn uint(&mut self) -> Result<u32, Fault> {
         let tables = self.tables;
         let (_, v) = self.value(&tables.ints, "ints")?;
         u32::try_from(v).map_err(|_| Fault::Range("ints"))
     }
 
-    /// Every kind but a plain move, out of the hot loop.
-    #[inline(never)]
+    /// Every kind but a plain move. Inlined like the rest: a call taking the reader by reference
+    /// would keep its state (the coder's, the positions) in memory rather than in registers for
+    /// the whole loop.
+    #[inline(always)]
     fn rare_kind(&mut self, byte: u8) -> Result<EventKind, Fault> {
         let kind = byte & KIND_MASK;
         let flags = byte >> FLAG_SHIFT;

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::ans::{BitWriter, EncTable, Freqs, RansEncoder};
+use super::ans::{BitWriter, EncTable, RansEncoder};
+use super::freqs::{self, Freqs};
 use super::*;
 use crate::block::encode::{EncodeError, time_unit};
 use crate::block::varint::{put, zigzag};
@@ -23,8 +24,10 @@ const STRINGS_COMPRESS_MIN: usize = 32;
 struct Sink {
     /// `fine context << 16 | token`.
     symbols: Vec<u32>,
-    /// By fine context, then token.
+    /// By fine context, then token (rows of [`ALPHABET`]).
     counts: Vec<u32>,
+    /// One more than the largest symbol of the block: the part of each row in use.
+    width: usize,
     extras: BitWriter,
 }
 
@@ -37,6 +40,7 @@ impl Sink {
         }
         self.symbols.push((context as u32) << 16 | u32::from(t));
         self.counts[context * ALPHABET + usize::from(t)] += 1;
+        self.width = self.width.max(usize::from(t) + 1);
     }
 
     /// A symbol coded as itself, with no extra bits: the kind byte.
@@ -44,6 +48,7 @@ impl Sink {
     fn emit_symbol(&mut self, context: usize, symbol: u8) {
         self.symbols.push((context as u32) << 16 | u32::from(symbol));
         self.counts[context * ALPHABET + usize::from(symbol)] += 1;
+        self.width = self.width.max(usize::from(symbol) + 1);
     }
 }
 
@@ -58,6 +63,24 @@ pub(crate) struct Encoder {
     strings_raw: Vec<u8>,
     compressed: Vec<u8>,
     rans: Vec<u8>,
+    last_coarse: [u8; FINE_CONTEXTS],
+    freqs: Vec<Freqs>,
+}
+
+/// Where a version 2 block's bits go, in bits: the ideal cost of each symbol group under the
+/// block's tables (what the coder spends, within a few bytes), its extra bits, and the block's
+/// fixed parts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Breakdown {
+    pub header: f64,
+    pub strings: f64,
+    pub tables: f64,
+    pub kinds: f64,
+    pub time: f64,
+    pub time_extras: f64,
+    pub pointer: f64,
+    pub pointer_extras: f64,
+    pub other: f64,
 }
 
 impl Default for Encoder {
@@ -66,6 +89,7 @@ impl Default for Encoder {
             sink: Sink {
                 symbols: Vec::new(),
                 counts: vec![0; FINE_CONTEXTS * ALPHABET],
+                width: 0,
                 extras: BitWriter::default(),
             },
             recency: Default::default(),
@@ -76,6 +100,8 @@ impl Default for Encoder {
             strings_raw: Vec::new(),
             compressed: Vec::new(),
             rans: Vec::new(),
+            last_coarse: [0; FINE_CONTEXTS],
+            freqs: Vec::new(),
         }
     }
 }
@@ -108,6 +134,38 @@ impl ExactDivisor {
     #[inline(always)]
     fn divide(self, v: i64) -> i64 {
         ((v >> self.shift) as u64).wrapping_mul(self.inverse) as i64
+    }
+}
+
+/// How a block's pointer contexts map to its tables (docs/FORMAT.md, "pointer tables").
+#[derive(Clone, Copy, Debug, Default)]
+struct PointerLayout {
+    /// Index into [`POINTER_GROUPINGS`].
+    grouping: usize,
+    /// Each group's velocity bucket count.
+    buckets: [usize; POINTER_R],
+}
+
+impl PointerLayout {
+    /// The first table of each group (relative to the first pointer table), and the group.
+    fn group_starts(&self) -> std::iter::Peekable<impl Iterator<Item = (usize, usize)> + '_> {
+        (0..POINTER_GROUPS[self.grouping])
+            .scan(0, |start, g| {
+                let this = *start;
+                *start += self.buckets[g];
+                Some((this, g))
+            })
+            .peekable()
+    }
+
+    fn tables(&self) -> usize {
+        self.buckets[..POINTER_GROUPS[self.grouping]].iter().sum()
+    }
+
+    /// The table (relative to the first pointer table) of each (second difference class,
+    /// velocity class).
+    fn map(&self) -> [[u8; POINTER_V]; POINTER_R] {
+        pointer_map(self.grouping, &self.buckets)
     }
 }
 
@@ -154,18 +212,21 @@ impl<'a> Strings<'a> {
     }
 }
 
-/// The ideal cost in bits of coding `counts` with their own table, plus a rough table size.
+/// The ideal cost in bits of coding `counts` with their own table, plus a rough table size (about
+/// what a table spends per symbol).
 fn cost(counts: &[u32]) -> f64 {
-    let n: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    let mut n = 0u64;
+    let mut sum_c_log_c = 0.0;
+    let mut symbols = 0u32;
+    for &c in counts.iter().filter(|&&c| c > 0) {
+        n += u64::from(c);
+        sum_c_log_c += freqs::x_log2_x(c);
+        symbols += 1;
+    }
     if n == 0 {
         return 1.0;
     }
-    let log_n = (n as f64).log2();
-    let mut bits = 0.0;
-    for &c in counts.iter().filter(|&&c| c > 0) {
-        bits += f64::from(c) * (log_n - f64::from(c).log2()) + 8.0;
-    }
-    bits
+    (n as f64) * (n as f64).log2() - sum_c_log_c + 5.5 * f64::from(symbols)
 }
 
 impl Encoder {
@@ -184,8 +245,9 @@ impl Encoder {
         self.symbols(events, unit, mode, &mut strings)?;
         self.strings_section(&strings, compressor)?;
 
-        let buckets = self.pointer_buckets();
-        let coarse = self.tables(mode, buckets);
+        let layout = self.pointer_layout();
+        let time_grouping = self.time_grouping();
+        let coarse = self.tables(mode, time_grouping, &layout);
 
         // Code the symbols last first, alternating lanes over the symbols of non-trivial tables.
         let mut rans = RansEncoder::new(std::mem::take(&mut self.rans));
@@ -197,6 +259,7 @@ impl Encoder {
         }
         self.rans = rans.finish();
         self.sink.extras.finish();
+        self.last_coarse = coarse;
 
         let start = out.len();
         out.push(VERSION);
@@ -215,6 +278,43 @@ impl Encoder {
             return Err(EncodeError::TooLarge { max: BLOCK_RAW_BYTES_MAX, found });
         }
         Ok(())
+    }
+
+    /// Where the bits of the block just encoded (`total` bytes) went.
+    pub(crate) fn breakdown(&self, total: usize) -> Breakdown {
+        let mut b = Breakdown {
+            strings: self.strings_raw.len() as f64 * 8.0,
+            tables: self.table_bits.bytes.len() as f64 * 8.0,
+            ..Breakdown::default()
+        };
+        for &s in &self.sink.symbols {
+            let fine = (s >> 16) as usize;
+            let t = (s & 0xffff) as u16;
+            let freqs = &self.freqs[usize::from(self.last_coarse[fine])];
+            let bits = if freqs.symbols.len() <= 1 {
+                0.0
+            } else {
+                let f = freqs.symbols.iter().find(|x| x.0 == t).expect("coded symbol").1;
+                f64::from(freqs.precision) - f64::from(f).log2()
+            };
+            let extra =
+                if fine < FINE_TIME || u64::from(t) < DIRECT { 0.0 } else { f64::from(token_shape(t).0 - 2) };
+            if fine < FINE_TIME {
+                b.kinds += bits;
+            } else if fine < FINE_POINTER {
+                b.time += bits;
+                b.time_extras += extra;
+            } else if fine < FINE_INTS {
+                b.pointer += bits;
+                b.pointer_extras += extra;
+            } else {
+                b.other += bits + extra;
+            }
+        }
+        let counted =
+            b.strings + b.tables + b.kinds + b.time + b.time_extras + b.pointer + b.pointer_extras + b.other;
+        b.header = total as f64 * 8.0 - counted;
+        b
     }
 
     /// The most common time token of the block (0 when there are no deltas).
@@ -239,21 +339,27 @@ impl Encoder {
         let sink = &mut self.sink;
         sink.symbols.clear();
         sink.symbols.reserve(events.len() * 4);
-        sink.counts.fill(0);
+        // Only the part of each row the previous block used can be non-zero.
+        for row in sink.counts.chunks_exact_mut(ALPHABET) {
+            row[..sink.width].fill(0);
+        }
+        sink.width = 0;
         sink.extras.clear();
         for r in &mut self.recency {
             r.clear();
         }
         let recency = &mut self.recency;
 
-        let mut prev_kind = usize::from(KIND_MOVE);
-        let mut time_ctx = 0;
+        let mut kind_ctx = kind_context(KIND_MOVE, 0);
+        let mut held = 0;
+        let mut time_ctx = TIME_CONTEXT_FIRST;
         let mut t_prev = events.first().map_or(0, |e| e.t_us);
-        let (mut x, mut y, mut vx, mut vy) = (0i64, 0i64, 0i64, 0i64);
+        let (mut x, mut y, mut vx, mut vy, mut rx, mut ry) = (0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
         for (index, event) in events.iter().enumerate() {
             let byte = kind_byte(&event.kind);
-            sink.emit_symbol(FINE_KIND + prev_kind, byte);
-            prev_kind = usize::from(byte & KIND_MASK);
+            sink.emit_symbol(FINE_KIND + kind_ctx, byte);
+            held = held_after(held, byte & KIND_MASK);
+            kind_ctx = kind_context(byte & KIND_MASK, held);
             if index > 0 {
                 let q = unit.divide(event.t_us.wrapping_sub(t_prev) as i64);
                 let z = zigzag(q);
@@ -263,8 +369,9 @@ impl Encoder {
             }
             let mut pointer = |sink: &mut Sink, px: i32, py: i32| {
                 let (dx, dy) = (i64::from(px) - x, i64::from(py) - y);
-                sink.emit(FINE_POINTER + pointer_fine(vx), zigzag(dx - vx));
-                sink.emit(FINE_POINTER + pointer_fine(vy), zigzag(dy - vy));
+                sink.emit(FINE_POINTER + pointer_fine(vx, rx), zigzag(along(dx - vx, vx)));
+                sink.emit(FINE_POINTER + pointer_fine(vy, ry), zigzag(along(dy - vy, vy)));
+                (rx, ry) = (dx - vx, dy - vy);
                 (x, y, vx, vy) = (i64::from(px), i64::from(py), dx, dy);
             };
             let mut string = |sink: &mut Sink, context: usize, s: &'a str| -> Result<(), EncodeError> {
@@ -344,66 +451,138 @@ impl Encoder {
         Ok(())
     }
 
-    /// How many pointer buckets code this block's pointer symbols in the fewest bits, tables
-    /// included: the fine contexts from the top are merged one candidate at a time.
-    fn pointer_buckets(&self) -> usize {
+    /// How this block groups its time contexts: the grouping that codes the time symbols in
+    /// the fewest bits, tables included.
+    fn time_grouping(&self) -> usize {
         let counts = &self.sink.counts;
-        let row = |c: usize| &counts[(FINE_POINTER + c) * ALPHABET..(FINE_POINTER + c + 1) * ALPHABET];
-        let fine: Vec<f64> = (0..POINTER_FINE).map(|c| cost(row(c))).collect();
-        let mut merged = vec![0u32; ALPHABET];
-        let mut best = (f64::INFINITY, 1);
-        for c in (0..POINTER_FINE).rev() {
-            for (m, &n) in merged.iter_mut().zip(row(c)) {
-                *m += n;
-            }
-            let buckets = c + 1;
-            if POINTER_BUCKETS.contains(&buckets) {
-                let bits = fine[..c].iter().sum::<f64>() + cost(&merged);
-                if bits <= best.0 {
-                    best = (bits, buckets);
+        let width = self.sink.width;
+        let mut merged = vec![0u32; width];
+        let mut best = (f64::INFINITY, 0);
+        for (grouping, groups) in TIME_GROUPINGS.iter().enumerate() {
+            let mut bits = 0.0;
+            for group in 0..TIME_GROUPS[grouping] {
+                merged.fill(0);
+                for c in (0..TIME_CONTEXTS).filter(|&c| usize::from(groups[c]) == group) {
+                    let row = &counts[(FINE_TIME + c) * ALPHABET..][..width];
+                    for (m, &n) in merged.iter_mut().zip(row) {
+                        *m += n;
+                    }
                 }
+                bits += cost(&merged);
+            }
+            if bits < best.0 {
+                best = (bits, grouping);
+            }
+        }
+        best.1
+    }
+
+    /// How this block groups its pointer contexts: the grouping of the previous second
+    /// difference's classes, and each group's velocity bucket count, that code the pointer
+    /// symbols in the fewest bits, tables included.
+    fn pointer_layout(&self) -> PointerLayout {
+        let counts = &self.sink.counts;
+        let width = self.sink.width;
+        let row = |r: usize, v: usize| {
+            let c = FINE_POINTER + r * POINTER_V + v;
+            &counts[c * ALPHABET..][..width]
+        };
+        let mut best = (f64::INFINITY, PointerLayout::default());
+        let mut rows = vec![vec![0u32; width]; POINTER_V];
+        let mut merged = vec![0u32; width];
+        for (grouping, classes) in POINTER_GROUPINGS.iter().enumerate() {
+            let mut layout = PointerLayout { grouping, buckets: [1; POINTER_R] };
+            let mut total = 2.0;
+            for group in 0..POINTER_GROUPS[grouping] {
+                for (v, merged_row) in rows.iter_mut().enumerate() {
+                    merged_row.fill(0);
+                    for r in (0..POINTER_R).filter(|&r| usize::from(classes[r]) == group) {
+                        for (m, &n) in merged_row.iter_mut().zip(row(r, v)) {
+                            *m += n;
+                        }
+                    }
+                }
+                let fine: Vec<f64> = rows.iter().map(|r| cost(r)).collect();
+                merged.fill(0);
+                let mut group_best = (f64::INFINITY, 1);
+                for v in (0..POINTER_V).rev() {
+                    for (m, &n) in merged.iter_mut().zip(&rows[v]) {
+                        *m += n;
+                    }
+                    let buckets = v + 1;
+                    if POINTER_BUCKETS.contains(&buckets) {
+                        let bits = fine[..v].iter().sum::<f64>() + cost(&merged);
+                        if bits <= group_best.0 {
+                            group_best = (bits, buckets);
+                        }
+                    }
+                }
+                total += group_best.0 + 3.0;
+                layout.buckets[group] = group_best.1;
+            }
+            if total < best.0 {
+                best = (total, layout);
             }
         }
         best.1
     }
 
     /// Builds and writes the block's tables; returns the table of each fine context.
-    fn tables(&mut self, mode: u16, buckets: usize) -> [u8; FINE_CONTEXTS] {
-        let coarse_pointer = FINE_POINTER;
-        let coarse_ints = coarse_pointer + buckets;
+    fn tables(&mut self, mode: u16, time_grouping: usize, layout: &PointerLayout) -> [u8; FINE_CONTEXTS] {
+        let map = layout.map();
+        let coarse_pointer = FINE_TIME + TIME_GROUPS[time_grouping];
+        let coarse_ints = coarse_pointer + layout.tables();
         let coarse_refs = coarse_ints + 1;
         let table_count = coarse_refs + REF_CONTEXTS;
         let mut coarse = [0u8; FINE_CONTEXTS];
         for (f, c) in coarse.iter_mut().enumerate() {
             *c = match f {
-                _ if f < FINE_POINTER => f,
-                _ if f < FINE_INTS => coarse_pointer + (f - FINE_POINTER).min(buckets - 1),
+                _ if f < FINE_TIME => f,
+                _ if f < FINE_POINTER => {
+                    FINE_TIME + usize::from(TIME_GROUPINGS[time_grouping][f - FINE_TIME])
+                }
+                _ if f < FINE_INTS => {
+                    let p = f - FINE_POINTER;
+                    coarse_pointer + usize::from(map[p / POINTER_V][p % POINTER_V])
+                }
                 FINE_INTS => coarse_ints,
                 _ => coarse_refs + (f - FINE_REFS),
             } as u8;
         }
         self.coarse_counts.clear();
-        self.coarse_counts.resize(table_count * ALPHABET, 0);
+        let width = self.sink.width;
+        self.coarse_counts.resize(table_count * width, 0);
         for (f, &c) in coarse.iter().enumerate() {
-            let (from, to) = (f * ALPHABET, usize::from(c) * ALPHABET);
-            for s in 0..ALPHABET {
+            let (from, to) = (f * ALPHABET, usize::from(c) * width);
+            for s in 0..width {
                 self.coarse_counts[to + s] += self.sink.counts[from + s];
             }
         }
         self.tables.resize_with(table_count, EncTable::default);
+        self.freqs.resize_with(table_count, Freqs::default);
         let w = &mut self.table_bits;
         w.clear();
+        let mut group_starts = layout.group_starts();
         for c in 0..table_count {
             if c == FINE_TIME {
                 w.gamma(u64::from(mode) + 1);
+                w.put(time_grouping as u64, 2);
             }
             if c == coarse_pointer {
+                w.put(layout.grouping as u64, 2);
+            }
+            if let Some(&(start, group)) = group_starts.peek()
+                && c == coarse_pointer + start
+            {
+                let buckets = layout.buckets[group];
                 let index = POINTER_BUCKETS.iter().position(|&b| b == buckets).expect("a candidate");
                 w.put(index as u64, 3);
+                group_starts.next();
             }
-            let freqs = Freqs::normalize(&self.coarse_counts[c * ALPHABET..(c + 1) * ALPHABET]);
+            let freqs = Freqs::normalize(&self.coarse_counts[c * width..(c + 1) * width]);
             freqs.write(w);
-            self.tables[c].build(&freqs, ALPHABET);
+            self.tables[c].build(&freqs, width);
+            self.freqs[c] = freqs;
         }
         w.finish();
         coarse

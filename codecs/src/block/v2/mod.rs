@@ -12,12 +12,17 @@ mod ans;
 mod decode;
 mod dictionary;
 mod encode;
+mod freqs;
 
 pub(crate) use decode::{Decoder, read_header};
+pub use encode::Breakdown;
 pub(crate) use encode::Encoder;
 
-/// The version byte of this layout.
-pub(crate) const VERSION: u8 = 2;
+/// The version byte of the layout written: version 3.
+pub(crate) const VERSION: u8 = 3;
+/// The first entropy-coded layout, still read: version 3 differs only in its tables' coding and
+/// its contexts (docs/FORMAT.md, "Block, version 2").
+pub(crate) const VERSION_2: u8 = 2;
 
 /// Symbols every table is over: 64 direct values and 4 tokens per bit length from 7 to 64.
 pub(super) const ALPHABET: usize = 296;
@@ -48,14 +53,34 @@ pub(super) fn token_shape(t: u16) -> (u32, u64) {
 // Contexts. Each has its own frequency table; the encoder gathers counts by *fine* context, then
 // merges the pointer's fine contexts into the block's chosen number of buckets.
 
-/// Kind byte, by the previous event's kind (0 before the first event).
-pub(super) const KIND_CONTEXTS: usize = 10;
-/// Time delta, by whether the previous delta's token was the block's most common one, below it or
-/// above it.
-pub(super) const TIME_CONTEXTS: usize = 3;
-/// Pointer second difference, by the bit length of the axis's previous velocity (zigzag), capped.
-pub(super) const POINTER_FINE: usize = 16;
-/// The pointer bucket counts a block may choose from: bucket `b` holds the velocities of bit
+/// Kind codes (the kind byte's low nibble, 0..=9).
+pub(super) const KIND_CODES: usize = 10;
+/// Kind byte, by the previous event's kind code (0 before the first event) and whether a button
+/// or key is held (a press is followed by its release; a drag by no new press).
+pub(super) const KIND_CONTEXTS: usize = 2 * KIND_CODES;
+/// Time delta, by how far the previous delta's token was from the block's most common one.
+pub(super) const TIME_CONTEXTS: usize = 5;
+/// The ways a block may group its time contexts, one table per group: all in one; below, at
+/// and above the mode; every context its own.
+pub(super) const TIME_GROUPINGS: [[u8; TIME_CONTEXTS]; 3] =
+    [[0, 0, 0, 0, 0], [0, 0, 1, 2, 2], [0, 1, 2, 3, 4]];
+/// Groups in each time grouping.
+pub(super) const TIME_GROUPS: [usize; 3] = [1, 3, 5];
+/// The time context of the second event (the first delta): as after a delta of the mode.
+pub(super) const TIME_CONTEXT_FIRST: usize = 2;
+/// Pointer second difference: fine contexts by the bit length of the axis's previous velocity
+/// (zigzag, capped) ...
+pub(super) const POINTER_V: usize = 16;
+/// ... and the class of the axis's previous second difference (motion comes in bursts: a large
+/// change in velocity is followed by more): bit length (zigzag) at most 1, 2, 3, or more.
+pub(super) const POINTER_R: usize = 4;
+pub(super) const POINTER_FINE: usize = POINTER_V * POINTER_R;
+/// The ways a block may group the classes of the previous second difference (by class), one
+/// group of tables each: all in one; {0, 1}, {2, 3}; {0}, {1, 2}, {3}.
+pub(super) const POINTER_GROUPINGS: [[u8; POINTER_R]; 3] = [[0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 1, 2]];
+/// Groups in each grouping.
+pub(super) const POINTER_GROUPS: [usize; 3] = [1, 2, 3];
+/// The velocity bucket counts a group may choose from: bucket `b` holds the velocities of bit
 /// length `b`, the last one every longer length too.
 pub(super) const POINTER_BUCKETS: [usize; 8] = [1, 2, 3, 4, 6, 8, 12, 16];
 /// String references, by field: a key's code on key down and on key up, its text on key down
@@ -82,9 +107,25 @@ pub(super) const REF_LABEL: usize = 7;
 pub(super) const REF_LIST: [usize; REF_CONTEXTS] = [0, 0, 1, 1, 1, 2, 3, 4];
 pub(super) const REF_LISTS: usize = 5;
 
-/// The time context after a delta whose token is `t`, given the block's most common token.
+/// Presses not yet released after an event of kind code `kind`, from `held` before it.
 #[inline(always)]
-pub(super) fn time_context(t: u16, mode: u16) -> usize {
+pub(super) fn held_after(held: u32, kind: u8) -> u32 {
+    use super::{KIND_DOWN, KIND_KEY_DOWN, KIND_KEY_UP, KIND_UP};
+    match kind {
+        KIND_DOWN | KIND_KEY_DOWN => held.saturating_add(1),
+        KIND_UP | KIND_KEY_UP => held.saturating_sub(1),
+        _ => held,
+    }
+}
+
+/// The kind context after an event of kind code `kind`, with `held` presses not yet released.
+#[inline(always)]
+pub(super) fn kind_context(kind: u8, held: u32) -> usize {
+    usize::from(kind) + if held > 0 { KIND_CODES } else { 0 }
+}
+
+/// Version 2's time context after a delta whose token is `t`: 0 at the mode, 1 below, 2 above.
+pub(super) fn time_context_v2(t: u16, mode: u16) -> usize {
     match t.cmp(&mode) {
         std::cmp::Ordering::Equal => 0,
         std::cmp::Ordering::Less => 1,
@@ -92,11 +133,61 @@ pub(super) fn time_context(t: u16, mode: u16) -> usize {
     }
 }
 
-/// The fine pointer context of an axis whose previous velocity is `v`.
+/// The time context after a delta whose token is `t`, given the block's most common token.
 #[inline(always)]
-pub(super) fn pointer_fine(v: i64) -> usize {
+pub(super) fn time_context(t: u16, mode: u16) -> usize {
+    // How far the previous delta was from the mode, in ticks (a token below 64 is the zigzag of
+    // the delta, two per tick), -2..=2, plus 2: a clock that alternates between neighbouring
+    // ticks (16 and 17 ms for 60 Hz) tells the next delta from the last.
+    (((i32::from(t) - i32::from(mode)) >> 1).clamp(-2, 2) + 2) as usize
+}
+
+/// The velocity class of an axis whose previous velocity is `v`.
+#[inline(always)]
+pub(super) fn pointer_v(v: i64) -> usize {
     let z = super::varint::zigzag(v);
-    ((64 - z.leading_zeros()) as usize).min(POINTER_FINE - 1)
+    ((64 - z.leading_zeros()) as usize).min(POINTER_V - 1)
+}
+
+/// The class of an axis's previous second difference `r`.
+#[inline(always)]
+pub(super) fn pointer_r(r: i64) -> usize {
+    let z = super::varint::zigzag(r);
+    // Bit lengths 0 and 1 are class 0, 2 is 1, 3 is 2, longer 3.
+    ((64 - z.leading_zeros()) as usize).saturating_sub(1).min(POINTER_R - 1)
+}
+
+/// The fine pointer context of an axis: its previous velocity `v` and second difference `r`.
+#[inline(always)]
+pub(super) fn pointer_fine(v: i64, r: i64) -> usize {
+    pointer_r(r) * POINTER_V + pointer_v(v)
+}
+
+/// The second difference `r` of an axis as coded: negated when the velocity it changes is
+/// negative, so that slowing down (against the motion) is one sign whichever way the pointer
+/// moves. Its own inverse.
+#[inline(always)]
+pub(super) fn along(r: i64, v: i64) -> i64 {
+    let s = v >> 63;
+    (r ^ s).wrapping_sub(s)
+}
+
+/// The pointer table (relative to the block's first) of each (second difference class, velocity
+/// class), for a block with the grouping `grouping` and its groups' bucket counts `buckets`.
+pub(super) fn pointer_map(grouping: usize, buckets: &[usize; POINTER_R]) -> [[u8; POINTER_V]; POINTER_R] {
+    let classes = &POINTER_GROUPINGS[grouping];
+    let mut starts = [0usize; POINTER_R];
+    for g in 1..POINTER_GROUPS[grouping] {
+        starts[g] = starts[g - 1] + buckets[g - 1];
+    }
+    let mut map = [[0u8; POINTER_V]; POINTER_R];
+    for (r, row) in map.iter_mut().enumerate() {
+        let g = usize::from(classes[r]);
+        for (v, t) in row.iter_mut().enumerate() {
+            *t = (starts[g] + v.min(buckets[g] - 1)) as u8;
+        }
+    }
+    map
 }
 
 /// Recently used string ids of one field, most recent first. A reference is the id's position
