@@ -83,6 +83,23 @@ impl<'a> Reader<'a> {
         self.array(field).map(u128::from_le_bytes)
     }
 
+    /// An unsigned LEB128 varint of at most 64 bits.
+    pub fn varint(&mut self, field: &'static str) -> Result<u64, Corruption> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8(field)?;
+            let low = u64::from(b & 0x7f);
+            if shift == 63 && low > 1 {
+                return Err(Corruption::new(format!("{}: varint {field} is longer than 64 bits", self.what)));
+            }
+            v |= low << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Corruption::new(format!("{}: varint {field} is longer than 64 bits", self.what)))
+    }
+
     /// Skips reserved bytes, which must be zero.
     pub fn reserved(&mut self, n: usize, field: &'static str) -> Result<(), Corruption> {
         if self.take(n, field)?.iter().any(|&b| b != 0) {
@@ -143,6 +160,16 @@ impl<'a> Writer<'a> {
 
     pub fn u128(&mut self, v: u128) -> &mut Self {
         self.bytes(&v.to_le_bytes())
+    }
+
+    /// An unsigned LEB128 varint.
+    pub fn varint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+        self
     }
 
     pub fn zeros(&mut self, n: usize) -> &mut Self {

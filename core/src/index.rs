@@ -6,7 +6,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tracevault_codecs::SessionMeta;
 
-use crate::bytes::{self, Corruption, Reader, Writer};
+use crate::bytes::{Corruption, Reader, Writer};
 use crate::merkle::{Hash, Link};
 
 /// Why the index could not be read or written. The index is a cache: the log rebuilds it from
@@ -22,9 +22,9 @@ pub enum IndexError {
     Row(String),
 }
 
-/// Session id -> MessagePack [`SessionRow`].
+/// Session id -> MessagePack [`StoredRow`].
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-/// (session number, block number) -> [`BlockLoc`] in [`BLOCK_LOC_BYTES`] fixed bytes.
+/// (session number, block number) -> [`BlockLoc`] as varints.
 const BLOCKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("blocks");
 /// "checkpoint" -> the checkpoint the index is complete through.
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
@@ -51,6 +51,52 @@ pub(crate) struct Progress {
     pub recent_batches: Vec<(u128, u64, u64)>,
 }
 
+/// A session row as stored: a MessagePack array with every field in place and no names (field
+/// names were most of a short session's row), the session id being the row's key.
+#[derive(Serialize, Deserialize)]
+struct StoredRow {
+    number: u64,
+    user: String,
+    device: Option<String>,
+    screen: Option<(u32, u32)>,
+    started_at: Option<String>,
+    layout: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+    progress: Progress,
+}
+
+impl StoredRow {
+    fn from_row(row: &SessionRow) -> StoredRow {
+        let meta = &row.meta;
+        StoredRow {
+            number: row.number,
+            user: meta.user.clone(),
+            device: meta.device.clone(),
+            screen: meta.screen.map(|s| (s.w, s.h)),
+            started_at: meta.started_at.clone(),
+            layout: meta.layout.clone(),
+            labels: meta.labels.clone(),
+            progress: row.progress.clone(),
+        }
+    }
+
+    fn into_row(self, session: String) -> SessionRow {
+        SessionRow {
+            number: self.number,
+            meta: SessionMeta {
+                session,
+                user: self.user,
+                device: self.device,
+                screen: self.screen.map(|(w, h)| tracevault_codecs::Screen { w, h }),
+                started_at: self.started_at,
+                layout: self.layout,
+                labels: self.labels,
+            },
+            progress: self.progress,
+        }
+    }
+}
+
 /// Where a sealed block's frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockLoc {
@@ -67,33 +113,48 @@ pub struct BlockLoc {
     pub frame: u64,
 }
 
-pub(crate) const BLOCK_LOC_BYTES: usize = 8 + 8 + 4 + 4 + 8 + 8 + 8 + 8;
+/// The index's layout version, kept under "format" in the state table: an index of another
+/// version (or none, as version 2 had) is emptied at open and rebuilt from the segments.
+pub(crate) const INDEX_FORMAT: u32 = 3;
 
 impl BlockLoc {
-    fn to_bytes(self) -> [u8; BLOCK_LOC_BYTES] {
-        bytes::fixed(|w| {
-            w.u64(self.segment)
-                .u64(self.offset)
-                .u32(self.frame_bytes)
-                .u32(self.events)
-                .u64(self.t_min_us)
-                .u64(self.t_max_us)
-                .u64(self.seq_first)
-                .u64(self.frame);
-        })
+    /// Varints, the time range as its start and length: most fields are small numbers, and a
+    /// store with many short sessions has a row per block.
+    fn to_bytes(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(32);
+        Writer::new(&mut b)
+            .varint(self.segment)
+            .varint(self.offset)
+            .varint(u64::from(self.frame_bytes))
+            .varint(u64::from(self.events))
+            .varint(self.t_min_us)
+            .varint(self.t_max_us.wrapping_sub(self.t_min_us))
+            .varint(self.seq_first)
+            .varint(self.frame);
+        b
     }
 
     fn from_bytes(b: &[u8]) -> Result<Self, Corruption> {
         let mut r = Reader::new(b, "block location");
+        let u32_field = |r: &mut Reader<'_>, field: &'static str| -> Result<u32, Corruption> {
+            let v = r.varint(field)?;
+            u32::try_from(v).map_err(|_| Corruption::new(format!("block location: {field} {v} is over 2^32")))
+        };
+        let segment = r.varint("segment")?;
+        let offset = r.varint("offset")?;
+        let frame_bytes = u32_field(&mut r, "frame bytes")?;
+        let events = u32_field(&mut r, "events")?;
+        let t_min_us = r.varint("t_min_us")?;
+        let t_max_us = t_min_us.wrapping_add(r.varint("t_max_us")?);
         let loc = BlockLoc {
-            segment: r.u64("segment")?,
-            offset: r.u64("offset")?,
-            frame_bytes: r.u32("frame bytes")?,
-            events: r.u32("events")?,
-            t_min_us: r.u64("t_min_us")?,
-            t_max_us: r.u64("t_max_us")?,
-            seq_first: r.u64("seq_first")?,
-            frame: r.u64("frame")?,
+            segment,
+            offset,
+            frame_bytes,
+            events,
+            t_min_us,
+            t_max_us,
+            seq_first: r.varint("seq_first")?,
+            frame: r.varint("frame")?,
         };
         r.finish()?;
         Ok(loc)
@@ -189,7 +250,10 @@ fn err(e: impl Into<redb::Error>) -> IndexError {
 
 /// The redb database behind the index.
 pub(crate) struct Index {
-    db: Database,
+    /// Written for [`Index::compact`] alone, which needs the database to itself.
+    db: std::sync::RwLock<Database>,
+    /// Whether this process committed anything (only then is compacting worth a look).
+    written: std::sync::atomic::AtomicBool,
 }
 
 /// What one checkpoint adds to the index.
@@ -200,6 +264,8 @@ pub(crate) struct IndexBatch {
 }
 
 impl Index {
+    /// Opens the index in `db`, emptying it first if it is of another layout version (opening
+    /// then rebuilds it from the segments, as for a missing index).
     pub fn open(db: Database) -> Result<Index, IndexError> {
         let tx = db.begin_write().map_err(err)?;
         {
@@ -208,11 +274,40 @@ impl Index {
             tx.open_table(STATE).map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        Ok(Index { db })
+        let index = Index { db: std::sync::RwLock::new(db), written: false.into() };
+        if index.format()? != Some(INDEX_FORMAT) {
+            index.clear()?;
+        }
+        Ok(index)
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives the file's free pages back (redb keeps the pages that copy-on-write freed, and its
+    /// file only grows): run when the log closes, if this process wrote to the index. The index
+    /// is a cache: a compaction cut short leaves a database redb opens, or one that is rebuilt.
+    pub fn compact(&self) -> Result<bool, IndexError> {
+        if !self.written.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        db.compact().map_err(err)
+    }
+
+    /// The layout version the index says it is in (`None`: an empty index, or version 2).
+    fn format(&self) -> Result<Option<u32>, IndexError> {
+        let tx = self.db().begin_read().map_err(err)?;
+        let table = tx.open_table(STATE).map_err(err)?;
+        let value = table.get("format").map_err(err)?;
+        value
+            .map(|v| Reader::new(v.value(), "index format").u32("format").map_err(IndexError::from))
+            .transpose()
     }
 
     pub fn checkpoint(&self) -> Result<Option<Checkpoint>, IndexError> {
-        let tx = self.db.begin_read().map_err(err)?;
+        let tx = self.db().begin_read().map_err(err)?;
         let table = tx.open_table(STATE).map_err(err)?;
         let value = table.get("checkpoint").map_err(err)?;
         Ok(value.map(|v| Checkpoint::from_bytes(v.value())).transpose()?)
@@ -220,33 +315,37 @@ impl Index {
 
     /// Empties the index (before a rebuild from the segments).
     pub fn clear(&self) -> Result<(), IndexError> {
-        let tx = self.db.begin_write().map_err(err)?;
+        let tx = self.db().begin_write().map_err(err)?;
         tx.delete_table(SESSIONS).map_err(err)?;
         tx.delete_table(BLOCKS).map_err(err)?;
         tx.delete_table(STATE).map_err(err)?;
         tx.open_table(SESSIONS).map_err(err)?;
         tx.open_table(BLOCKS).map_err(err)?;
-        tx.open_table(STATE).map_err(err)?;
+        tx.open_table(STATE)
+            .map_err(err)?
+            .insert("format", INDEX_FORMAT.to_le_bytes().as_slice())
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 
     /// Every session row, handed to `each` as it is decoded (never all of them in a list: with a
     /// million sessions that list alone would be hundreds of MB at open).
     pub fn for_each_session(&self, mut each: impl FnMut(String, SessionRow)) -> Result<(), IndexError> {
-        let tx = self.db.begin_read().map_err(err)?;
+        let tx = self.db().begin_read().map_err(err)?;
         let table = tx.open_table(SESSIONS).map_err(err)?;
         for entry in table.iter().map_err(err)? {
             let (k, v) = entry.map_err(err)?;
-            let row: SessionRow =
+            let row: StoredRow =
                 rmp_serde::from_slice(v.value()).map_err(|e| IndexError::Row(e.to_string()))?;
-            each(k.value().to_owned(), row);
+            let session = k.value().to_owned();
+            each(session.clone(), row.into_row(session));
         }
         Ok(())
     }
 
     /// The sealed blocks of a session whose time range meets `[t_from, t_to]`, in block order.
     pub fn blocks(&self, session: u64) -> Result<Vec<(u32, BlockLoc)>, IndexError> {
-        let tx = self.db.begin_read().map_err(err)?;
+        let tx = self.db().begin_read().map_err(err)?;
         let table = tx.open_table(BLOCKS).map_err(err)?;
         let mut out = Vec::new();
         for entry in table.range((session, 0)..=(session, u32::MAX)).map_err(err)? {
@@ -258,11 +357,12 @@ impl Index {
 
     /// Writes a checkpoint's additions durably, with the checkpoint they complete.
     pub fn commit(&self, batch: &IndexBatch, checkpoint: &Checkpoint) -> Result<(), IndexError> {
-        let tx = self.db.begin_write().map_err(err)?;
+        let tx = self.db().begin_write().map_err(err)?;
         {
             let mut sessions = tx.open_table(SESSIONS).map_err(err)?;
             for (id, row) in &batch.sessions {
-                let bytes = rmp_serde::to_vec_named(row).map_err(|e| IndexError::Row(e.to_string()))?;
+                let bytes = rmp_serde::to_vec(&StoredRow::from_row(row))
+                    .map_err(|e| IndexError::Row(e.to_string()))?;
                 sessions.insert(id.as_str(), bytes.as_slice()).map_err(err)?;
             }
             let mut blocks = tx.open_table(BLOCKS).map_err(err)?;
@@ -272,6 +372,7 @@ impl Index {
             let mut state = tx.open_table(STATE).map_err(err)?;
             state.insert("checkpoint", checkpoint.to_bytes().as_slice()).map_err(err)?;
         }
+        self.written.store(true, std::sync::atomic::Ordering::Relaxed);
         tx.commit().map_err(err)
     }
 }

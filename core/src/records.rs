@@ -2,7 +2,7 @@
 
 use tracevault_codecs::SessionMeta;
 
-use crate::bytes::{Corruption, Reader};
+use crate::bytes::{Corruption, Reader, Writer};
 
 /// Bytes before a batch record's block: first sequence number, batch id.
 pub(crate) const BATCH_PREFIX_BYTES: usize = 8 + 16;
@@ -39,22 +39,62 @@ pub(crate) fn parse_block(payload: &[u8]) -> Result<(u64, &[u8]), Corruption> {
     Ok((seq, r.rest()))
 }
 
-/// Bytes of one recent batch entry: batch id, first sequence number, event count.
+/// Bytes of one recent batch entry in a version 1 progress payload: batch id, first sequence
+/// number, event count.
 pub(crate) const RECENT_ENTRY_BYTES: usize = 16 + 8 + 8;
 
-/// A session's most recent batches: a u32 count, then each (id u128, seq_first u64, events u64).
+/// The first byte of a version 2 progress payload. A version 1 payload starts with its count, a
+/// u32 of at most 16, so its first byte is never this.
+pub(crate) const PROGRESS_V2: u8 = 0xff;
+
+/// A session's most recent batches (docs/FORMAT.md, "Frame payloads"): [`PROGRESS_V2`], a varint
+/// count, then per batch its id (16 bytes), its first sequence number as a zigzag varint of the
+/// distance from the end of the entry before (0 for batches appended back to back), and its
+/// event count as a varint.
 pub(crate) fn progress_payload(recent: &[(u128, u64, u64)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + recent.len() * RECENT_ENTRY_BYTES);
-    out.extend_from_slice(&(recent.len() as u32).to_le_bytes());
-    for (id, seq, n) in recent {
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&n.to_le_bytes());
+    let mut out = Vec::with_capacity(2 + recent.len() * 20);
+    let mut w = Writer::new(&mut out);
+    w.u8(PROGRESS_V2).varint(recent.len() as u64);
+    let mut end = 0u64;
+    for &(id, seq, n) in recent {
+        let gap = seq.wrapping_sub(end) as i64;
+        w.u128(id).varint(((gap << 1) ^ (gap >> 63)) as u64).varint(n);
+        end = seq.wrapping_add(n);
     }
     out
 }
 
 pub(crate) fn parse_progress(payload: &[u8]) -> Result<Vec<(u128, u64, u64)>, Corruption> {
+    let mut r = Reader::new(payload, "progress payload");
+    if payload.first() != Some(&PROGRESS_V2) {
+        return parse_progress_v1(payload);
+    }
+    r.u8("version")?;
+    let count = r.varint("count")?;
+    // Each entry takes at least 18 bytes: no count beyond what the payload can hold.
+    if count > (r.remaining() / 18) as u64 {
+        return Err(Corruption::new(format!(
+            "progress payload: {count} entries cannot fit in {} bytes",
+            r.remaining()
+        )));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    let mut end = 0u64;
+    for _ in 0..count {
+        let id = r.u128("batch id")?;
+        let z = r.varint("seq_first")?;
+        let gap = (z >> 1) as i64 ^ -((z & 1) as i64);
+        let seq = end.wrapping_add(gap as u64);
+        let n = r.varint("events")?;
+        out.push((id, seq, n));
+        end = seq.wrapping_add(n);
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+/// Version 1: a u32 count, then each (id u128, seq_first u64, events u64); still read.
+fn parse_progress_v1(payload: &[u8]) -> Result<Vec<(u128, u64, u64)>, Corruption> {
     let mut r = Reader::new(payload, "progress payload");
     let count = r.u32("count")? as usize;
     if r.remaining() != count.saturating_mul(RECENT_ENTRY_BYTES) {
@@ -70,8 +110,20 @@ pub(crate) fn parse_progress(payload: &[u8]) -> Result<Vec<(u128, u64, u64)>, Co
     Ok(out)
 }
 
+/// A session record: its metadata as a MessagePack array of every field in order (`session`,
+/// `user`, `device`, `screen` as `[w, h]`, `started_at`, `layout`, `labels`). Version 1 wrote a
+/// map with the field names, which [`parse_session`] still reads.
 pub(crate) fn session_payload(meta: &SessionMeta) -> Vec<u8> {
-    rmp_serde::to_vec_named(meta).expect("session metadata always serialises")
+    let fields = (
+        &meta.session,
+        &meta.user,
+        &meta.device,
+        meta.screen.map(|s| (s.w, s.h)),
+        &meta.started_at,
+        &meta.layout,
+        &meta.labels,
+    );
+    rmp_serde::to_vec(&fields).expect("session metadata always serialises")
 }
 
 pub(crate) fn parse_session(payload: &[u8]) -> Result<SessionMeta, Corruption> {
@@ -89,7 +141,30 @@ mod tests {
         assert!(parse_block(&p[..7]).is_err());
         let recent = vec![(1u128, 2u64, 3u64), (u128::MAX, 5, 6)];
         assert_eq!(parse_progress(&progress_payload(&recent)).unwrap(), recent);
-        assert!(parse_progress(&progress_payload(&recent)[..40]).is_err());
+        assert!(parse_progress(&progress_payload(&recent)[..30]).is_err());
+        let gapped = vec![(7u128, 100u64, 10u64), (8, 110, 5), (9, 90, 1), (10, u64::MAX - 3, 3)];
+        assert_eq!(parse_progress(&progress_payload(&gapped)).unwrap(), gapped);
+        // Version 1 payloads still read.
+        let mut v1 = 2u32.to_le_bytes().to_vec();
+        for (id, seq, n) in &recent {
+            v1.extend_from_slice(&id.to_le_bytes());
+            v1.extend_from_slice(&seq.to_le_bytes());
+            v1.extend_from_slice(&n.to_le_bytes());
+        }
+        assert_eq!(parse_progress(&v1).unwrap(), recent);
+        // Session records: the array written now and the map of version 1 both read.
+        let meta = SessionMeta {
+            session: "s-1".into(),
+            user: "u".into(),
+            device: None,
+            screen: Some(tracevault_codecs::Screen { w: 1920, h: 1080 }),
+            started_at: Some("2026-11-27T09:00:00Z".into()),
+            layout: None,
+            labels: [("team".to_owned(), "search".to_owned())].into(),
+        };
+        assert_eq!(parse_session(&session_payload(&meta)).unwrap(), meta);
+        assert_eq!(parse_session(&rmp_serde::to_vec_named(&meta).unwrap()).unwrap(), meta);
+        assert!(session_payload(&meta).len() < rmp_serde::to_vec_named(&meta).unwrap().len() / 2);
         let b = batch_payload(9, 11, b"x");
         assert_eq!(parse_batch(&b).unwrap(), (9, 11, &b"x"[..]));
         assert!(parse_batch(&b[..10]).is_err());

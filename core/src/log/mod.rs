@@ -262,10 +262,17 @@ impl Log {
         }
     }
 
-    /// Checkpoints and stops the writer. Open blocks stay in the journal and come back on open.
+    /// Checkpoints and stops the writer, then gives the index's free pages back. Open blocks stay
+    /// in the journal and come back on open.
     pub fn close(self) -> Result<(), AppendError> {
         let result = self.checkpoint();
         self.shutdown();
+        if result.is_ok()
+            && let Err(e) = self.inner.index.compact()
+        {
+            // A cache that stays larger than it needs to be: worth a line, not a failed close.
+            tracing::warn!(error = %e, "compacting the session index");
+        }
         result
     }
 
