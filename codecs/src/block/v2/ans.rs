@@ -193,28 +193,19 @@ impl EncSymbol {
     }
 }
 
-/// One context's encoding table: a coded symbol by symbol.
-#[derive(Clone, Debug, Default)]
-pub(super) struct EncTable {
-    /// Only one symbol: coding it takes no bits, and the coder skips it.
-    pub(super) trivial: bool,
-    pub(super) symbols: Vec<EncSymbol>,
-}
-
-impl EncTable {
-    pub(super) fn build(&mut self, freqs: &Freqs, alphabet: usize) {
-        self.trivial = freqs.symbols.len() <= 1;
-        self.symbols.clear();
-        self.symbols.resize(alphabet, EncSymbol::default());
-        if self.trivial {
-            return;
-        }
-        let mut start = 0;
-        for &(s, f) in &freqs.symbols {
-            self.symbols[usize::from(s)] = EncSymbol::new(start, f, freqs.precision);
-            start += f;
-        }
+/// Writes one context's encoding table into `symbols` (a coded symbol per symbol of the
+/// alphabet, `symbols.len()` of them); returns whether the table is *trivial*: only one symbol,
+/// coded in no bits, which the coder skips.
+pub(super) fn build_enc_table(freqs: &Freqs, symbols: &mut [EncSymbol]) -> bool {
+    if freqs.symbols.len() <= 1 {
+        return true;
     }
+    let mut start = 0;
+    for &(s, f) in &freqs.symbols {
+        symbols[usize::from(s)] = EncSymbol::new(start, f, freqs.precision);
+        start += f;
+    }
+    false
 }
 
 /// Encodes in reverse into a byte vector that is reversed at the end.
@@ -431,15 +422,15 @@ mod tests {
     fn rans_round_trips_on_both_lanes() {
         let counts = [50u32, 3, 0, 20, 1];
         let freqs = Freqs::normalize(&counts);
-        let mut enc_t = EncTable::default();
-        enc_t.build(&freqs, counts.len());
+        let mut enc_t = vec![EncSymbol::default(); counts.len()];
+        assert!(!build_enc_table(&freqs, &mut enc_t));
         let mut slots = Vec::new();
         let dec_t = DecTable::build(&freqs, &mut slots);
         let symbols: Vec<u16> =
             (0..1000u32).map(|i| [0u16, 0, 3, 0, 1, 3, 4, 0][(i * 7 % 8) as usize]).collect();
         let mut enc = RansEncoder::new(Vec::new());
         for &s in symbols.iter().rev() {
-            enc.put(enc_t.symbols[usize::from(s)]);
+            enc.put(enc_t[usize::from(s)]);
         }
         let bytes = enc.finish();
         let mut dec = RansDecoder::new(&bytes).unwrap();

@@ -61,12 +61,17 @@ struct Tables {
     slots: Vec<Slot>,
     kinds: [DecTable; KIND_CONTEXTS],
     /// The time table to use after a delta with each token.
-    time_next: Vec<u8>,
+    time_next: Vec<DecTable>,
     /// The time table of the first delta.
-    time_first: u8,
+    time_first: DecTable,
+    /// The time table of a pointer button event (version 3).
+    time_button: DecTable,
     time: [DecTable; TIME_CONTEXTS],
     /// The pointer table of each (second difference class, velocity class).
-    pointer_map: [[u8; POINTER_V]; POINTER_R],
+    /// The pointer table of each (second difference class, velocity class), copied in place: the
+    /// context picks the table in one load.
+    pointer_by_context: [[DecTable; POINTER_V]; POINTER_R],
+    /// The block's pointer tables, in order.
     pointer: [DecTable; POINTER_FINE],
     ints: DecTable,
     refs: [DecTable; REF_CONTEXTS],
@@ -78,9 +83,10 @@ impl Default for Tables {
             slots: Vec::new(),
             kinds: [DecTable::default(); KIND_CONTEXTS],
             time_next: Vec::new(),
-            time_first: 0,
+            time_first: DecTable::default(),
+            time_button: DecTable::default(),
             time: [DecTable::default(); TIME_CONTEXTS],
-            pointer_map: [[0; POINTER_V]; POINTER_R],
+            pointer_by_context: [[DecTable::default(); POINTER_V]; POINTER_R],
             pointer: [DecTable::default(); POINTER_FINE],
             ints: DecTable::default(),
             refs: [DecTable::default(); REF_CONTEXTS],
@@ -109,25 +115,29 @@ impl Tables {
             return Err(format!("time mode token {mode} is outside the alphabet of {ALPHABET}"));
         }
         let mode = mode as u16;
+        // The table after each token, copied in place: the next delta's table in one load.
         self.time_next.clear();
         if v2 {
-            self.time_next.extend((0..ALPHABET as u16).map(|t| time_context_v2(t, mode) as u8));
-            self.time_first = 0;
             for t in &mut self.time[..3] {
                 freqs(&mut r, t)?;
             }
+            let time = &self.time;
+            self.time_next.extend((0..ALPHABET as u16).map(|t| time[time_context_v2(t, mode)]));
+            self.time_first = self.time[0];
         } else {
             let grouping =
                 r.get(2).map_err(|_| "the tables end before the time grouping".to_owned())? as usize;
             if grouping >= TIME_GROUPINGS.len() {
                 return Err(format!("time grouping {grouping}, expected 0..{}", TIME_GROUPINGS.len()));
             }
-            let time_map = TIME_GROUPINGS[grouping];
-            self.time_next.extend((0..ALPHABET as u16).map(|t| time_map[time_context(t, mode)]));
-            self.time_first = time_map[TIME_CONTEXT_FIRST];
             for t in &mut self.time[..TIME_GROUPS[grouping]] {
                 freqs(&mut r, t)?;
             }
+            let (time, map) = (&self.time, TIME_GROUPINGS[grouping]);
+            self.time_next
+                .extend((0..ALPHABET as u16).map(|t| time[usize::from(map[time_context(t, mode)])]));
+            self.time_first = time[usize::from(map[TIME_CONTEXT_FIRST])];
+            self.time_button = time[usize::from(map[TIME_BUTTON])];
         }
         let ends = |_| "the tables end before the pointer layout".to_owned();
         // Version 2: one group (its tables by velocity alone), and no grouping field.
@@ -144,7 +154,12 @@ impl Tables {
             }
             start += *b;
         }
-        self.pointer_map = pointer_map(grouping, &buckets);
+        let map = pointer_map(grouping, &buckets);
+        for (row, tables) in map.iter().zip(&mut self.pointer_by_context) {
+            for (&table, slot) in row.iter().zip(tables) {
+                *slot = self.pointer[usize::from(table)];
+            }
+        }
         freqs(&mut r, &mut self.ints)?;
         for t in &mut self.refs {
             freqs(&mut r, t)?;
@@ -300,7 +315,7 @@ impl Decoder {
             moves: &mut self.moves,
             unit: header.t_unit_us as i64,
             t_us: header.t_first_us,
-            time_table: usize::from(self.tables.time_first),
+            time_table: self.tables.time_first,
             x: 0,
             y: 0,
             vx: 0,
@@ -404,7 +419,7 @@ struct EventReader<'a, const V3: bool> {
     unit: i64,
     t_us: u64,
     /// The table of the next time delta.
-    time_table: usize,
+    time_table: DecTable,
     x: i64,
     y: i64,
     vx: i64,
@@ -434,9 +449,17 @@ impl<const V3: bool> EventReader<'_, V3> {
         let tables = self.tables;
         let symbol =
             self.rans.get(&tables.kinds[kind_ctx], &tables.slots).map_err(|e| Fault::Rans("kinds", e))?;
+        let button = V3 && symbol < 256 && is_button(symbol as u8 & KIND_MASK);
         if index > 0 {
-            let (t, z) = self.value(&tables.time[self.time_table], "time")?;
-            self.time_table = usize::from(tables.time_next[usize::from(t)]);
+            let (t, z) = if button {
+                self.value(&tables.time_button, "time")?
+            } else {
+                let table = self.time_table;
+                let (t, z) = self.value(&table, "time")?;
+                self.time_table = tables.time_next[usize::from(t)];
+                (t, z)
+            };
+            let _ = t;
             let delta = unzigzag(z).checked_mul(self.unit).ok_or(Fault::Range("time"))?;
             self.t_us = self.t_us.wrapping_add(delta as u64);
         }
@@ -466,8 +489,8 @@ impl<const V3: bool> EventReader<'_, V3> {
     #[inline(always)]
     fn axis(&mut self, p: i64, v: i64, r: i64) -> Result<(i64, i64, i64), Fault> {
         let tables = self.tables;
-        let table = tables.pointer_map[pointer_r(r)][pointer_v(v)];
-        let (_, z) = self.value(&tables.pointer[usize::from(table)], "pointer")?;
+        let v_class = if V3 { pointer_v(v) } else { pointer_v_v2(v) };
+        let (_, z) = self.value(&tables.pointer_by_context[pointer_r(r)][v_class], "pointer")?;
         let r = if V3 { along(unzigzag(z), v) } else { unzigzag(z) };
         let d = v.checked_add(r).ok_or(Fault::Range("pointer"))?;
         let q = p.checked_add(d).ok_or(Fault::Range("pointer"))?;

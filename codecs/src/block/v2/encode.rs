@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::ans::{BitWriter, EncTable, RansEncoder};
+use super::ans::{BitWriter, EncSymbol, RansEncoder, build_enc_table};
 use super::freqs::{self, Freqs};
 use super::*;
 use crate::block::encode::{EncodeError, time_unit};
@@ -16,6 +16,9 @@ use crate::block::{
 };
 use crate::event::{Event, EventKind, Key};
 use crate::limits::{BLOCK_RAW_BYTES_MAX, STRING_BYTES_MAX};
+
+/// `Encoder::enc_start` of a context whose table codes in no bits.
+const TRIVIAL: u32 = u32::MAX;
 
 /// The strings section is zstd-compressed only when it is longer than this.
 const STRINGS_COMPRESS_MIN: usize = 32;
@@ -58,7 +61,10 @@ pub(crate) struct Encoder {
     recency: [Recency; REF_LISTS],
     time_counts: Vec<u32>,
     coarse_counts: Vec<u32>,
-    tables: Vec<EncTable>,
+    /// Every table's coded symbols, `width` per table, one table after another.
+    enc_symbols: Vec<EncSymbol>,
+    /// Where each fine context's table starts in `enc_symbols`, or [`TRIVIAL`].
+    enc_start: [u32; FINE_CONTEXTS],
     table_bits: BitWriter,
     strings_raw: Vec<u8>,
     compressed: Vec<u8>,
@@ -95,7 +101,8 @@ impl Default for Encoder {
             recency: Default::default(),
             time_counts: vec![0; ALPHABET],
             coarse_counts: Vec::new(),
-            tables: Vec::new(),
+            enc_symbols: Vec::new(),
+            enc_start: [TRIVIAL; FINE_CONTEXTS],
             table_bits: BitWriter::default(),
             strings_raw: Vec::new(),
             compressed: Vec::new(),
@@ -252,9 +259,9 @@ impl Encoder {
         // Code the symbols last first, alternating lanes over the symbols of non-trivial tables.
         let mut rans = RansEncoder::new(std::mem::take(&mut self.rans));
         for &s in self.sink.symbols.iter().rev() {
-            let table = &self.tables[usize::from(coarse[(s >> 16) as usize])];
-            if !table.trivial {
-                rans.put(table.symbols[(s & 0xffff) as usize]);
+            let start = self.enc_start[(s >> 16) as usize];
+            if start != TRIVIAL {
+                rans.put(self.enc_symbols[start as usize + (s & 0xffff) as usize]);
             }
         }
         self.rans = rans.finish();
@@ -363,8 +370,12 @@ impl Encoder {
             if index > 0 {
                 let q = unit.divide(event.t_us.wrapping_sub(t_prev) as i64);
                 let z = zigzag(q);
-                sink.emit(FINE_TIME + time_ctx, z);
-                time_ctx = time_context(token(z).0, mode);
+                if is_button(byte & KIND_MASK) {
+                    sink.emit(FINE_TIME + TIME_BUTTON, z);
+                } else {
+                    sink.emit(FINE_TIME + time_ctx, z);
+                    time_ctx = time_context(token(z).0, mode);
+                }
                 t_prev = event.t_us;
             }
             let mut pointer = |sink: &mut Sink, px: i32, py: i32| {
@@ -558,12 +569,14 @@ impl Encoder {
                 self.coarse_counts[to + s] += self.sink.counts[from + s];
             }
         }
-        self.tables.resize_with(table_count, EncTable::default);
+        self.enc_symbols.clear();
+        self.enc_symbols.resize(table_count * width, EncSymbol::default());
+        let mut trivial = [true; FINE_CONTEXTS];
         self.freqs.resize_with(table_count, Freqs::default);
         let w = &mut self.table_bits;
         w.clear();
         let mut group_starts = layout.group_starts();
-        for c in 0..table_count {
+        for (c, trivial) in trivial.iter_mut().enumerate().take(table_count) {
             if c == FINE_TIME {
                 w.gamma(u64::from(mode) + 1);
                 w.put(time_grouping as u64, 2);
@@ -581,10 +594,14 @@ impl Encoder {
             }
             let freqs = Freqs::normalize(&self.coarse_counts[c * width..(c + 1) * width]);
             freqs.write(w);
-            self.tables[c].build(&freqs, width);
+            *trivial = build_enc_table(&freqs, &mut self.enc_symbols[c * width..(c + 1) * width]);
             self.freqs[c] = freqs;
         }
         w.finish();
+        for (start, &c) in self.enc_start.iter_mut().zip(&coarse) {
+            let c = usize::from(c);
+            *start = if trivial[c] { TRIVIAL } else { (c * width) as u32 };
+        }
         coarse
     }
 }

@@ -58,14 +58,24 @@ pub(super) const KIND_CODES: usize = 10;
 /// Kind byte, by the previous event's kind code (0 before the first event) and whether a button
 /// or key is held (a press is followed by its release; a drag by no new press).
 pub(super) const KIND_CONTEXTS: usize = 2 * KIND_CODES;
-/// Time delta, by how far the previous delta's token was from the block's most common one.
-pub(super) const TIME_CONTEXTS: usize = 5;
-/// The ways a block may group its time contexts, one table per group: all in one; below, at
-/// and above the mode; every context its own.
-pub(super) const TIME_GROUPINGS: [[u8; TIME_CONTEXTS]; 3] =
-    [[0, 0, 0, 0, 0], [0, 0, 1, 2, 2], [0, 1, 2, 3, 4]];
+/// Time delta: contexts 0..=4 by how far the previous clocked delta's token was from the block's
+/// most common one; 5 for a pointer button's press or release, which comes when the hand does,
+/// not on the device's sampling clock (and leaves the clocked context as it was).
+pub(super) const TIME_CONTEXTS: usize = 6;
+/// The time context of a pointer button event.
+pub(super) const TIME_BUTTON: usize = 5;
+/// The ways a block may group its time contexts, one table per group: all in one; below, at and
+/// above the mode, and buttons; every context its own; clocked and buttons.
+pub(super) const TIME_GROUPINGS: [[u8; TIME_CONTEXTS]; 4] =
+    [[0, 0, 0, 0, 0, 0], [0, 0, 1, 2, 2, 3], [0, 1, 2, 3, 4, 5], [0, 0, 0, 0, 0, 1]];
 /// Groups in each time grouping.
-pub(super) const TIME_GROUPS: [usize; 3] = [1, 3, 5];
+pub(super) const TIME_GROUPS: [usize; 4] = [1, 4, 6, 2];
+
+/// Whether a kind code is a pointer button's press or release (time context [`TIME_BUTTON`]).
+#[inline(always)]
+pub(super) fn is_button(kind: u8) -> bool {
+    kind == super::KIND_DOWN || kind == super::KIND_UP
+}
 /// The time context of the second event (the first delta): as after a delta of the mode.
 pub(super) const TIME_CONTEXT_FIRST: usize = 2;
 /// Pointer second difference: fine contexts by the bit length of the axis's previous velocity
@@ -145,6 +155,13 @@ pub(super) fn time_context(t: u16, mode: u16) -> usize {
 /// The velocity class of an axis whose previous velocity is `v`.
 #[inline(always)]
 pub(super) fn pointer_v(v: i64) -> usize {
+    // The change is coded along the motion, so only the speed matters, not the direction.
+    ((64 - v.unsigned_abs().leading_zeros()) as usize).min(POINTER_V - 1)
+}
+
+/// Version 2's velocity class: by zigzag, so -1 and 1 differ.
+#[inline(always)]
+pub(super) fn pointer_v_v2(v: i64) -> usize {
     let z = super::varint::zigzag(v);
     ((64 - z.leading_zeros()) as usize).min(POINTER_V - 1)
 }
