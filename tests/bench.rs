@@ -45,7 +45,10 @@ fn the_smoke_run_writes_a_report_that_compare_and_render_read() {
     assert_eq!(report["size"], "smoke");
     let names: Vec<&str> =
         report["sections"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["machine", "codec", "ingest", "jsonl", "http", "replay", "events", "sessions"]);
+    assert_eq!(
+        names,
+        ["machine", "codec", "store", "ingest", "jsonl", "http", "replay", "events", "sessions"]
+    );
     for s in report["sections"].as_array().unwrap() {
         assert!(!s["figures"].as_array().unwrap().is_empty(), "section {} has no figures", s["name"]);
         assert!(s["peak_rss_mib"].as_f64().unwrap() > 0.0, "section {} has no peak RSS", s["name"]);
@@ -64,6 +67,16 @@ fn the_smoke_run_writes_a_report_that_compare_and_render_read() {
         baselines.contains(&"(a) rmp-serde + zstd") && baselines.contains(&"xz -9 of (c)'s stream"),
         "{baselines:?}"
     );
+    // The store measured whole, by part: the parts add up to the figure.
+    let store = figure(&report, "store.bytes_per_event.sapimouse")["value"].as_f64().unwrap();
+    let parts = report["sections"].as_array().unwrap().iter().find(|s| s["name"] == "store").unwrap()["tables"][0]
+        ["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[2].as_str().unwrap().parse::<f64>().unwrap())
+        .sum::<f64>();
+    assert!((store - parts).abs() < 0.01, "the parts ({parts}) add up to the whole ({store})");
     let ingest = figure(&report, "ingest.events_per_s.16x1000");
     let stores: Vec<&str> =
         ingest["baselines"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();

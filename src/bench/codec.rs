@@ -306,6 +306,45 @@ pub fn blocks(sessions: &[Vec<Event>], size: usize) -> Vec<&[Event]> {
     sessions.iter().flat_map(|events| events.chunks(size)).collect()
 }
 
+/// Where the current block format's bytes go on `blocks`, per event: each part's share.
+pub fn breakdown(blocks: &[&[Event]]) -> Vec<(&'static str, f64)> {
+    let mut encoder = BlockEncoder::new(DEFAULT_ZSTD_LEVEL);
+    let mut out = Vec::new();
+    let mut sum = [0.0f64; 9];
+    for block in blocks {
+        out.clear();
+        encoder.encode(block, &mut out).expect("the blocks encode");
+        let b = encoder.breakdown(out.len());
+        let parts = [
+            b.header,
+            b.strings,
+            b.tables,
+            b.kinds,
+            b.time,
+            b.time_extras,
+            b.pointer,
+            b.pointer_extras,
+            b.other,
+        ];
+        for (s, p) in sum.iter_mut().zip(parts) {
+            *s += p;
+        }
+    }
+    let events: usize = blocks.iter().map(|b| b.len()).sum();
+    let names = [
+        "header",
+        "strings",
+        "tables",
+        "kinds",
+        "time (coded)",
+        "time (extra bits)",
+        "pointer (coded)",
+        "pointer (extra bits)",
+        "other fields",
+    ];
+    names.into_iter().zip(sum).map(|(n, bits)| (n, bits / 8.0 / events as f64)).collect()
+}
+
 pub struct Measured {
     pub bytes: usize,
     /// Seconds per pass over all the blocks, each repetition.
@@ -370,7 +409,7 @@ pub fn measure(
 /// The codec section: bytes per event on real and generated input, then encode and decode rates,
 /// each against the baselines on the same 4096-event blocks.
 pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
-    use super::report::{Better, Figure, Section};
+    use super::report::{Better, Figure, Section, Table};
     let mut section = Section {
         name: "codec".into(),
         title: "the block codec, bytes per event and speed".into(),
@@ -393,9 +432,25 @@ pub fn section(ctx: &super::Ctx) -> super::Result<super::report::Section> {
         ("generated", "generator", ctx.generated()),
         ("typing", "typing sessions (~100 key events each)", ctx.typing()),
     ];
-    for (key, name, sessions) in sets {
+    for &(key, name, sessions) in &sets {
         let blocks = blocks(sessions, 4096);
         let events: usize = sessions.iter().map(Vec::len).sum();
+        let parts = breakdown(&blocks);
+        if section.tables.is_empty() {
+            section.tables.push(Table {
+                id: "codec.parts".into(),
+                title: "where the block format's bytes go, bytes per event (the coded parts at their \
+                        ideal cost under the block's tables, within a few bytes of what is written)"
+                    .into(),
+                columns: std::iter::once("part".to_owned())
+                    .chain(sets.iter().map(|s| s.0.to_owned()))
+                    .collect(),
+                rows: parts.iter().map(|(p, _)| vec![(*p).to_owned()]).collect(),
+            });
+        }
+        for (row, (_, v)) in section.tables[0].rows.iter_mut().zip(&parts) {
+            row.push(format!("{v:.4}"));
+        }
         let per_event = |bytes: usize| bytes as f64 / events as f64;
         let reps = ctx.repeats;
         let ours = measure(&mut Tracevault::new(DEFAULT_ZSTD_LEVEL), &blocks, ctx.min_time(), reps)

@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`report`]: the report's types, Markdown rendering; [`compare`]: two reports side by side.
 //! - [`machine`]: the limits (disk write bandwidth, fdatasync latency, memcpy, cores).
-//! - [`codec`], [`ingest`], [`http`], [`replay`], [`scale`]: one module per section; the criterion
+//! - [`codec`], [`store`], [`ingest`], [`http`], [`replay`], [`scale`]: one module per section; the criterion
 //!   benches in `benches/` measure through the same modules and carry the same figure names.
 //! - [`chart`]: SVG charts (plotters).
 
@@ -20,6 +20,7 @@ pub mod machine;
 pub mod replay;
 pub mod report;
 pub mod scale;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -45,9 +46,10 @@ pub enum Size {
 }
 
 /// The sections, in the order they run, and what `--only` calls them.
-pub const SECTIONS: [(&str, &str); 8] = [
+pub const SECTIONS: [(&str, &str); 9] = [
     ("machine", "the machine's limits"),
     ("codec", "bytes per event and codec speed"),
+    ("store", "the whole store on disk, by part"),
     ("ingest", "durable ingest in process, with sled, redb and SQLite"),
     ("jsonl", "ingest from a JSON Lines file"),
     ("http", "ingest over HTTP"),
@@ -347,6 +349,7 @@ pub fn run_section(
     let mut section = match name {
         "machine" => machine_section(&mut ctx)?,
         "codec" => codec::section(&ctx)?,
+        "store" => store::section(&ctx)?,
         "ingest" => ingest::section(&ctx)?,
         "jsonl" => ingest::jsonl_section(&ctx)?,
         "http" => http::section(&ctx)?,
