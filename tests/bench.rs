@@ -138,7 +138,7 @@ fn bad_input_is_refused_by_name() {
     let out = bench(&["--smoke", "--only", "nope", "--out", "out"], &dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("\"nope\"") && stderr.contains("codec, ingest"), "{stderr}");
+    assert!(stderr.contains("\"nope\"") && stderr.contains("codec, store, ingest"), "{stderr}");
     std::fs::write(dir.join("old.json"), r#"{"format": 9, "sections": []}"#).unwrap();
     std::fs::write(dir.join("bad.json"), r#"{"format": 1, "version": 3}"#).unwrap();
     let out = bench(&["compare", "old.json", "bad.json"], &dir);

@@ -2,7 +2,8 @@
 //! and the named limits before anything is allocated, every table against the alphabet, and the
 //! coder's final state against its start, so damage is reported rather than decoded into events.
 
-use super::ans::{BitReader, DecTable, RansDecoder, RansError, Slot};
+use super::ans::{DecTable, RansDecoder, RansError, Slot};
+use super::bits::BitReader;
 use super::freqs::Freqs;
 use super::*;
 use crate::block::decode::DecodeError;

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::ans::{BitWriter, EncSymbol, RansEncoder, build_enc_table};
+use super::ans::{EncSymbol, RansEncoder, build_enc_table};
+use super::bits::BitWriter;
 use super::freqs::{self, Freqs};
 use super::*;
 use crate::block::encode::{EncodeError, time_unit};

@@ -2,7 +2,10 @@
 //! their bit-exact coding in the block (docs/FORMAT.md, "Frequency tables"), written compactly
 //! because a block stores one per context it uses.
 
-use super::ans::{BitReader, BitWriter, BitsError, PRECISION_MAX};
+use super::bits::{BitReader, BitWriter, BitsError};
+
+/// The largest table precision: frequencies sum to `1 << precision`.
+pub(super) const PRECISION_MAX: u32 = 9;
 
 /// One context's frequencies, normalised to sum to `1 << precision`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

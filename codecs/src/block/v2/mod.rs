@@ -9,6 +9,7 @@
 //! decodes on its own and in parallel with its neighbours.
 
 mod ans;
+mod bits;
 mod decode;
 mod dictionary;
 mod encode;
