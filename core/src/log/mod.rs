@@ -344,8 +344,19 @@ fn open_index(path: &Path, fresh: bool) -> Result<redb::Database, OpenError> {
     // its pages is plenty.
     let create =
         || std::panic::catch_unwind(|| redb::Builder::new().set_cache_size(INDEX_CACHE_BYTES).create(path));
+    // A page damaged outside redb makes a plain read panic, and a closed index is compacted (no
+    // free pages left for damage to fall on harmlessly): every page's checksum is checked before
+    // the index is trusted, and one that fails is rebuilt rather than repaired, since a repair
+    // keeps what it can and the index must be whole. (The index is read whole at open anyway.)
     let reason = match create() {
-        Ok(Ok(db)) => return Ok(db),
+        Ok(Ok(mut db)) => {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity())) {
+                Ok(Ok(true)) => return Ok(db),
+                Ok(Ok(false)) => "its integrity check failed".to_owned(),
+                Ok(Err(e)) => format!("its integrity check failed: {e}"),
+                Err(_) => "redb panicked checking it".to_owned(),
+            }
+        }
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
             return Err(OpenError::Locked { path: path.parent().unwrap_or(path).to_owned() });
         }
