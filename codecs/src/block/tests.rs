@@ -318,3 +318,27 @@ fn time_unit_above_2_pow_62_round_trips() {
         }
     }
 }
+
+/// Found by fuzzing: the decoder's renormalisation counts on states in [2^23, 2^31), which every
+/// encoder keeps to; a block whose initial states are outside is refused by name, not decoded
+/// (an overflow, or garbage).
+#[test]
+fn an_initial_rans_state_out_of_range_is_an_error() {
+    let block = encode(&moves(100));
+    // The rANS section: after the header, the strings (none here), the tables and its length.
+    let (_, header) = super::v2::read_header(&block).unwrap();
+    let mut r = super::varint::Reader::new(&block[header..]);
+    assert_eq!(r.varint().unwrap(), 0, "no strings");
+    let tables = r.varint().unwrap() as usize;
+    r.bytes(tables).unwrap();
+    r.varint().unwrap();
+    let states = header + r.position();
+    for state in [0u32, (1 << 23) - 1, 1 << 31, u32::MAX] {
+        for lane in [0, 4] {
+            let mut bad = block.clone();
+            bad[states + lane..states + lane + 4].copy_from_slice(&state.to_be_bytes());
+            let e = decode_block(&bad).unwrap_err().to_string();
+            assert!(e.contains("rans") && e.contains("initial state"), "{state}: {e}");
+        }
+    }
+}

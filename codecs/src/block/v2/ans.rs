@@ -193,6 +193,8 @@ pub(super) enum RansError {
     /// A symbol in a context no table describes.
     NoTable,
     Truncated,
+    /// An initial state outside `[L, 256 L)`: no encoder wrote it.
+    BadState,
 }
 
 /// Decodes what [`RansEncoder`] wrote, first symbol first.
@@ -212,7 +214,12 @@ impl<'a> RansDecoder<'a> {
             return Err(RansError::Truncated);
         }
         let state = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        Ok(RansDecoder { x: state(0), y: state(4), bytes, pos: STATE_BYTES })
+        let (x, y) = (state(0), state(4));
+        // An encoder's states never leave [L, 256 L); the decoder's renormalisation counts on it.
+        if !(RANS_L..RANS_L << 8).contains(&x) || !(RANS_L..RANS_L << 8).contains(&y) {
+            return Err(RansError::BadState);
+        }
+        Ok(RansDecoder { x, y, bytes, pos: STATE_BYTES })
     }
 
     #[inline(always)]

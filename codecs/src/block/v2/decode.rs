@@ -306,8 +306,11 @@ impl Decoder {
         }
         self.moves.clear();
         let mut state = EventReader::<V3> {
-            rans: RansDecoder::new(rans).map_err(|_| {
-                section("rans", format!("{} bytes cannot hold the coder's two states", rans.len()))
+            rans: RansDecoder::new(rans).map_err(|e| match e {
+                RansError::BadState => {
+                    section("rans", "an initial state outside [2^23, 2^31): no encoder wrote it")
+                }
+                _ => section("rans", format!("{} bytes cannot hold the coder's two states", rans.len())),
             })?,
             extras: BitReader::new(extras),
             tables: &self.tables,
@@ -372,7 +375,7 @@ impl Fault {
             Fault::Rans(what, RansError::NoTable) => {
                 section(what, format!("event {index}'s value is in a context the block has no table for"))
             }
-            Fault::Rans(what, RansError::Truncated) => {
+            Fault::Rans(what, RansError::Truncated | RansError::BadState) => {
                 section(what, format!("the coded symbols end before event {index}'s value"))
             }
             Fault::Extras(what) => section(what, format!("the extra bits end before event {index}'s value")),
