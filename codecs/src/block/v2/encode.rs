@@ -32,6 +32,8 @@ struct Sink {
     counts: Vec<u32>,
     /// One more than the largest symbol of the block: the part of each row in use.
     width: usize,
+    /// Pointer events in the block.
+    pointers: usize,
     extras: BitWriter,
 }
 
@@ -97,6 +99,7 @@ impl Default for Encoder {
                 symbols: Vec::new(),
                 counts: vec![0; FINE_CONTEXTS * ALPHABET],
                 width: 0,
+                pointers: 0,
                 extras: BitWriter::default(),
             },
             recency: Default::default(),
@@ -146,12 +149,19 @@ impl ExactDivisor {
 }
 
 /// How a block's pointer contexts map to its tables (docs/FORMAT.md, "pointer tables").
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct PointerLayout {
     /// Index into [`POINTER_GROUPINGS`].
     grouping: usize,
     /// Each group's velocity bucket count.
     buckets: [usize; POINTER_R],
+}
+
+impl Default for PointerLayout {
+    /// One group of one table.
+    fn default() -> Self {
+        PointerLayout { grouping: 0, buckets: [1; POINTER_R] }
+    }
 }
 
 impl PointerLayout {
@@ -352,6 +362,7 @@ impl Encoder {
             row[..sink.width].fill(0);
         }
         sink.width = 0;
+        sink.pointers = 0;
         sink.extras.clear();
         for r in &mut self.recency {
             r.clear();
@@ -385,6 +396,7 @@ impl Encoder {
                 sink.emit(FINE_POINTER + pointer_fine(vy, ry), zigzag(along(dy - vy, vy)));
                 (rx, ry) = (dx - vx, dy - vy);
                 (x, y, vx, vy) = (i64::from(px), i64::from(py), dx, dy);
+                sink.pointers += 1;
             };
             let mut string = |sink: &mut Sink, context: usize, s: &'a str| -> Result<(), EncodeError> {
                 let id = strings.id(index, s)?;
@@ -493,6 +505,11 @@ impl Encoder {
     /// difference's classes, and each group's velocity bucket count, that code the pointer
     /// symbols in the fewest bits, tables included.
     fn pointer_layout(&self) -> PointerLayout {
+        // A block without pointer events (typing) has one empty pointer table whatever the
+        // search says: the search itself was most of encoding a short typing session.
+        if self.sink.pointers == 0 {
+            return PointerLayout::default();
+        }
         let counts = &self.sink.counts;
         let width = self.sink.width;
         let row = |r: usize, v: usize| {
