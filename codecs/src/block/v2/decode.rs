@@ -5,6 +5,7 @@
 use super::ans::{DecTable, RansDecoder, RansError, Slot};
 use super::bits::BitReader;
 use super::freqs::Freqs;
+use super::layout::pointer_map;
 use super::*;
 use crate::block::decode::DecodeError;
 use crate::block::varint::{Reader, VarintError, unzigzag};

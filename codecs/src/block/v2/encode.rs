@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::ans::{EncSymbol, RansEncoder, build_enc_table};
 use super::bits::BitWriter;
 use super::freqs::{self, Freqs};
+use super::layout::PointerLayout;
 use super::*;
 use crate::block::encode::{EncodeError, time_unit};
 use crate::block::varint::{put, zigzag};
@@ -145,45 +146,6 @@ impl ExactDivisor {
     #[inline(always)]
     fn divide(self, v: i64) -> i64 {
         ((v >> self.shift) as u64).wrapping_mul(self.inverse) as i64
-    }
-}
-
-/// How a block's pointer contexts map to its tables (docs/FORMAT.md, "pointer tables").
-#[derive(Clone, Copy, Debug)]
-struct PointerLayout {
-    /// Index into [`POINTER_GROUPINGS`].
-    grouping: usize,
-    /// Each group's velocity bucket count.
-    buckets: [usize; POINTER_R],
-}
-
-impl Default for PointerLayout {
-    /// One group of one table.
-    fn default() -> Self {
-        PointerLayout { grouping: 0, buckets: [1; POINTER_R] }
-    }
-}
-
-impl PointerLayout {
-    /// The first table of each group (relative to the first pointer table), and the group.
-    fn group_starts(&self) -> std::iter::Peekable<impl Iterator<Item = (usize, usize)> + '_> {
-        (0..POINTER_GROUPS[self.grouping])
-            .scan(0, |start, g| {
-                let this = *start;
-                *start += self.buckets[g];
-                Some((this, g))
-            })
-            .peekable()
-    }
-
-    fn tables(&self) -> usize {
-        self.buckets[..POINTER_GROUPS[self.grouping]].iter().sum()
-    }
-
-    /// The table (relative to the first pointer table) of each (second difference class,
-    /// velocity class).
-    fn map(&self) -> [[u8; POINTER_V]; POINTER_R] {
-        pointer_map(self.grouping, &self.buckets)
     }
 }
 

@@ -14,6 +14,7 @@ mod decode;
 mod dictionary;
 mod encode;
 mod freqs;
+mod layout;
 
 pub(crate) use decode::{Decoder, read_header};
 pub use encode::Breakdown;
@@ -188,24 +189,6 @@ pub(super) fn pointer_fine(v: i64, r: i64) -> usize {
 pub(super) fn along(r: i64, v: i64) -> i64 {
     let s = v >> 63;
     (r ^ s).wrapping_sub(s)
-}
-
-/// The pointer table (relative to the block's first) of each (second difference class, velocity
-/// class), for a block with the grouping `grouping` and its groups' bucket counts `buckets`.
-pub(super) fn pointer_map(grouping: usize, buckets: &[usize; POINTER_R]) -> [[u8; POINTER_V]; POINTER_R] {
-    let classes = &POINTER_GROUPINGS[grouping];
-    let mut starts = [0usize; POINTER_R];
-    for g in 1..POINTER_GROUPS[grouping] {
-        starts[g] = starts[g - 1] + buckets[g - 1];
-    }
-    let mut map = [[0u8; POINTER_V]; POINTER_R];
-    for (r, row) in map.iter_mut().enumerate() {
-        let g = usize::from(classes[r]);
-        for (v, t) in row.iter_mut().enumerate() {
-            *t = (starts[g] + v.min(buckets[g] - 1)) as u8;
-        }
-    }
-    map
 }
 
 /// Recently used string ids of one field, most recent first. A reference is the id's position
