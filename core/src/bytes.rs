@@ -4,6 +4,8 @@
 //! `Reader` and write them in the same order with a `Writer`; no layout indexes bytes by hand, so
 //! nothing here can panic on short or hostile input.
 
+use tracevault_codecs::block::varint;
+
 /// Why bytes on disk are not what was written: a reason, without a location (the caller adds it).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
@@ -83,21 +85,23 @@ impl<'a> Reader<'a> {
         self.array(field).map(u128::from_le_bytes)
     }
 
-    /// An unsigned LEB128 varint of at most 64 bits.
+    /// An unsigned LEB128 varint of at most 64 bits (the codecs' encoding).
     pub fn varint(&mut self, field: &'static str) -> Result<u64, Corruption> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8(field)?;
-            let low = u64::from(b & 0x7f);
-            if shift == 63 && low > 1 {
-                return Err(Corruption::new(format!("{}: varint {field} is longer than 64 bits", self.what)));
-            }
-            v |= low << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(Corruption::new(format!("{}: varint {field} is longer than 64 bits", self.what)))
+        let mut r = varint::Reader::new(&self.bytes[self.at..]);
+        let v = r.varint().map_err(|e| {
+            let why = match e {
+                varint::VarintError::Truncated => "ends inside",
+                varint::VarintError::Overlong => "has a varint longer than 64 bits in",
+            };
+            Corruption::new(format!(
+                "{}: {} bytes {why} field {field} (at offset {})",
+                self.what,
+                self.bytes.len(),
+                self.at
+            ))
+        })?;
+        self.at += r.position();
+        Ok(v)
     }
 
     /// Skips reserved bytes, which must be zero.
@@ -162,13 +166,9 @@ impl<'a> Writer<'a> {
         self.bytes(&v.to_le_bytes())
     }
 
-    /// An unsigned LEB128 varint.
-    pub fn varint(&mut self, mut v: u64) -> &mut Self {
-        while v >= 0x80 {
-            self.out.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.out.push(v as u8);
+    /// An unsigned LEB128 varint (the codecs' encoding).
+    pub fn varint(&mut self, v: u64) -> &mut Self {
+        varint::put(self.out, v);
         self
     }
 

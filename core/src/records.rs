@@ -2,6 +2,8 @@
 
 use tracevault_codecs::SessionMeta;
 
+use tracevault_codecs::block::varint::{unzigzag, zigzag};
+
 use crate::bytes::{Corruption, Reader, Writer};
 
 /// Bytes before a batch record's block: first sequence number, batch id.
@@ -57,8 +59,7 @@ pub(crate) fn progress_payload(recent: &[(u128, u64, u64)]) -> Vec<u8> {
     w.u8(PROGRESS_V2).varint(recent.len() as u64);
     let mut end = 0u64;
     for &(id, seq, n) in recent {
-        let gap = seq.wrapping_sub(end) as i64;
-        w.u128(id).varint(((gap << 1) ^ (gap >> 63)) as u64).varint(n);
+        w.u128(id).varint(zigzag(seq.wrapping_sub(end) as i64)).varint(n);
         end = seq.wrapping_add(n);
     }
     out
@@ -82,9 +83,7 @@ pub(crate) fn parse_progress(payload: &[u8]) -> Result<Vec<(u128, u64, u64)>, Co
     let mut end = 0u64;
     for _ in 0..count {
         let id = r.u128("batch id")?;
-        let z = r.varint("seq_first")?;
-        let gap = (z >> 1) as i64 ^ -((z & 1) as i64);
-        let seq = end.wrapping_add(gap as u64);
+        let seq = end.wrapping_add(unzigzag(r.varint("seq_first")?) as u64);
         let n = r.varint("events")?;
         out.push((id, seq, n));
         end = seq.wrapping_add(n);

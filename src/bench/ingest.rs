@@ -408,34 +408,59 @@ pub fn section(ctx: &super::Ctx) -> Result<super::report::Section> {
     Ok(section)
 }
 
+/// Writes sessions as an interchange file, synced; returns its size.
+pub fn write_jsonl<'a>(
+    path: &Path,
+    sessions: impl IntoIterator<Item = (&'a tracevault_codecs::SessionMeta, &'a [tracevault_codecs::Event])>,
+) -> Result<u64> {
+    use std::io::Write;
+
+    use tracevault_codecs::{Record, jsonl};
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut line = Vec::new();
+    for (meta, events) in sessions {
+        jsonl::write_record(&mut out, &Record::Session(meta.clone()))?;
+        for e in events {
+            line.clear();
+            jsonl::write_record(
+                &mut line,
+                &Record::Event { session: meta.session.clone(), event: e.clone() },
+            )?;
+            out.write_all(&line)?;
+        }
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// Stores `file` in `log` as `tracevault ingest FILE` does: checked, stored, every session sealed.
+pub fn ingest_jsonl(log: &Log, file: &Path) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+
+    use tracevault_core::{Access, Role, ingest};
+    let access = Access::new("bench", Role::Admin, "benchmark");
+    let mut source =
+        ingest::JsonlFile::new(file, |f: std::fs::File, _| Box::new(BufReader::new(f)) as Box<dyn BufRead>);
+    let report = ingest::ingest(log, &access, &mut source)?;
+    for s in &report.sessions {
+        log.seal_session(s)?;
+    }
+    Ok(())
+}
+
 /// Ingest from a JSON Lines file, as `tracevault ingest FILE` does (check pass, store pass, every
 /// session sealed, the log closed), with the parse alone beside it: where the time goes.
 pub fn jsonl_section(ctx: &super::Ctx) -> Result<super::report::Section> {
-    use std::io::{BufRead, BufReader, BufWriter, Write};
+    use std::io::{BufRead, BufReader};
 
-    use tracevault_codecs::{Record, jsonl};
-    use tracevault_core::{Access, Role, ingest};
+    use tracevault_codecs::jsonl;
 
     use super::report::{Better, Figure, Section};
     let data = ctx.real()?;
     let root = ctx.work.join("jsonl");
     fresh(&root)?;
     let file = root.join("sapimouse.jsonl");
-    let mut out = BufWriter::new(std::fs::File::create(&file)?);
-    let mut line = Vec::new();
-    for r in &data.recordings {
-        jsonl::write_record(&mut out, &Record::Session(r.meta.clone()))?;
-        for e in &r.events {
-            line.clear();
-            jsonl::write_record(
-                &mut line,
-                &Record::Event { session: r.meta.session.clone(), event: e.clone() },
-            )?;
-            out.write_all(&line)?;
-        }
-    }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    let bytes = std::fs::metadata(&file)?.len();
+    let bytes = write_jsonl(&file, data.recordings.iter().map(|r| (&r.meta, r.events.as_slice())))?;
     let events = data.events.len() as f64;
     let mut section = Section {
         name: "jsonl".into(),
@@ -454,19 +479,12 @@ pub fn jsonl_section(ctx: &super::Ctx) -> Result<super::report::Section> {
         ),
         ..Section::default()
     };
-    let access = Access::new("bench", Role::Admin, "benchmark");
     let mut full = Vec::new();
     for _ in 0..ctx.repeats {
         let dir = fresh(&root.join("store"))?;
         let log = Log::open(&dir, options(&root))?;
         let started = Instant::now();
-        let mut source = ingest::JsonlFile::new(&file, |f: std::fs::File, _| {
-            Box::new(BufReader::new(f)) as Box<dyn BufRead>
-        });
-        let report = ingest::ingest(&log, &access, &mut source)?;
-        for s in &report.sessions {
-            log.seal_session(s)?;
-        }
+        ingest_jsonl(&log, &file)?;
         log.close()?;
         full.push(events / started.elapsed().as_secs_f64());
     }

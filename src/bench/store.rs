@@ -5,14 +5,13 @@
 //! dominate). Then the data directory is measured file by file, and the segments split into the
 //! codec's bytes (the same sessions' blocks encoded alone) and the framing around them.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 
 use tracevault_codecs::block::{BlockEncoder, DEFAULT_ZSTD_LEVEL};
-use tracevault_codecs::{Event, Record, SessionMeta, jsonl};
-use tracevault_core::{Access, Log, Role, ingest};
+use tracevault_codecs::{Event, SessionMeta};
+use tracevault_core::Log;
 
-use super::ingest::{fresh, options};
+use super::ingest::{fresh, ingest_jsonl, options, write_jsonl};
 use super::report::{Better, Figure, Section, Table};
 use super::{Ctx, Result};
 
@@ -58,7 +57,7 @@ fn parts(dir: &Path, codec: u64) -> Result<Vec<(&'static str, u64)>> {
 
 /// The bytes of the sessions' blocks as the log cuts them (4096 events, the last one partial),
 /// encoded alone: the codec's share of the segments.
-fn codec_bytes(sessions: &[(SessionMeta, Vec<Event>)]) -> Result<u64> {
+fn codec_bytes(sessions: &[(&SessionMeta, &[Event])]) -> Result<u64> {
     let mut encoder = BlockEncoder::new(DEFAULT_ZSTD_LEVEL);
     let mut out = Vec::new();
     let mut total = 0;
@@ -72,33 +71,11 @@ fn codec_bytes(sessions: &[(SessionMeta, Vec<Event>)]) -> Result<u64> {
     Ok(total)
 }
 
-/// Writes `sessions` as an interchange file.
-fn write_jsonl(path: &Path, sessions: &[(SessionMeta, Vec<Event>)]) -> Result<u64> {
-    let mut out = BufWriter::new(std::fs::File::create(path)?);
-    for (meta, events) in sessions {
-        jsonl::write_record(&mut out, &Record::Session(meta.clone()))?;
-        for e in events {
-            jsonl::write_record(
-                &mut out,
-                &Record::Event { session: meta.session.clone(), event: e.clone() },
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(std::fs::metadata(path)?.len())
-}
-
-/// Ingests `file` into a fresh store under `root` as `tracevault ingest` does, and closes it.
+/// Ingests `file` into a fresh store under `root` and closes it.
 fn ingest_file(root: &Path, file: &Path) -> Result<std::path::PathBuf> {
     let dir = fresh(&root.join("store"))?;
     let log = Log::open(&dir, options(root))?;
-    let access = Access::new("bench", Role::Admin, "benchmark");
-    let mut source =
-        ingest::JsonlFile::new(file, |f: std::fs::File, _| Box::new(BufReader::new(f)) as Box<dyn BufRead>);
-    let report = ingest::ingest(&log, &access, &mut source)?;
-    for s in &report.sessions {
-        log.seal_session(s)?;
-    }
+    ingest_jsonl(&log, file)?;
     log.close()?;
     Ok(dir)
 }
@@ -120,10 +97,11 @@ pub fn section(ctx: &Ctx) -> Result<Section> {
     let root = ctx.work.join("store");
     fresh(&root)?;
     let real = ctx.real()?;
-    let sapimouse: Vec<(SessionMeta, Vec<Event>)> =
-        real.recordings.iter().map(|r| (r.meta.clone(), r.events.clone())).collect();
+    let sapimouse: Vec<(&SessionMeta, &[Event])> =
+        real.recordings.iter().map(|r| (&r.meta, r.events.as_slice())).collect();
     let typing: Vec<(SessionMeta, Vec<Event>)> =
         (0..ctx.typing().len()).map(|i| crate::generate::typing_session(16, i, super::TYPING_KEYS)).collect();
+    let typing: Vec<(&SessionMeta, &[Event])> = typing.iter().map(|(m, e)| (m, e.as_slice())).collect();
     let mut table = Table {
         id: "store.parts".into(),
         title: "bytes per event by part (and per session, for the typing set)".into(),
@@ -142,7 +120,7 @@ pub fn section(ctx: &Ctx) -> Result<Section> {
         [("sapimouse", "SapiMouse (real)", &sapimouse), ("typing", "typing sessions", &typing)]
     {
         let file = root.join(format!("{key}.jsonl"));
-        let jsonl_bytes = write_jsonl(&file, sessions)?;
+        let jsonl_bytes = write_jsonl(&file, sessions.iter().copied())?;
         let events: u64 = sessions.iter().map(|(_, e)| e.len() as u64).sum();
         let dir = ingest_file(&root, &file)?;
         let parts = parts(&dir, codec_bytes(sessions)?)?;

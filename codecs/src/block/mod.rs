@@ -16,7 +16,9 @@
 mod decode;
 mod encode;
 mod v2;
-mod varint;
+/// LEB128 varints and zigzag mapping: the integer encoding of the block formats, and of the
+/// core's varint fields (one implementation).
+pub mod varint;
 
 pub use decode::{BlockDecoder, DecodeError, decode_block};
 pub use encode::{BlockEncoder, EncodeError};

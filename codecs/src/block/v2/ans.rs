@@ -1,7 +1,7 @@
 //! The entropy coder of version 2 and 3 blocks: a two-way interleaved rANS coder (Duda's
 //! asymmetric numeral systems, in the byte-renormalising form of Giesen's `rans_byte`); the
-//! frequency tables it codes with are in `freqs.rs`, the bit streams in `bits.rs`. docs/FORMAT.md ("Block, version 3") is
-//! the bit-exact description.
+//! frequency tables it codes with are in `freqs.rs`, the bit streams in `bits.rs`.
+//! docs/FORMAT.md ("Block, version 3") is the bit-exact description.
 //!
 //! Why hand-written rather than a crate: the decoder's inner step is three loads, a multiply and
 //! a rarely taken renormalisation, inlined into the event loop with the context chosen from the

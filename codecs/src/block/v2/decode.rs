@@ -69,7 +69,6 @@ struct Tables {
     /// The time table of a pointer button event (version 3).
     time_button: DecTable,
     time: [DecTable; TIME_CONTEXTS],
-    /// The pointer table of each (second difference class, velocity class).
     /// The pointer table of each (second difference class, velocity class), copied in place: the
     /// context picks the table in one load.
     pointer_by_context: [[DecTable; POINTER_V]; POINTER_R],
@@ -456,15 +455,15 @@ impl<const V3: bool> EventReader<'_, V3> {
             self.rans.get(&tables.kinds[kind_ctx], &tables.slots).map_err(|e| Fault::Rans("kinds", e))?;
         let button = V3 && symbol < 256 && is_button(symbol as u8 & KIND_MASK);
         if index > 0 {
-            let (t, z) = if button {
-                self.value(&tables.time_button, "time")?
+            // A button's delta is off the clock: it leaves the clocked deltas' context alone.
+            let z = if button {
+                self.value(&tables.time_button, "time")?.1
             } else {
                 let table = self.time_table;
                 let (t, z) = self.value(&table, "time")?;
                 self.time_table = tables.time_next[usize::from(t)];
-                (t, z)
+                z
             };
-            let _ = t;
             let delta = unzigzag(z).checked_mul(self.unit).ok_or(Fault::Range("time"))?;
             self.t_us = self.t_us.wrapping_add(delta as u64);
         }

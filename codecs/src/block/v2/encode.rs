@@ -77,9 +77,9 @@ pub(crate) struct Encoder {
     freqs: Vec<Freqs>,
 }
 
-/// Where a version 2 block's bits go, in bits: the ideal cost of each symbol group under the
-/// block's tables (what the coder spends, within a few bytes), its extra bits, and the block's
-/// fixed parts.
+/// Where a block's bits go, in bits: the ideal cost of each symbol group under the block's
+/// tables, its extra bits, the strings and the tables; `header` is the rest (the header, the
+/// sections' lengths, the coder's flushed states and its few bits over the ideal).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Breakdown {
     pub header: f64,

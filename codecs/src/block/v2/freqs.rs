@@ -3,6 +3,7 @@
 //! because a block stores one per context it uses.
 
 use super::bits::{BitReader, BitWriter, BitsError};
+use crate::block::varint::{unzigzag, zigzag};
 
 /// The largest table precision: frequencies sum to `1 << precision`.
 pub(super) const PRECISION_MAX: u32 = 9;
@@ -64,15 +65,6 @@ fn log2_small(f: u32) -> f64 {
 /// `c log2 c` (0 for 0).
 pub(super) fn x_log2_x(c: u32) -> f64 {
     LOGS.x_log2_x.get(c as usize).copied().unwrap_or_else(|| f64::from(c) * f64::from(c).log2())
-}
-
-/// Zigzag of a small signed difference, for gamma codes.
-fn zig(d: i64) -> u64 {
-    ((d << 1) ^ (d >> 63)) as u64
-}
-
-fn unzig(z: u64) -> i64 {
-    (z >> 1) as i64 ^ -((z & 1) as i64)
 }
 
 /// Bits of Elias gamma of `v >= 1`.
@@ -176,7 +168,7 @@ impl Freqs {
                 }
                 let mut prev_e = i64::from(self.precision) - 1;
                 for (e, m, _) in self.stored() {
-                    bits += gamma_bits(zig(i64::from(e) - prev_e) + 1) + m;
+                    bits += gamma_bits(zigzag(i64::from(e) - prev_e) + 1) + m;
                     prev_e = i64::from(e);
                 }
             }
@@ -205,7 +197,7 @@ impl Freqs {
                 // difference from the previous one's (the first from P - 1).
                 let mut prev_e = i64::from(self.precision) - 1;
                 for (e, m, mantissa) in self.stored() {
-                    w.gamma(zig(i64::from(e) - prev_e) + 1);
+                    w.gamma(zigzag(i64::from(e) - prev_e) + 1);
                     w.put(u64::from(mantissa), m);
                     prev_e = i64::from(e);
                 }
@@ -269,7 +261,7 @@ impl Freqs {
                 continue;
             }
             let coded = r.gamma().map_err(bits)? - 1;
-            let e = if v2 { coded.min(1 << 40) as i64 } else { prev_e.saturating_add(unzig(coded)) };
+            let e = if v2 { coded.min(1 << 40) as i64 } else { prev_e.saturating_add(unzigzag(coded)) };
             if !(0..i64::from(precision)).contains(&e) {
                 return Err(format!("a frequency of 2^{e} in a table of 2^{precision}"));
             }
